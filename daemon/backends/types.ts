@@ -1,0 +1,145 @@
+// The contract every policy backend meets (embedded CPU model, torch worker, upstream server).
+// The daemon composes backends with recipes: a backend trains on the per-token advantages it
+// is given and knows nothing of how they were decided.
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** JSON text, as OpenAI's `function.arguments`. */
+  arguments: string;
+}
+
+/** One chat message, normalised by the API layer (content parts joined into text). */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string;
+  name?: string;
+  toolCalls?: ToolCall[];
+  toolCallId?: string;
+}
+
+export interface ToolSpec {
+  name: string;
+  description?: string;
+  /** JSON schema of the arguments. */
+  parameters?: unknown;
+}
+
+export interface SamplingParams {
+  temperature: number;
+  topP: number;
+  maxTokens: number;
+  stop: string[];
+  seed?: number;
+  /** How many alternatives to report per token (OpenAI `top_logprobs`), 0 for none. */
+  topLogprobs: number;
+}
+
+export interface GenerateRequest {
+  messages: ChatMessage[];
+  tools?: ToolSpec[];
+  sampling: SamplingParams;
+  signal?: AbortSignal;
+}
+
+export interface TokenLogprob {
+  token: number;
+  /** The token's text; may be a partial UTF-8 sequence for byte-level tokenizers. */
+  text: string;
+  logprob: number;
+  top?: { token: number; text: string; logprob: number }[];
+}
+
+/** A piece of a streamed generation. */
+export interface GenerateChunk {
+  text: string;
+  tokens: TokenLogprob[];
+}
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
+
+export interface GenerateResult {
+  /** Exactly the token ids the policy was conditioned on (after any truncation). */
+  promptTokens: number[];
+  /** Exactly the token ids sampled; never re-tokenised. */
+  responseTokens: number[];
+  /** log π(y_t | prompt, y_<t) of each response token, as sampled. */
+  logprobs: number[];
+  tokens: TokenLogprob[];
+  text: string;
+  toolCalls: ToolCall[];
+  finishReason: FinishReason;
+  /** The weight version that generated this response. */
+  weightVersion: string;
+  /** True when the prompt was longer than the context and was cut. */
+  promptTruncated: boolean;
+}
+
+/** One response to train on: tokens as generated, with the recipe's advantages. */
+export interface TrainExample {
+  promptTokens: number[];
+  responseTokens: number[];
+  /** Logprobs recorded at generation (π_old). */
+  oldLogprobs: number[];
+  /** A_t per response token. */
+  advantages: number[];
+  /** 1 = train on this token, 0 = masked out. Defaults to all ones. */
+  mask?: number[];
+}
+
+export interface TrainOptions {
+  lr: number;
+  /** Clip range [1 - clipLow, 1 + clipHigh] for the ratio π_θ/π_old. */
+  clipLow: number;
+  clipHigh: number;
+  /** Coefficient of the KL penalty to the reference (base) policy; 0 turns it off. */
+  klCoef: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+}
+
+export interface TrainMetrics {
+  loss: number;
+  /** Fraction of trained tokens whose ratio was clipped. */
+  clipFraction: number;
+  meanRatio: number;
+  /** Mean (log π_θ − log π_ref) over trained tokens; 0 when klCoef is 0. */
+  kl: number;
+  gradNorm: number;
+  tokens: number;
+  durationMs: number;
+}
+
+export interface BackendCapabilities {
+  /** Can score given tokens (`score`). */
+  score: boolean;
+  /** Can run `trainStep` and `saveAdapter`. */
+  train: boolean;
+}
+
+export interface Backend {
+  readonly name: string;
+  readonly capabilities: BackendCapabilities;
+  /** Model ids served under /v1/models. */
+  models(): string[];
+  /** The weight version now serving ('base' before any update). */
+  currentVersion(): string;
+  /** Generate a reply; `onChunk` receives the reply as it is sampled. */
+  generate(req: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult>;
+  /** The prompt token ids `generate` would condition on for these messages. */
+  encodeChat(messages: ChatMessage[], tools?: ToolSpec[]): Promise<number[]>;
+  /**
+   * log π(response_t | prompt, response_<t) for given tokens. `reference` scores with the frozen
+   * base weights (no adapter): the OPD teacher and the KL reference.
+   */
+  score(promptTokens: number[], responseTokens: number[], opts?: { reference?: boolean }): Promise<number[]>;
+  /** One optimiser step on the training copy of the adapter; serving is unaffected until `loadAdapter`. */
+  trainStep(batch: TrainExample[], opts: TrainOptions): Promise<TrainMetrics>;
+  /** Write the training copy of the adapter in PEFT layout (adapter_config.json + adapter_model.safetensors). */
+  saveAdapter(dir: string): Promise<void>;
+  /** Swap the served adapter between requests; `dir` null serves the base weights. */
+  loadAdapter(dir: string | null, version: string): Promise<void>;
+  /** Reset the training copy (weights and optimiser state) to an adapter, e.g. after a rollback. */
+  loadTrainingAdapter(dir: string | null): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,121 @@
+// The plugin side of the daemon: one WebSocket per plugin, already authenticated at upgrade.
+// Speaks hello/welcome, stores event batches and acks them once durable, pushes
+// weights.updated. A bad frame gets an error frame; the connection and the store survive it.
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import {
+  PROTOCOL_VERSION,
+  DEFAULT_MAX_FRAME_BYTES,
+  ProtocolError,
+  decode,
+  encode,
+  type ServerMessage,
+  type ErrorCode,
+} from '../protocol/index.ts';
+import type { Store } from './store.ts';
+import type { Logger } from './log.ts';
+
+export const SERVER_VERSION = '0.1.0';
+const HELLO_TIMEOUT_MS = 10_000;
+
+export interface GatewayOptions {
+  store: Store;
+  log: Logger;
+  maxFrameBytes?: number;
+  weightVersion: () => string;
+}
+
+export class Gateway {
+  readonly wss: WebSocketServer;
+  private readonly clients = new Set<WebSocket>();
+  private readonly maxFrameBytes: number;
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    // ws closes a connection whose frame exceeds maxPayload; allow headroom above our own limit
+    // so a merely oversized frame gets a clear error frame and the link stays up.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxFrameBytes * 4 });
+    this.wss.on('connection', (socket) => this.accept(socket));
+  }
+
+  get connections(): number {
+    return this.clients.size;
+  }
+
+  broadcast(message: ServerMessage): void {
+    const frame = encode(message);
+    for (const socket of this.clients) socket.send(frame);
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.wss.clients) socket.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private accept(socket: WebSocket): void {
+    const { store, log } = this.opts;
+    let clientId: string | undefined;
+    // Batches of one connection are stored one after another so acks go out in seq order.
+    let pending: Promise<void> = Promise.resolve();
+    const send = (message: ServerMessage) => {
+      if (socket.readyState === socket.OPEN) socket.send(encode(message));
+    };
+    const refuse = (code: ErrorCode, message: string) => {
+      log.warn('gateway refused a frame', { clientId, code, message });
+      send({ type: 'error', code, message });
+    };
+    const helloTimer = setTimeout(() => {
+      refuse('bad_frame', `no hello within ${HELLO_TIMEOUT_MS} ms`);
+      socket.close(1008, 'no hello');
+    }, HELLO_TIMEOUT_MS);
+
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      if (!isBinary) return refuse('bad_frame', 'frames must be binary msgpack, got a text frame');
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      let message;
+      try {
+        message = decode(bytes, this.maxFrameBytes);
+      } catch (err) {
+        if (err instanceof ProtocolError) return refuse(err.code, err.message);
+        throw err;
+      }
+      if (message.type === 'hello') {
+        if (message.protocol !== PROTOCOL_VERSION) {
+          refuse('unsupported_protocol', `protocol ${message.protocol} is not supported; this daemon speaks ${PROTOCOL_VERSION}`);
+          socket.close(1002, 'unsupported protocol');
+          return;
+        }
+        clearTimeout(helloTimer);
+        clientId = message.clientId;
+        this.clients.add(socket);
+        log.info('plugin connected', { clientId, clientVersion: message.clientVersion });
+        send({
+          type: 'welcome',
+          protocol: PROTOCOL_VERSION,
+          serverVersion: SERVER_VERSION,
+          ackedSeq: store.ackedSeq(clientId),
+          weightVersion: this.opts.weightVersion(),
+        });
+        return;
+      }
+      if (message.type !== 'events') return refuse('bad_frame', `a client may not send ${message.type} frames`);
+      if (clientId === undefined) return refuse('bad_frame', 'events before hello');
+      const id = clientId;
+      const events = message.events;
+      pending = pending.then(async () => {
+        try {
+          const result = await store.appendEvents(id, events);
+          send({ type: 'ack', seq: result.ackedSeq });
+        } catch (err) {
+          log.error('storing events failed', { clientId: id, error: (err as Error).message });
+          send({ type: 'error', code: 'internal', message: `storing events failed: ${(err as Error).message}` });
+        }
+      });
+    });
+    socket.on('close', () => {
+      clearTimeout(helloTimer);
+      this.clients.delete(socket);
+      if (clientId) log.info('plugin disconnected', { clientId });
+    });
+    socket.on('error', (err) => log.warn('plugin socket error', { clientId, error: err.message }));
+  }
+}

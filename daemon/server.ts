@@ -1,0 +1,132 @@
+// One port serves everything: GET /healthz (no auth), the plugin WebSocket at /ws, the
+// daemon's own /status, and the OpenAI-compatible /v1/*. Everything but /healthz needs the token.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Store } from './store.ts';
+import { Gateway, SERVER_VERSION } from './gateway.ts';
+import { createLogger, type Logger } from './log.ts';
+import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken } from './config.ts';
+
+export interface DaemonOptions {
+  dataDir: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Defaults to CLAWRL_TOKEN or the data dir's token file. */
+  token?: string;
+  log?: Logger;
+  maxFrameBytes?: number;
+}
+
+export interface Daemon {
+  url: string;
+  wsUrl: string;
+  host: string;
+  port: number;
+  token: string;
+  store: Store;
+  gateway: Gateway;
+  status(): DaemonStatus;
+  close(): Promise<void>;
+}
+
+export interface DaemonStatus {
+  version: string;
+  pid: number;
+  uptimeS: number;
+  connections: number;
+  weightVersion: string;
+  sessions: { total: number; optedIn: number };
+  counters: ReturnType<Store['counters']>;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function refuseUpgrade(socket: Duplex, status: string, message: string): void {
+  const body = JSON.stringify({ error: { message, type: 'authentication_error' } });
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  ensureDataDir(opts.dataDir);
+  const log = opts.log ?? createLogger('info');
+  const token = opts.token ?? loadOrCreateToken(opts.dataDir);
+  const host = opts.host ?? DEFAULT_HOST;
+  const store = await Store.open(opts.dataDir);
+  const startedAt = Date.now();
+  const weightVersion = () => 'base';
+  const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion });
+
+  const status = (): DaemonStatus => {
+    const sessions = store.listSessions();
+    return {
+      version: SERVER_VERSION,
+      pid: process.pid,
+      uptimeS: Math.round((Date.now() - startedAt) / 1000),
+      connections: gateway.connections,
+      weightVersion: weightVersion(),
+      sessions: { total: sessions.length, optedIn: sessions.filter((s) => s.optedIn).length },
+      counters: store.counters(),
+    };
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { ok: true, version: SERVER_VERSION });
+    if (!bearerMatches(req.headers.authorization, token)) {
+      return sendJson(res, 401, { error: { message: 'missing or wrong bearer token', type: 'authentication_error' } });
+    }
+    if (path === '/status' && req.method === 'GET') return sendJson(res, 200, status());
+    sendJson(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'not_found' } });
+  };
+
+  const server = createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (err) {
+      log.error('request failed', { url: req.url, error: (err as Error).message });
+      if (!res.headersSent) sendJson(res, 500, { error: { message: 'internal error', type: 'internal_error' } });
+    }
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path !== '/ws') return refuseUpgrade(socket, '404 Not Found', `no WebSocket at ${path}; use /ws`);
+    if (!bearerMatches(req.headers.authorization, token)) {
+      log.warn('refused a WebSocket with a missing or wrong token', { remote: req.socket.remoteAddress });
+      return refuseUpgrade(socket, '401 Unauthorized', 'missing or wrong bearer token');
+    }
+    gateway.wss.handleUpgrade(req, socket, head, (ws) => gateway.wss.emit('connection', ws, req));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
+  log.info('clawrl daemon listening', { host, port, dataDir: opts.dataDir });
+
+  return {
+    url: `http://${hostInUrl}:${port}`,
+    wsUrl: `ws://${hostInUrl}:${port}/ws`,
+    host,
+    port,
+    token,
+    store,
+    gateway,
+    status,
+    async close() {
+      await gateway.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await store.close();
+    },
+  };
+}

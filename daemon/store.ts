@@ -1,0 +1,276 @@
+// The daemon's durable state, in one LMDB environment under <data-dir>/store.
+// Writes resolve only once LMDB has committed and flushed them, so whatever the gateway acks
+// survives a kill -9.
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { join } from 'node:path';
+import type { Event, ToolCallSummary } from '../protocol/index.ts';
+import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
+
+export const SCHEMA_VERSION = 1;
+
+export interface SessionRecord {
+  sessionKey: string;
+  optedIn: boolean;
+  createdAt: number;
+  updatedAt: number;
+  /** Events stored for this session. */
+  events: number;
+}
+
+export type StoredEvent = Event & { clientId: string };
+
+/** One model response as served: the exact tokens and logprobs, never re-tokenised. */
+export interface SampleRecord {
+  id: string;
+  sessionKey: string;
+  sessionId?: string;
+  runId?: string;
+  callId?: string;
+  turnId?: string;
+  /** Heartbeats, memory flushes and other side turns are kept but never trained on. */
+  side: boolean;
+  createdAt: number;
+  model: string;
+  weightVersion: string;
+  requestMessages: ChatMessage[];
+  tools?: ToolSpec[];
+  promptTokens: number[];
+  responseTokens: number[];
+  logprobs: number[];
+  text: string;
+  toolCalls: ToolCallSummary[];
+  finishReason: FinishReason;
+}
+
+export interface ToolResultState {
+  toolCallId: string;
+  toolName: string;
+  exitCode?: number;
+  isError: boolean;
+  timedOut?: boolean;
+  output: string;
+}
+
+export interface NextState {
+  userMessage?: string;
+  toolResults: ToolResultState[];
+  feedback?: { rating?: 'good' | 'bad'; hint?: string };
+  /** The session ended or went idle before anything followed the action. */
+  none?: boolean;
+}
+
+/** A sample joined with its next state, later scored. */
+export interface TurnRecord {
+  sessionKey: string;
+  turnIndex: number;
+  sampleId: string;
+  createdAt: number;
+  weightVersion: string;
+  action: { text: string; toolCalls: ToolCallSummary[] };
+  nextState: NextState;
+  reward: number | null;
+  hint: string | null;
+}
+
+export interface WeightVersionRecord {
+  version: string;
+  parent: string | null;
+  recipe: string;
+  createdAt: number;
+  turnIds: string[];
+  metrics: Record<string, number>;
+}
+
+export interface Counters {
+  eventsReceived: number;
+  eventsStored: number;
+  duplicates: number;
+  droppedNotOptedIn: number;
+}
+
+export interface AppendResult {
+  /** Highest seq of this client now durable; ack up to it. */
+  ackedSeq: number;
+  stored: number;
+  duplicates: number;
+  dropped: number;
+}
+
+/** The line format of `sessions export --json`: one object per turn. */
+export interface ExportedTurn {
+  sessionKey: string;
+  turnIndex: number;
+  action: { text: string; toolCalls: ToolCallSummary[] };
+  nextState: {
+    userMessage?: string;
+    toolResults: { toolName: string; exitCode?: number; isError: boolean; output: string }[];
+    feedback?: NextState['feedback'];
+    none?: boolean;
+  };
+  reward: number | null;
+  hint: string | null;
+  weightVersion: string;
+  createdAt: string;
+}
+
+const zeroCounters = (): Counters => ({ eventsReceived: 0, eventsStored: 0, duplicates: 0, droppedNotOptedIn: 0 });
+
+export class Store {
+  readonly root: RootDatabase;
+  readonly meta: Database<unknown, string>;
+  readonly sessions: Database<SessionRecord, string>;
+  /** clientId → highest seq made durable. */
+  readonly clients: Database<number, string>;
+  /** Global log position → event, in arrival order. */
+  readonly events: Database<StoredEvent, number>;
+  /** [sessionKey, log position] → null: which events belong to a session. */
+  readonly sessionEvents: Database<null, [string, number]>;
+  readonly samples: Database<SampleRecord, string>;
+  /** [sessionKey, turnIndex] → turn. */
+  readonly turns: Database<TurnRecord, [string, number]>;
+  readonly scores: Database<unknown, [string, number]>;
+  readonly versions: Database<WeightVersionRecord, string>;
+
+  private constructor(readonly path: string) {
+    this.root = open({ path, maxDbs: 16 });
+    this.meta = this.root.openDB({ name: 'meta' });
+    this.sessions = this.root.openDB({ name: 'sessions' });
+    this.clients = this.root.openDB({ name: 'clients' });
+    this.events = this.root.openDB({ name: 'events' });
+    this.sessionEvents = this.root.openDB({ name: 'sessionEvents' });
+    this.samples = this.root.openDB({ name: 'samples' });
+    this.turns = this.root.openDB({ name: 'turns' });
+    this.scores = this.root.openDB({ name: 'scores' });
+    this.versions = this.root.openDB({ name: 'versions' });
+  }
+
+  static async open(dataDir: string): Promise<Store> {
+    const store = new Store(join(dataDir, 'store'));
+    const found = store.meta.get('schemaVersion');
+    if (found === undefined) {
+      await store.meta.put('schemaVersion', SCHEMA_VERSION);
+    } else if (found !== SCHEMA_VERSION) {
+      await store.close();
+      throw new Error(`store at ${store.path} has schema version ${String(found)}; this clawrl understands ${SCHEMA_VERSION}`);
+    }
+    return store;
+  }
+
+  counters(): Counters {
+    return { ...zeroCounters(), ...(this.meta.get('counters') as Partial<Counters> | undefined) };
+  }
+
+  ackedSeq(clientId: string): number {
+    return this.clients.get(clientId) ?? 0;
+  }
+
+  /**
+   * Stores a client's events in one transaction. A seq at or below the client's acked seq is a
+   * replay and is not stored again. Opt-in events set the session's state; other events of a
+   * session that has not opted in are dropped (and counted), never stored.
+   */
+  appendEvents(clientId: string, events: Event[]): Promise<AppendResult> {
+    return this.root.transaction(() => {
+      let ackedSeq = this.ackedSeq(clientId);
+      const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0 };
+      let log = (this.meta.get('eventLog') as number | undefined) ?? 0;
+      for (const event of events) {
+        if (event.seq <= ackedSeq) {
+          result.duplicates++;
+          continue;
+        }
+        ackedSeq = event.seq;
+        const session = this.sessions.get(event.sessionKey);
+        const isOpt = event.kind === 'session.optin' || event.kind === 'session.optout';
+        if (!isOpt && !session?.optedIn) {
+          result.dropped++;
+          continue;
+        }
+        const now = Date.now();
+        const record: SessionRecord = session ?? { sessionKey: event.sessionKey, optedIn: false, createdAt: now, updatedAt: now, events: 0 };
+        if (isOpt) record.optedIn = event.kind === 'session.optin';
+        record.updatedAt = now;
+        record.events++;
+        log++;
+        this.events.put(log, { ...event, clientId });
+        this.sessionEvents.put([event.sessionKey, log], null);
+        this.sessions.put(event.sessionKey, record);
+        result.stored++;
+      }
+      this.meta.put('eventLog', log);
+      this.clients.put(clientId, ackedSeq);
+      const counters = this.counters();
+      counters.eventsReceived += events.length;
+      counters.eventsStored += result.stored;
+      counters.duplicates += result.duplicates;
+      counters.droppedNotOptedIn += result.dropped;
+      this.meta.put('counters', counters);
+      result.ackedSeq = ackedSeq;
+      return result;
+    });
+  }
+
+  isOptedIn(sessionKey: string): boolean {
+    return this.sessions.get(sessionKey)?.optedIn === true;
+  }
+
+  listSessions(): SessionRecord[] {
+    return [...this.sessions.getRange().map(({ value }) => value)];
+  }
+
+  *sessionEventsOf(sessionKey: string): Generator<StoredEvent> {
+    for (const { key } of this.sessionEvents.getRange({ start: [sessionKey], end: [sessionKey, Infinity] })) {
+      const event = this.events.get(key[1]);
+      if (event) yield event;
+    }
+  }
+
+  *turnsOf(sessionKey?: string): Generator<TurnRecord> {
+    const range = sessionKey === undefined ? {} : { start: [sessionKey], end: [sessionKey, Infinity] };
+    for (const { value } of this.turns.getRange(range)) yield value;
+  }
+
+  /** Deletes everything stored about a session. Returns false if there was no such session. */
+  async removeSession(sessionKey: string): Promise<boolean> {
+    return this.root.transaction(() => {
+      if (this.sessions.get(sessionKey) === undefined) return false;
+      // Collect first: deleting under an open cursor would skip entries.
+      const eventKeys = [...this.sessionEvents.getKeys({ start: [sessionKey], end: [sessionKey, Infinity] })];
+      const turnIndexes = [...this.turnsOf(sessionKey)].map((turn) => turn.turnIndex);
+      const sampleIds = [...this.samples.getRange()].filter(({ value }) => value.sessionKey === sessionKey).map(({ key }) => key);
+      for (const key of eventKeys) {
+        this.events.remove(key[1]);
+        this.sessionEvents.remove(key);
+      }
+      for (const turnIndex of turnIndexes) {
+        this.turns.remove([sessionKey, turnIndex]);
+        this.scores.remove([sessionKey, turnIndex]);
+      }
+      for (const id of sampleIds) this.samples.remove(id);
+      this.sessions.remove(sessionKey);
+      return true;
+    });
+  }
+
+  close(): Promise<void> {
+    return this.root.close();
+  }
+}
+
+export function toExportedTurn(turn: TurnRecord): ExportedTurn {
+  return {
+    sessionKey: turn.sessionKey,
+    turnIndex: turn.turnIndex,
+    action: turn.action,
+    nextState: {
+      ...(turn.nextState.userMessage !== undefined && { userMessage: turn.nextState.userMessage }),
+      toolResults: turn.nextState.toolResults.map(({ toolName, exitCode, isError, output }) => ({ toolName, exitCode, isError, output })),
+      ...(turn.nextState.feedback && { feedback: turn.nextState.feedback }),
+      ...(turn.nextState.none && { none: true }),
+    },
+    reward: turn.reward,
+    hint: turn.hint,
+    weightVersion: turn.weightVersion,
+    createdAt: new Date(turn.createdAt).toISOString(),
+  };
+}

@@ -35,7 +35,8 @@ test('the token file is created with mode 0600 and /healthz needs no token', asy
 test('no token or a wrong token gets 401 on the WebSocket upgrade and on HTTP', async () => {
   const dir = tempDir();
   const d = await daemonIn(dir);
-  for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${d.token}x` }, { authorization: d.token }]) {
+  const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${d.token}x` }, { authorization: d.token }];
+  for (const headers of attempts) {
     const socket = new WebSocket(d.wsUrl, { headers });
     const status = await new Promise<number>((resolve, reject) => {
       socket.on('unexpected-response', (_req, res) => resolve(res.statusCode!));

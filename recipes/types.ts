@@ -1,0 +1,116 @@
+// The plain data a recipe sees. recipes/ imports nothing from daemon/ or plugin/, so these shapes
+// are declared here; the daemon's richer records satisfy them structurally.
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** JSON text, as OpenAI's `function.arguments`. */
+  arguments: string;
+}
+
+export interface Message {
+  role: string;
+  content: string;
+}
+
+export interface ToolResult {
+  toolCallId: string;
+  toolName: string;
+  output: string;
+  isError: boolean;
+  exitCode?: number;
+  timedOut?: boolean;
+}
+
+export interface Feedback {
+  rating?: 'good' | 'bad';
+  /** Text of `/clawrl hint <text>`: a hindsight hint written by the user. */
+  hint?: string;
+}
+
+/** Everything that followed the action (DESIGN.md keeps all of it, not only the last message). */
+export interface NextState {
+  userMessage?: string;
+  toolResults: ToolResult[];
+  feedback?: Feedback;
+  /** The session ended or went idle: nothing followed the action. */
+  none?: true;
+}
+
+export interface Turn {
+  action: { text: string; toolCalls: ToolCall[] };
+  /** The request messages that produced the action. */
+  context: { messages: Message[] };
+  nextState: NextState;
+  /** Number of response tokens, i.e. the length of every per-token array for this turn. */
+  responseTokens: number;
+}
+
+/** A judge's verdict on one turn: good, bad, or cannot tell. */
+export type Vote = 1 | -1 | 0;
+
+/** Per-token advantages A_t and the loss mask (1 = train on token t). Same length. */
+export interface Advantages {
+  advantages: number[];
+  mask: number[];
+}
+
+/** Training defaults shared by every recipe; names match the backends' TrainOptions. */
+export interface TrainDefaults {
+  lr: number;
+  /** Ratio clip range [1 − clipLow, 1 + clipHigh]. */
+  clipLow: number;
+  clipHigh: number;
+  klCoef: number;
+  /** Turns per optimiser step. */
+  batchSize: number;
+  /** Judge votes per turn. */
+  m: number;
+  /** Judge sampling temperature. */
+  temperature: number;
+}
+
+/** Messages sent to the judge model. */
+export interface JudgeMessage {
+  role: 'system' | 'user';
+  content: string;
+}
+
+/** Any chat model: the daemon passes one bound to its judge endpoint. Resolves to the reply text. */
+export type Complete = (
+  messages: JudgeMessage[],
+  opts: { temperature: number; maxTokens: number; signal: AbortSignal },
+) => Promise<string>;
+
+// OpenClaw appends a user-role block that is not from the user to every request (DESIGN.md,
+// "OpenClaw facts"); anything that looks for "the user's last message" must step over it.
+export const INTERNAL_CONTEXT_MARKER = '<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>';
+
+export function isInternalContext(message: Message): boolean {
+  return message.content.trimStart().startsWith(INTERNAL_CONTEXT_MARKER);
+}
+
+/** Index of the last user message that the user actually wrote, or −1. */
+export function lastRealUserIndex(messages: readonly Message[]): number {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.role === 'user' && !isInternalContext(m)) return i;
+  }
+  return -1;
+}
+
+/**
+ * What every recipe starts from, taken from OpenClaw-RL's published run scripts (Qwen3-4B):
+ * Adam lr 1e-5 constant, eps-clip 0.2 / eps-clip-high 0.28, KL loss coefficient 0 (the KL term
+ * is off: the LoRA adapter stays near the base weights anyway, and skipping it saves a
+ * reference forward pass), rollout batch 16 turns per step, judge m=3 votes at temperature 0.6.
+ */
+export const baseDefaults: Readonly<TrainDefaults> = Object.freeze({
+  lr: 1e-5,
+  clipLow: 0.2,
+  clipHigh: 0.28,
+  klCoef: 0,
+  batchSize: 16,
+  m: 3,
+  temperature: 0.6,
+});

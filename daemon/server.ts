@@ -7,6 +7,8 @@ import { Store } from './store.ts';
 import { Gateway, SERVER_VERSION } from './gateway.ts';
 import { createLogger, type Logger } from './log.ts';
 import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken } from './config.ts';
+import { createApi, type ServedResponse } from './api.ts';
+import type { Backend } from './backends/types.ts';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -17,6 +19,9 @@ export interface DaemonOptions {
   token?: string;
   log?: Logger;
   maxFrameBytes?: number;
+  maxBodyBytes?: number;
+  /** The policy that serves /v1; the daemon closes it on close(). Without one, /v1 answers 503. */
+  backend?: Backend;
 }
 
 export interface Daemon {
@@ -27,6 +32,7 @@ export interface Daemon {
   token: string;
   store: Store;
   gateway: Gateway;
+  backend?: Backend;
   status(): DaemonStatus;
   close(): Promise<void>;
 }
@@ -61,8 +67,45 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const host = opts.host ?? DEFAULT_HOST;
   const store = await Store.open(opts.dataDir);
   const startedAt = Date.now();
-  const weightVersion = () => 'base';
+  const backend = opts.backend;
+  const weightVersion = () => backend?.currentVersion() ?? 'base';
   const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion });
+
+  // Only what an opted-in session was served is kept. The plugin's header is its newest word on
+  // opt-in (its event may still be on the way); without the header the stored state decides.
+  const recordSample = async (served: ServedResponse) => {
+    const { headers, result } = served;
+    if (!headers.sessionKey) return;
+    if (!(headers.optIn ?? store.isOptedIn(headers.sessionKey))) return;
+    await store.recordSample({
+      id: served.id,
+      sessionKey: headers.sessionKey,
+      sessionId: headers.sessionId,
+      runId: headers.runId,
+      callId: headers.callId,
+      turnId: headers.turnId,
+      side: headers.side,
+      createdAt: Date.now(),
+      model: served.model,
+      weightVersion: result.weightVersion,
+      requestMessages: served.request.messages,
+      tools: served.request.tools,
+      promptTokens: result.promptTokens,
+      responseTokens: result.responseTokens,
+      logprobs: result.logprobs,
+      text: result.text,
+      toolCalls: result.toolCalls,
+      finishReason: result.finishReason,
+    });
+  };
+  const handleV1 = createApi({
+    backend: () => backend,
+    log,
+    maxBodyBytes: opts.maxBodyBytes,
+    onServed: (served) => {
+      recordSample(served).catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }));
+    },
+  });
 
   const status = (): DaemonStatus => {
     const sessions = store.listSessions();
@@ -84,6 +127,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       return sendJson(res, 401, { error: { message: 'missing or wrong bearer token', type: 'authentication_error' } });
     }
     if (path === '/status' && req.method === 'GET') return sendJson(res, 200, status());
+    if (path.startsWith('/v1/')) return void handleV1(req, res, path);
     sendJson(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'not_found' } });
   };
 
@@ -121,11 +165,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     token,
     store,
     gateway,
+    backend,
     status,
     async close() {
       await gateway.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await backend?.close();
       await store.close();
     },
   };

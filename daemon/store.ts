@@ -23,6 +23,10 @@ export type StoredEvent = Event & { clientId: string };
 export interface SampleRecord {
   id: string;
   sessionKey: string;
+  /** Position among the session's samples; becomes the turn's index. */
+  ordinal: number;
+  /** The event log position when it was served: events after it happened after the action. */
+  logMark: number;
   sessionId?: string;
   runId?: string;
   callId?: string;
@@ -126,6 +130,12 @@ export class Store {
   /** [sessionKey, log position] → null: which events belong to a session. */
   readonly sessionEvents: Database<null, [string, number]>;
   readonly samples: Database<SampleRecord, string>;
+  /** [sessionKey, ordinal] → sample id. */
+  readonly sessionSamples: Database<string, [string, number]>;
+  /** Tool call id the model wrote → the sample that wrote it (tool results join by it). */
+  readonly toolCallSamples: Database<string, string>;
+  /** Samples still waiting for their next state. */
+  readonly openSamples: Database<null, string>;
   /** [sessionKey, turnIndex] → turn. */
   readonly turns: Database<TurnRecord, [string, number]>;
   readonly scores: Database<unknown, [string, number]>;
@@ -139,6 +149,9 @@ export class Store {
     this.events = this.root.openDB({ name: 'events' });
     this.sessionEvents = this.root.openDB({ name: 'sessionEvents' });
     this.samples = this.root.openDB({ name: 'samples' });
+    this.sessionSamples = this.root.openDB({ name: 'sessionSamples' });
+    this.toolCallSamples = this.root.openDB({ name: 'toolCallSamples' });
+    this.openSamples = this.root.openDB({ name: 'openSamples' });
     this.turns = this.root.openDB({ name: 'turns' });
     this.scores = this.root.openDB({ name: 'scores' });
     this.versions = this.root.openDB({ name: 'versions' });
@@ -173,7 +186,7 @@ export class Store {
     return this.root.transaction(() => {
       let ackedSeq = this.ackedSeq(clientId);
       const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0 };
-      let log = (this.meta.get('eventLog') as number | undefined) ?? 0;
+      let log = this.eventLogPosition();
       for (const event of events) {
         if (event.seq <= ackedSeq) {
           result.duplicates++;
@@ -210,6 +223,30 @@ export class Store {
     });
   }
 
+  eventLogPosition(): number {
+    return (this.meta.get('eventLog') as number | undefined) ?? 0;
+  }
+
+  /** Stores a served response; `ordinal` and `logMark` are assigned here, in one transaction. */
+  recordSample(sample: Omit<SampleRecord, 'ordinal' | 'logMark'>): Promise<SampleRecord> {
+    return this.root.transaction(() => {
+      const [last] = this.sessionSamples.getKeys({ start: [sample.sessionKey, Infinity], end: [sample.sessionKey], reverse: true, limit: 1 });
+      const record: SampleRecord = { ...sample, ordinal: last === undefined ? 0 : last[1] + 1, logMark: this.eventLogPosition() };
+      this.samples.put(record.id, record);
+      this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
+      for (const call of record.toolCalls) if (call.id) this.toolCallSamples.put(call.id, record.id);
+      if (!record.side) this.openSamples.put(record.id, null);
+      return record;
+    });
+  }
+
+  *samplesOf(sessionKey: string): Generator<SampleRecord> {
+    for (const { value } of this.sessionSamples.getRange({ start: [sessionKey], end: [sessionKey, Infinity] })) {
+      const sample = this.samples.get(value);
+      if (sample) yield sample;
+    }
+  }
+
   isOptedIn(sessionKey: string): boolean {
     return this.sessions.get(sessionKey)?.optedIn === true;
   }
@@ -237,7 +274,7 @@ export class Store {
       // Collect first: deleting under an open cursor would skip entries.
       const eventKeys = [...this.sessionEvents.getKeys({ start: [sessionKey], end: [sessionKey, Infinity] })];
       const turnIndexes = [...this.turnsOf(sessionKey)].map((turn) => turn.turnIndex);
-      const sampleIds = [...this.samples.getRange()].filter(({ value }) => value.sessionKey === sessionKey).map(({ key }) => key);
+      const samples = [...this.samplesOf(sessionKey)];
       for (const key of eventKeys) {
         this.events.remove(key[1]);
         this.sessionEvents.remove(key);
@@ -246,7 +283,12 @@ export class Store {
         this.turns.remove([sessionKey, turnIndex]);
         this.scores.remove([sessionKey, turnIndex]);
       }
-      for (const id of sampleIds) this.samples.remove(id);
+      for (const sample of samples) {
+        this.samples.remove(sample.id);
+        this.sessionSamples.remove([sessionKey, sample.ordinal]);
+        this.openSamples.remove(sample.id);
+        for (const call of sample.toolCalls) this.toolCallSamples.remove(call.id);
+      }
       this.sessions.remove(sessionKey);
       return true;
     });

@@ -40,6 +40,11 @@ export interface GenerateRequest {
   tools?: ToolSpec[];
   sampling: SamplingParams;
   signal?: AbortSignal;
+  /**
+   * OpenAI request fields the daemon does not model (tool_choice, response_format, …): a
+   * backend that forwards to another OpenAI-compatible server passes them on verbatim.
+   */
+  passthrough?: Record<string, unknown>;
 }
 
 export interface TokenLogprob {

@@ -1,0 +1,166 @@
+// The OpenAI-compatible API through the upstream backend, against a fake vLLM server, with the
+// official `openai` client.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { startDaemon, type Daemon } from '../daemon/server.ts';
+import { createLogger } from '../daemon/log.ts';
+import { UpstreamBackend } from '../daemon/backends/upstream.ts';
+import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
+import { tempDir } from './helpers.ts';
+
+let fake: FakeVllm;
+let daemon: Daemon;
+let client: OpenAI;
+const optedIn = { 'x-clawrl-session-key': 'agent:main:up', 'x-clawrl-session-id': 'sid-1', 'x-clawrl-run-id': 'run-1', 'x-clawrl-call-id': 'run-1:model:1', 'x-clawrl-side': '0', 'x-clawrl-opt-in': '1' };
+
+before(async () => {
+  fake = await startFakeVllm();
+  const backend = await UpstreamBackend.create({ url: fake.url });
+  daemon = await startDaemon({ dataDir: tempDir(), port: 0, log: createLogger('silent'), backend, maxBodyBytes: 1024 * 1024 });
+  client = new OpenAI({ baseURL: `${daemon.url}/v1`, apiKey: daemon.token, maxRetries: 0 });
+});
+after(async () => {
+  await daemon.close();
+  await fake.close();
+});
+
+const waitFor = async <T>(fn: () => T | undefined, ms = 5000): Promise<T> => {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+    const v = fn();
+    if (v !== undefined) return v;
+  }
+  throw new Error('timed out');
+};
+
+test('lists the upstream model', async () => {
+  const models = await client.models.list();
+  assert.deepEqual(models.data.map((m) => m.id), ['fake-model']);
+});
+
+test('non-streaming: text, logprobs and usage come back, and the sample keeps upstream token ids', async () => {
+  fake.script = [{ text: 'Héllo there' }];
+  const res = await client.chat.completions.create(
+    { model: 'fake-model', messages: [{ role: 'user', content: 'hi' }], logprobs: true },
+    { headers: optedIn },
+  );
+  assert.equal(res.choices[0]!.message.content, 'Héllo there');
+  assert.equal(res.choices[0]!.finish_reason, 'stop');
+  assert.equal(res.choices[0]!.logprobs!.content!.length, 11);
+  assert.equal(res.usage!.completion_tokens, 11);
+  const sample = await waitFor(() => daemon.store.samples.get(res.id));
+  assert.deepEqual(sample.responseTokens, [...'Héllo there'].map((c) => c.codePointAt(0)));
+  assert.equal(sample.logprobs.length, 11);
+  assert.ok(sample.promptTokens.length > 0);
+  assert.equal(sample.sessionKey, 'agent:main:up');
+  assert.equal(sample.callId, 'run-1:model:1');
+  // The daemon asked upstream for what it records.
+  const sent = fake.requests.at(-1)!.body;
+  assert.equal(sent.logprobs, true);
+  assert.equal(sent.return_token_ids, true);
+  assert.equal(sent.model, 'fake-model');
+});
+
+test('streaming with include_usage: chunks, tool calls passed through, usage last', async () => {
+  fake.script = [{ text: 'Let me run it.', toolCalls: [{ id: 'call_1', name: 'exec', arguments: '{"command":"false"}' }] }];
+  const stream = await client.chat.completions.create(
+    {
+      model: 'fake-model',
+      messages: [{ role: 'user', content: 'run false' }],
+      stream: true,
+      stream_options: { include_usage: true },
+      tools: [{ type: 'function', function: { name: 'exec', parameters: { type: 'object' } } }],
+      tool_choice: 'auto',
+    },
+    { headers: optedIn },
+  );
+  let text = '';
+  let id = '';
+  let finish: string | null = null;
+  let usage: unknown;
+  const calls: { id?: string; name?: string; args: string }[] = [];
+  for await (const chunk of stream) {
+    id = chunk.id;
+    if (chunk.usage) usage = chunk.usage;
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    text += choice.delta.content ?? '';
+    for (const c of choice.delta.tool_calls ?? []) {
+      const call = (calls[c.index] ??= { args: '' });
+      call.id ??= c.id;
+      call.name ??= c.function?.name;
+      call.args += c.function?.arguments ?? '';
+    }
+    finish = choice.finish_reason ?? finish;
+  }
+  assert.equal(text, 'Let me run it.');
+  assert.deepEqual(calls, [{ id: 'call_1', name: 'exec', args: '{"command":"false"}' }]);
+  assert.equal(finish, 'tool_calls');
+  // The fake counts one prompt token per character of the messages' JSON, at most 64.
+  const promptTokens = Math.min(64, [...JSON.stringify(fake.requests.at(-1)!.body.messages)].length);
+  assert.deepEqual(usage, { prompt_tokens: promptTokens, completion_tokens: 14, total_tokens: promptTokens + 14 });
+  // tool_choice is not modelled by the daemon: it is passed through.
+  assert.equal(fake.requests.at(-1)!.body.tool_choice, 'auto');
+  const sample = await waitFor(() => daemon.store.samples.get(id));
+  assert.deepEqual(sample.toolCalls, [{ id: 'call_1', name: 'exec', arguments: '{"command":"false"}' }]);
+  assert.equal(daemon.store.toolCallSamples.get('call_1'), id);
+  assert.equal(sample.responseTokens.length, 14);
+});
+
+test('a session that did not opt in is served but nothing is stored', async () => {
+  fake.script = [{ text: 'private' }];
+  const res = await client.chat.completions.create(
+    { model: 'fake-model', messages: [{ role: 'user', content: 'secret' }] },
+    { headers: { ...optedIn, 'x-clawrl-session-key': 'agent:main:private', 'x-clawrl-opt-in': '0' } },
+  );
+  assert.equal(res.choices[0]!.message.content, 'private');
+  const plain = await client.chat.completions.create({ model: 'fake-model', messages: [{ role: 'user', content: 'no headers' }] });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(daemon.store.samples.get(res.id), undefined);
+  assert.equal(daemon.store.samples.get(plain.id), undefined);
+});
+
+test('bad requests get OpenAI-shaped errors with the right status', async () => {
+  const post = (body: string, headers: Record<string, string> = {}) =>
+    fetch(`${daemon.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${daemon.token}`, 'content-type': 'application/json', ...headers },
+      body,
+    });
+  const cases: [Promise<Response>, number, RegExp][] = [
+    [post('{not json'), 400, /not valid JSON/],
+    [post(JSON.stringify({ model: 'm' })), 400, /messages must be a non-empty array/],
+    [post(JSON.stringify({ model: 'm', messages: [{ role: 'wizard', content: 'x' }] })), 400, /messages\[0\].role must be one of/],
+    [post(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 9 })), 400, /temperature must be a number from 0 to 2/],
+    [post(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], n: 3 })), 400, /only n = 1/],
+    [post(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], top_logprobs: 3 })), 400, /requires logprobs/],
+    [post(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] })), 413, /exceeds the limit/],
+    [post('{}', { authorization: 'Bearer nope' }), 401, /bearer token/],
+    [fetch(`${daemon.url}/v1/nothing`, { headers: { authorization: `Bearer ${daemon.token}` } }), 404, /no route/],
+  ];
+  for (const [pending, status, message] of cases) {
+    const res = await pending;
+    assert.equal(res.status, status);
+    const body = (await res.json()) as { error: { message: string; type: string } };
+    assert.match(body.error.message, message);
+    assert.equal(typeof body.error.type, 'string');
+  }
+});
+
+test('without a backend /v1 answers 503; an upstream failure is a 502 naming it', async () => {
+  const bare = await startDaemon({ dataDir: tempDir(), port: 0, log: createLogger('silent') });
+  const res = await fetch(`${bare.url}/v1/models`, { headers: { authorization: `Bearer ${bare.token}` } });
+  assert.equal(res.status, 503);
+  await bare.close();
+
+  const dead = await UpstreamBackend.create({ url: 'http://127.0.0.1:9/v1', model: 'x' });
+  const broken = await startDaemon({ dataDir: tempDir(), port: 0, log: createLogger('silent'), backend: dead });
+  const r = await fetch(`${broken.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${broken.token}` },
+    body: JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  assert.equal(r.status, 502);
+  assert.match(((await r.json()) as { error: { message: string } }).error.message, /upstream http:\/\/127.0.0.1:9\/v1\/chat\/completions failed/);
+  await broken.close();
+});

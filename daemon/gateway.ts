@@ -22,6 +22,8 @@ export interface GatewayOptions {
   log: Logger;
   maxFrameBytes?: number;
   weightVersion: () => string;
+  /** Called after a batch stored at least one event. */
+  onStored?: () => void;
 }
 
 export class Gateway {
@@ -105,6 +107,7 @@ export class Gateway {
         try {
           const result = await store.appendEvents(id, events);
           send({ type: 'ack', seq: result.ackedSeq });
+          if (result.stored > 0) this.opts.onStored?.();
         } catch (err) {
           log.error('storing events failed', { clientId: id, error: (err as Error).message });
           send({ type: 'error', code: 'internal', message: `storing events failed: ${(err as Error).message}` });

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './log.ts';
 import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken } from './config.ts';
 import { createApi, type ServedResponse } from './api.ts';
 import type { Backend } from './backends/types.ts';
+import { TurnAssembler } from './turns.ts';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -20,6 +21,8 @@ export interface DaemonOptions {
   log?: Logger;
   maxFrameBytes?: number;
   maxBodyBytes?: number;
+  /** Turn assembly: a response with nothing after it for this long gets "no next state". */
+  idleMs?: number;
   /** The policy that serves /v1; the daemon closes it on close(). Without one, /v1 answers 503. */
   backend?: Backend;
 }
@@ -33,6 +36,7 @@ export interface Daemon {
   store: Store;
   gateway: Gateway;
   backend?: Backend;
+  assembler: TurnAssembler;
   status(): DaemonStatus;
   close(): Promise<void>;
 }
@@ -69,7 +73,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const startedAt = Date.now();
   const backend = opts.backend;
   const weightVersion = () => backend?.currentVersion() ?? 'base';
-  const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion });
+  const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs });
+  const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion, onStored: () => void assembler.nudge() });
 
   // Only what an opted-in session was served is kept. The plugin's header is its newest word on
   // opt-in (its event may still be on the way); without the header the stored state decides.
@@ -103,7 +108,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log,
     maxBodyBytes: opts.maxBodyBytes,
     onServed: (served) => {
-      recordSample(served).catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }));
+      recordSample(served)
+        .then(() => assembler.nudge())
+        .catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }));
     },
   });
 
@@ -154,6 +161,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     server.listen(opts.port ?? 0, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  assembler.start();
   const hostInUrl = host.includes(':') ? `[${host}]` : host;
   log.info('clawrl daemon listening', { host, port, dataDir: opts.dataDir });
 
@@ -167,7 +175,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     gateway,
     backend,
     status,
+    assembler,
     async close() {
+      await assembler.stop();
       await gateway.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -17,7 +17,8 @@ export interface SessionRecord {
   events: number;
 }
 
-export type StoredEvent = Event & { clientId: string };
+/** An event as stored: with the client that sent it and its position in the global log. */
+export type StoredEvent = Event & { clientId: string; log: number };
 
 /** One model response as served: the exact tokens and logprobs, never re-tokenised. */
 export interface SampleRecord {
@@ -74,6 +75,23 @@ export interface TurnRecord {
   nextState: NextState;
   reward: number | null;
   hint: string | null;
+}
+
+/** What the scoring loop decided for a turn. */
+export interface ScoreRecord {
+  recipe: string;
+  /** Majority score (+1 / −1 / 0); null when the recipe uses no score. */
+  score: number | null;
+  votes: (number | null)[];
+  /** Where the score came from: explicit feedback, the judge model, the rules, or nothing to judge. */
+  source: string;
+  hint: string | null;
+  hintVotes: (number | null)[];
+  /** Per response token; null when the turn is not trainable. */
+  advantages: number[] | null;
+  mask: number[] | null;
+  failures: number;
+  scoredAt: number;
 }
 
 export interface WeightVersionRecord {
@@ -138,7 +156,11 @@ export class Store {
   readonly openSamples: Database<null, string>;
   /** [sessionKey, turnIndex] → turn. */
   readonly turns: Database<TurnRecord, [string, number]>;
-  readonly scores: Database<unknown, [string, number]>;
+  readonly scores: Database<ScoreRecord, [string, number]>;
+  /** Turns waiting for the scoring loop: [sessionKey, turnIndex] → null. */
+  readonly unscored: Database<null, [string, number]>;
+  /** Scored, trainable turns waiting for the trainer: [sessionKey, turnIndex] → null. */
+  readonly trainQueue: Database<null, [string, number]>;
   readonly versions: Database<WeightVersionRecord, string>;
 
   private constructor(readonly path: string) {
@@ -154,6 +176,8 @@ export class Store {
     this.openSamples = this.root.openDB({ name: 'openSamples' });
     this.turns = this.root.openDB({ name: 'turns' });
     this.scores = this.root.openDB({ name: 'scores' });
+    this.unscored = this.root.openDB({ name: 'unscored' });
+    this.trainQueue = this.root.openDB({ name: 'trainQueue' });
     this.versions = this.root.openDB({ name: 'versions' });
   }
 
@@ -205,7 +229,7 @@ export class Store {
         record.updatedAt = now;
         record.events++;
         log++;
-        this.events.put(log, { ...event, clientId });
+        this.events.put(log, { ...event, clientId, log });
         this.sessionEvents.put([event.sessionKey, log], null);
         this.sessions.put(event.sessionKey, record);
         result.stored++;
@@ -282,6 +306,8 @@ export class Store {
       for (const turnIndex of turnIndexes) {
         this.turns.remove([sessionKey, turnIndex]);
         this.scores.remove([sessionKey, turnIndex]);
+        this.unscored.remove([sessionKey, turnIndex]);
+        this.trainQueue.remove([sessionKey, turnIndex]);
       }
       for (const sample of samples) {
         this.samples.remove(sample.id);

@@ -1,0 +1,188 @@
+// Turn assembly: a sample (one served response) becomes a turn once its next state is known.
+//  - A response with tool calls: the results of ALL its calls (joined exactly by tool call id),
+//    or what arrived of them once its run ended (plus a grace period) or it went idle.
+//  - A response without tool calls: the session's next user message, explicit feedback, or
+//    session end / idle timeout ("no next state").
+// "After the response" is judged on the plugin's clock (the `at` of the response's own
+// model.call event) when the plugin sent one, else by arrival order in the daemon's event log.
+// All state lives in LMDB and each turn is written in the same transaction that closes its
+// sample, so a restart in the middle loses nothing and makes no duplicate turn.
+import type { Store, SampleRecord, StoredEvent, NextState, TurnRecord, ToolResultState } from './store.ts';
+import type { Logger } from './log.ts';
+
+export interface AssemblerOptions {
+  store: Store;
+  log: Logger;
+  /** A response with nothing after it for this long becomes a turn with no next state. */
+  idleMs?: number;
+  /** After its run ended, how long a tool-calling response waits for missing results. */
+  toolGraceMs?: number;
+  pollMs?: number;
+  /** Called (after commit) with each new or updated turn. */
+  onTurn?: (turn: TurnRecord) => void;
+}
+
+type Outcome = { nextState: NextState } | undefined;
+
+const SETTLE_MS = 5_000;
+
+function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolResultState {
+  return {
+    toolCallId: e.toolCallId,
+    toolName: e.toolName,
+    ...(e.exitCode !== undefined && { exitCode: e.exitCode }),
+    isError: e.isError,
+    ...(e.timedOut !== undefined && { timedOut: e.timedOut }),
+    output: e.output,
+  };
+}
+
+function feedbackOf(e: Extract<StoredEvent, { kind: 'feedback' }>): NextState['feedback'] {
+  return { ...(e.rating && { rating: e.rating }), ...(e.hint && { hint: e.hint }) };
+}
+
+export class TurnAssembler {
+  private readonly idleMs: number;
+  private readonly toolGraceMs: number;
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<number>;
+  /** Event log position up to which feedback has been attached (persisted when it changes a turn). */
+  private feedbackCursor?: number;
+
+  constructor(private readonly opts: AssemblerOptions) {
+    this.idleMs = opts.idleMs ?? 10 * 60_000;
+    this.toolGraceMs = opts.toolGraceMs ?? 5_000;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.nudge(), this.opts.pollMs ?? 1_000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** Runs one pass unless one is running; resolves with the number of turns written. */
+  nudge(): Promise<number> {
+    this.running ??= this.assembleOnce()
+      .catch((err: Error) => {
+        this.opts.log.error('turn assembly failed', { error: err.message });
+        return 0;
+      })
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** One pass over every open sample, plus feedback that arrived for already-made turns. */
+  async assembleOnce(now = Date.now()): Promise<number> {
+    const { store } = this.opts;
+    let made = 0;
+    for (const id of [...store.openSamples.getKeys()]) {
+      const sample = store.samples.get(id);
+      if (!sample) continue;
+      const outcome = this.decide(sample, [...store.sessionEventsOf(sample.sessionKey)], now);
+      if (outcome && (await this.writeTurn(sample, outcome.nextState))) made++;
+    }
+    await this.applyLateFeedback();
+    return made;
+  }
+
+  private decide(sample: SampleRecord, events: StoredEvent[], now: number): Outcome {
+    const call = sample.callId ? events.find((e) => e.kind === 'model.call' && e.callId === sample.callId) : undefined;
+    const isAfter = (e: StoredEvent) => (call ? e.at > call.at && e.log > call.log : e.log > sample.logMark);
+    const idle = now - sample.createdAt >= this.idleMs;
+    // The plugin named the call, so its model.call event is on the way: without it, an event
+    // of this very run that is still in flight could pass for one that came after.
+    if (sample.callId && !call && !idle && now - sample.createdAt < SETTLE_MS) return undefined;
+
+    if (sample.toolCalls.length > 0) {
+      const ids = sample.toolCalls.map((c) => c.id);
+      const results = ids
+        .map((id) => events.find((e): e is Extract<StoredEvent, { kind: 'tool.result' }> => e.kind === 'tool.result' && e.toolCallId === id))
+        .filter((e) => e !== undefined)
+        .map(toolResultOf);
+      const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || (e.kind === 'session.end' && isAfter(e)));
+      const graceOver = ended !== undefined && now - Math.max(ended.at, sample.createdAt) >= this.toolGraceMs;
+      if (results.length === ids.length || graceOver || idle) {
+        return { nextState: { toolResults: results, ...(results.length === 0 && { none: true }) } };
+      }
+      return undefined;
+    }
+
+    for (const e of events) {
+      if (!isAfter(e)) continue;
+      if (e.kind === 'user.message') return { nextState: { userMessage: e.content, toolResults: [] } };
+      if (e.kind === 'feedback') return { nextState: { toolResults: [], feedback: feedbackOf(e) } };
+      if (e.kind === 'session.end') return { nextState: { toolResults: [], none: true } };
+    }
+    return idle ? { nextState: { toolResults: [], none: true } } : undefined;
+  }
+
+  private async writeTurn(sample: SampleRecord, nextState: NextState): Promise<boolean> {
+    const { store } = this.opts;
+    const turn: TurnRecord = {
+      sessionKey: sample.sessionKey,
+      turnIndex: sample.ordinal,
+      sampleId: sample.id,
+      createdAt: Date.now(),
+      weightVersion: sample.weightVersion,
+      action: { text: sample.text, toolCalls: sample.toolCalls },
+      nextState,
+      reward: null,
+      hint: null,
+    };
+    const key: [string, number] = [turn.sessionKey, turn.turnIndex];
+    const written = await store.root.transaction(() => {
+      // Re-checked inside the transaction: another pass (or process) may have closed it.
+      if (store.openSamples.get(sample.id) === undefined) return false;
+      store.turns.put(key, turn);
+      store.unscored.put(key, null);
+      store.openSamples.remove(sample.id);
+      return true;
+    });
+    if (written) this.opts.onTurn?.(turn);
+    return written;
+  }
+
+  /**
+   * `/clawrl good|bad|hint` refers to the last response served before it. Feedback that arrives
+   * after that response became a turn is attached to the turn, which is then scored again.
+   * While that response is still open, the feedback waits (open text responses take it as
+   * their next state in `decide`).
+   */
+  private async applyLateFeedback(): Promise<void> {
+    const { store } = this.opts;
+    this.feedbackCursor ??= (store.meta.get('feedbackCursor') as number | undefined) ?? 0;
+    const end = store.eventLogPosition();
+    // A read-only scan first: most passes see no feedback and should not cost a write.
+    const feedback = [...store.events.getRange({ start: this.feedbackCursor + 1, end: end + 1 })].filter(({ value }) => value.kind === 'feedback');
+    if (feedback.length === 0) {
+      this.feedbackCursor = end;
+      return;
+    }
+    const updated: TurnRecord[] = [];
+    this.feedbackCursor = await store.root.transaction(() => {
+      for (const { value: e } of feedback) {
+        if (e.kind !== 'feedback') continue;
+        const target = [...store.samplesOf(e.sessionKey)].filter((s) => s.logMark < e.log && !s.side).at(-1);
+        if (target && store.openSamples.get(target.id) !== undefined) {
+          store.meta.put('feedbackCursor', e.log - 1);
+          return e.log - 1;
+        }
+        const turn = target && store.turns.get([target.sessionKey, target.ordinal]);
+        if (turn && !turn.nextState.feedback) {
+          turn.nextState = { ...turn.nextState, feedback: feedbackOf(e) };
+          delete turn.nextState.none;
+          store.turns.put([turn.sessionKey, turn.turnIndex], turn);
+          store.unscored.put([turn.sessionKey, turn.turnIndex], null);
+          updated.push(turn);
+        }
+      }
+      store.meta.put('feedbackCursor', end);
+      return end;
+    });
+    for (const turn of updated) this.opts.onTurn?.(turn);
+  }
+}

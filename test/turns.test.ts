@@ -1,0 +1,149 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Store, type SampleRecord } from '../daemon/store.ts';
+import { TurnAssembler } from '../daemon/turns.ts';
+import { createLogger } from '../daemon/log.ts';
+import type { Event } from '../protocol/index.ts';
+import { tempDir } from './helpers.ts';
+
+const log = createLogger('silent');
+let seq = 0;
+let clock = 1_000;
+const ev = (e: Record<string, unknown> & { kind: Event['kind'] }): Event => ({ seq: ++seq, at: ++clock, sessionKey: 's', ...e }) as Event;
+
+function sample(id: string, extra: Partial<SampleRecord> = {}): Omit<SampleRecord, 'ordinal' | 'logMark'> {
+  return {
+    id,
+    sessionKey: 's',
+    side: false,
+    createdAt: Date.now(),
+    model: 'm',
+    weightVersion: 'base',
+    requestMessages: [{ role: 'user', content: 'do it' }],
+    promptTokens: [1, 2],
+    responseTokens: [3, 4],
+    logprobs: [-0.1, -0.2],
+    text: `reply ${id}`,
+    toolCalls: [],
+    finishReason: 'stop',
+    ...extra,
+  };
+}
+
+async function setup() {
+  seq = 0;
+  const dir = tempDir();
+  const store = await Store.open(dir);
+  await store.appendEvents('c', [ev({ kind: 'session.optin' })]);
+  const turns: string[] = [];
+  const assembler = new TurnAssembler({ store, log, onTurn: (t) => turns.push(t.sampleId) });
+  return { dir, store, assembler, turns };
+}
+
+test('a tool-calling response gets ALL its tool results as next state, not only the last', async () => {
+  const { store, assembler } = await setup();
+  await store.appendEvents('c', [ev({ kind: 'model.call', callId: 'r1:model:1', runId: 'r1', provider: 'clawrl', model: 'm', side: false })]);
+  await store.recordSample(
+    sample('a', {
+      callId: 'r1:model:1',
+      runId: 'r1',
+      finishReason: 'tool_calls',
+      toolCalls: [
+        { id: 'call_1', name: 'exec', arguments: '{"command":"false"}' },
+        { id: 'call_2', name: 'read', arguments: '{}' },
+      ],
+    }),
+  );
+  await store.appendEvents('c', [ev({ kind: 'tool.result', toolCallId: 'call_2', toolName: 'read', output: 'ok', isError: false, runId: 'r1' })]);
+  assert.equal(await assembler.assembleOnce(), 0, 'waits for the second result');
+  await store.appendEvents('c', [ev({ kind: 'tool.result', toolCallId: 'call_1', toolName: 'exec', output: 'failed', isError: true, exitCode: 2, runId: 'r1' })]);
+  assert.equal(await assembler.assembleOnce(), 1);
+  const turn = store.turns.get(['s', 0])!;
+  assert.deepEqual(turn.nextState.toolResults, [
+    { toolCallId: 'call_1', toolName: 'exec', exitCode: 2, isError: true, output: 'failed' },
+    { toolCallId: 'call_2', toolName: 'read', isError: false, output: 'ok' },
+  ]);
+  assert.equal(store.unscored.get(['s', 0]), null);
+  assert.equal(await assembler.assembleOnce(), 0, 'never twice');
+  await store.close();
+});
+
+test('a text reply takes the next user message, not the one that prompted it', async () => {
+  const { store, assembler } = await setup();
+  await store.appendEvents('c', [
+    ev({ kind: 'user.message', content: 'first request' }),
+    ev({ kind: 'model.call', callId: 'r1:model:1', runId: 'r1', provider: 'clawrl', model: 'm', side: false }),
+  ]);
+  await store.recordSample(sample('a', { callId: 'r1:model:1', runId: 'r1' }));
+  await store.appendEvents('c', [ev({ kind: 'run.end', runId: 'r1', success: true })]);
+  assert.equal(await assembler.assembleOnce(), 0);
+  await store.appendEvents('c', [ev({ kind: 'user.message', content: 'no, that is wrong' })]);
+  assert.equal(await assembler.assembleOnce(), 1);
+  assert.equal(store.turns.get(['s', 0])!.nextState.userMessage, 'no, that is wrong');
+  await store.close();
+});
+
+test('without a model.call event the order of arrival decides, after a settle time when the call was named', async () => {
+  const { store, assembler } = await setup();
+  await store.recordSample(sample('a', { callId: 'r9:model:1' }));
+  await store.appendEvents('c', [ev({ kind: 'user.message', content: 'late event of the same run?' })]);
+  assert.equal(await assembler.assembleOnce(), 0, 'waits for the model.call event');
+  assert.equal(await assembler.assembleOnce(Date.now() + 6_000), 1);
+  await store.recordSample(sample('b'));
+  await store.appendEvents('c', [ev({ kind: 'user.message', content: 'next' })]);
+  assert.equal(await assembler.assembleOnce(), 1);
+  assert.equal(store.turns.get(['s', 1])!.nextState.userMessage, 'next');
+  await store.close();
+});
+
+test('feedback, session end and idle make turns; side turns never do', async () => {
+  const { store, assembler } = await setup();
+  await store.recordSample(sample('side', { side: true }));
+  await store.recordSample(sample('fb'));
+  await store.appendEvents('c', [ev({ kind: 'feedback', rating: 'bad', hint: 'use ls -la instead' })]);
+  await store.recordSample(sample('ended'));
+  await store.appendEvents('c', [ev({ kind: 'session.end', reason: 'reset' })]);
+  await store.recordSample(sample('idle'));
+  assert.equal(await assembler.assembleOnce(), 2);
+  assert.deepEqual(store.turns.get(['s', 1])!.nextState, { toolResults: [], feedback: { rating: 'bad', hint: 'use ls -la instead' } });
+  assert.deepEqual(store.turns.get(['s', 2])!.nextState, { toolResults: [], none: true });
+  assert.equal(await assembler.assembleOnce(Date.now() + 11 * 60_000), 1);
+  assert.deepEqual(store.turns.get(['s', 3])!.nextState, { toolResults: [], none: true });
+  assert.equal(store.turns.get(['s', 0]), undefined, 'side turn');
+  await store.close();
+});
+
+test('feedback after a turn was made attaches to it and queues it for scoring again', async () => {
+  const { store, assembler } = await setup();
+  await store.recordSample(sample('a'));
+  await store.appendEvents('c', [ev({ kind: 'user.message', content: 'thanks' })]);
+  assert.equal(await assembler.assembleOnce(), 1);
+  await store.unscored.remove(['s', 0]);
+  await store.appendEvents('c', [ev({ kind: 'feedback', rating: 'good' })]);
+  await assembler.assembleOnce();
+  const turn = store.turns.get(['s', 0])!;
+  assert.deepEqual(turn.nextState, { userMessage: 'thanks', toolResults: [], feedback: { rating: 'good' } });
+  assert.equal(store.unscored.get(['s', 0]), null);
+  await store.close();
+});
+
+test('restart in the middle of assembly loses nothing and duplicates nothing', async () => {
+  const { dir, store, assembler } = await setup();
+  for (const id of ['a', 'b', 'c']) await store.recordSample(sample(id, { toolCalls: [{ id: `call_${id}`, name: 'exec', arguments: '{}' }], finishReason: 'tool_calls' }));
+  await store.appendEvents('c', [ev({ kind: 'tool.result', toolCallId: 'call_a', toolName: 'exec', output: '', isError: false, exitCode: 0 })]);
+  assert.equal(await assembler.assembleOnce(), 1);
+  await store.close();
+
+  const reopened = await Store.open(dir);
+  const again = new TurnAssembler({ store: reopened, log });
+  await reopened.appendEvents('c', [
+    ev({ kind: 'tool.result', toolCallId: 'call_b', toolName: 'exec', output: '', isError: false, exitCode: 0 }),
+    ev({ kind: 'tool.result', toolCallId: 'call_c', toolName: 'exec', output: '', isError: false, exitCode: 1 }),
+  ]);
+  // Two passes racing, as two nudges would: each sample becomes one turn.
+  const [x, y] = await Promise.all([again.assembleOnce(), again.assembleOnce()]);
+  assert.equal(x + y, 2);
+  assert.deepEqual([...reopened.turnsOf('s')].map((t) => [t.turnIndex, t.nextState.toolResults[0]!.exitCode]), [[0, 0], [1, 0], [2, 1]]);
+  assert.equal([...reopened.openSamples.getKeys()].length, 0);
+  await reopened.close();
+});

@@ -10,6 +10,8 @@ import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken } from '.
 import { createApi, type ServedResponse } from './api.ts';
 import type { Backend } from './backends/types.ts';
 import { TurnAssembler } from './turns.ts';
+import { ScoringLoop, type JudgeConfig, type ScoringStatus } from './scoring.ts';
+import { recipes, type RecipeName } from '../recipes/index.ts';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -23,6 +25,9 @@ export interface DaemonOptions {
   maxBodyBytes?: number;
   /** Turn assembly: a response with nothing after it for this long gets "no next state". */
   idleMs?: number;
+  recipe?: RecipeName;
+  /** Where judge votes come from; default: rules (no model). */
+  judge?: JudgeConfig;
   /** The policy that serves /v1; the daemon closes it on close(). Without one, /v1 answers 503. */
   backend?: Backend;
 }
@@ -37,6 +42,7 @@ export interface Daemon {
   gateway: Gateway;
   backend?: Backend;
   assembler: TurnAssembler;
+  scoring: ScoringLoop;
   status(): DaemonStatus;
   close(): Promise<void>;
 }
@@ -49,6 +55,8 @@ export interface DaemonStatus {
   weightVersion: string;
   sessions: { total: number; optedIn: number };
   counters: ReturnType<Store['counters']>;
+  recipe: RecipeName;
+  scoring: ScoringStatus;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -73,7 +81,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const startedAt = Date.now();
   const backend = opts.backend;
   const weightVersion = () => backend?.currentVersion() ?? 'base';
-  const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs });
+  const recipe = recipes[opts.recipe ?? 'binary-rl'];
+  const scoring = new ScoringLoop({ store, log, recipe, backend, judge: opts.judge ?? { kind: 'rules' } });
+  const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs, onTurn: () => void scoring.nudge() });
   const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion, onStored: () => void assembler.nudge() });
 
   // Only what an opted-in session was served is kept. The plugin's header is its newest word on
@@ -124,6 +134,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       weightVersion: weightVersion(),
       sessions: { total: sessions.length, optedIn: sessions.filter((s) => s.optedIn).length },
       counters: store.counters(),
+      recipe: recipe.name,
+      scoring: scoring.status(),
     };
   };
 
@@ -162,6 +174,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
   const port = (server.address() as AddressInfo).port;
   assembler.start();
+  scoring.start();
   const hostInUrl = host.includes(':') ? `[${host}]` : host;
   log.info('clawrl daemon listening', { host, port, dataDir: opts.dataDir });
 
@@ -176,8 +189,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     backend,
     status,
     assembler,
+    scoring,
     async close() {
       await assembler.stop();
+      await scoring.stop();
       await gateway.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

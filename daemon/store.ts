@@ -61,7 +61,7 @@ export interface NextState {
   toolResults: ToolResultState[];
   feedback?: { rating?: 'good' | 'bad'; hint?: string };
   /** The session ended or went idle before anything followed the action. */
-  none?: boolean;
+  none?: true;
 }
 
 /** A sample joined with its next state, later scored. */
@@ -75,6 +75,8 @@ export interface TurnRecord {
   nextState: NextState;
   reward: number | null;
   hint: string | null;
+  /** The weight version whose training batch included this turn; a turn trains once. */
+  trainedIn?: string;
 }
 
 /** What the scoring loop decided for a turn. */

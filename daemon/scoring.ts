@@ -1,0 +1,191 @@
+// The scoring loop: takes assembled turns, asks the recipe's judge for a score and/or a
+// hindsight hint, scores the response under the teacher context for OPD, and stores the votes,
+// the hint and the per-token advantages. Trainable turns go on to the trainer's queue.
+// It runs on its own timer and never touches the serving path.
+import type { Store, ScoreRecord, TurnRecord } from './store.ts';
+import type { Logger } from './log.ts';
+import type { Backend } from './backends/types.ts';
+import {
+  createLimiter,
+  extractHint,
+  judgeTurn,
+  teacherContext,
+  type Complete,
+  type Recipe,
+  type RecipeDefaults,
+  type Turn,
+} from '../recipes/index.ts';
+
+/** Where votes come from: no model (rules), the daemon's own policy, or any OpenAI-compatible endpoint. */
+export type JudgeConfig = { kind: 'rules' } | { kind: 'policy' } | { kind: 'endpoint'; baseUrl: string; model: string; apiKey?: string };
+
+export interface ScoringOptions {
+  store: Store;
+  log: Logger;
+  recipe: Recipe;
+  recipeOptions?: Partial<RecipeDefaults>;
+  backend?: Backend;
+  judge: JudgeConfig;
+  /** Judge calls in flight at once, across turns. */
+  concurrency?: number;
+  timeoutMs?: number;
+  pollMs?: number;
+  onScored?: (turn: TurnRecord, score: ScoreRecord) => void;
+}
+
+export interface ScoringStatus {
+  queueDepth: number;
+  scored: number;
+  trainable: number;
+  judgeFailures: number;
+  errors: number;
+}
+
+/** A `complete` function bound to an OpenAI-compatible chat endpoint. */
+export function endpointComplete(baseUrl: string, model: string, apiKey?: string): Complete {
+  const url = baseUrl.replace(/\/+$/, '') + '/chat/completions';
+  return async (messages, { temperature, maxTokens, signal }) => {
+    const res = await fetch(url, {
+      method: 'POST',
+      signal,
+      headers: { 'content-type': 'application/json', ...(apiKey && { authorization: `Bearer ${apiKey}` }) },
+      body: JSON.stringify({ model, messages, temperature, max_tokens: maxTokens }),
+    });
+    if (!res.ok) throw new Error(`judge ${url} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    const body = (await res.json()) as { choices?: { message?: { content?: string | null } }[] };
+    return body.choices?.[0]?.message?.content ?? '';
+  };
+}
+
+/** A `complete` function that asks the daemon's own policy. */
+export function policyComplete(backend: Backend): Complete {
+  return async (messages, { temperature, maxTokens, signal }) => {
+    const result = await backend.generate({ messages, sampling: { temperature, topP: 1, maxTokens, stop: [], topLogprobs: 0 }, signal });
+    return result.text;
+  };
+}
+
+export class ScoringLoop {
+  private readonly complete?: Complete;
+  private readonly limiter;
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<number>;
+  private counts = { scored: 0, trainable: 0, judgeFailures: 0, errors: 0 };
+
+  constructor(private readonly opts: ScoringOptions) {
+    const { judge, backend } = opts;
+    if (judge.kind === 'endpoint') this.complete = endpointComplete(judge.baseUrl, judge.model, judge.apiKey);
+    else if (judge.kind === 'policy' && backend) this.complete = policyComplete(backend);
+    this.limiter = createLimiter(opts.concurrency ?? 4);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.nudge(), this.opts.pollMs ?? 1_000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  status(): ScoringStatus {
+    let queueDepth = 0;
+    for (const _ of this.opts.store.unscored.getKeys()) queueDepth++;
+    return { queueDepth, ...this.counts };
+  }
+
+  nudge(): Promise<number> {
+    this.running ??= this.scoreOnce().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Scores every queued turn (judge calls bounded by the shared limiter). Returns how many. */
+  async scoreOnce(): Promise<number> {
+    const keys = [...this.opts.store.unscored.getKeys()];
+    const done = await Promise.all(
+      keys.map((key) =>
+        this.scoreTurn(key).catch((err: Error) => {
+          this.counts.errors++;
+          this.opts.log.error('scoring a turn failed', { turn: key, error: err.message });
+          return false;
+        }),
+      ),
+    );
+    return done.filter(Boolean).length;
+  }
+
+  private async scoreTurn(key: [string, number]): Promise<boolean> {
+    const { store, recipe, backend } = this.opts;
+    const turn = store.turns.get(key);
+    const sample = turn && store.samples.get(turn.sampleId);
+    if (!turn || !sample) {
+      await store.unscored.remove(key);
+      return false;
+    }
+    const view: Turn = {
+      action: turn.action,
+      context: { messages: sample.requestMessages },
+      nextState: turn.nextState,
+      responseTokens: sample.responseTokens.length,
+    };
+    const scoring = {
+      complete: this.complete,
+      m: this.opts.recipeOptions?.m ?? recipe.defaults.m,
+      temperature: this.opts.recipeOptions?.temperature ?? recipe.defaults.temperature,
+      limiter: this.limiter,
+      timeoutMs: this.opts.timeoutMs,
+    };
+    const judged = recipe.needsScore ? await judgeTurn(view, scoring) : undefined;
+    const hinted = recipe.needsHint ? await extractHint(view, scoring) : undefined;
+
+    // OPD's teacher: the frozen reference policy scores the same response tokens with the hint
+    // appended to the user's last real message.
+    let teacherLogprobs: number[] | undefined;
+    const canTrain = sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
+    if (hinted?.hint && canTrain && backend?.capabilities.score) {
+      const prompt = await backend.encodeChat(teacherContext(sample.requestMessages, hinted.hint), sample.tools);
+      teacherLogprobs = await backend.score(prompt, sample.responseTokens, { reference: true });
+    }
+    const advantages = canTrain
+      ? recipe.advantages(
+          {
+            score: judged?.score,
+            ...(teacherLogprobs && { teacherLogprobs, studentLogprobs: sample.logprobs }),
+            responseLength: sample.responseTokens.length,
+          },
+          this.opts.recipeOptions,
+        )
+      : null;
+
+    const record: ScoreRecord = {
+      recipe: recipe.name,
+      score: judged?.score ?? null,
+      votes: judged?.votes ?? [],
+      source: judged?.source ?? hinted?.source ?? 'none',
+      hint: hinted?.hint ?? null,
+      hintVotes: hinted?.votes.map((v) => v.vote) ?? [],
+      advantages: advantages?.advantages ?? null,
+      mask: advantages?.mask ?? null,
+      failures: (judged?.failures ?? 0) + (hinted?.failures ?? 0),
+      scoredAt: Date.now(),
+    };
+    const updated: TurnRecord = { ...turn, reward: record.score, hint: record.hint };
+    const written = await store.root.transaction(() => {
+      if (store.unscored.get(key) === undefined) return false;
+      store.scores.put(key, record);
+      store.turns.put(key, updated);
+      store.unscored.remove(key);
+      // A turn trains once: rescoring after late feedback does not queue a trained turn again.
+      if (advantages && !turn.trainedIn) store.trainQueue.put(key, null);
+      else store.trainQueue.remove(key);
+      return true;
+    });
+    if (!written) return false;
+    this.counts.scored++;
+    if (advantages) this.counts.trainable++;
+    this.counts.judgeFailures += record.failures;
+    this.opts.onScored?.(updated, record);
+    return true;
+  }
+}

@@ -1,0 +1,110 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Store, toExportedTurn, type NextState, type SampleRecord } from '../daemon/store.ts';
+import { TurnAssembler } from '../daemon/turns.ts';
+import { ScoringLoop, type JudgeConfig } from '../daemon/scoring.ts';
+import { createLogger } from '../daemon/log.ts';
+import { recipes, type RecipeName } from '../recipes/index.ts';
+import { tempDir } from './helpers.ts';
+
+const log = createLogger('silent');
+
+/** A FAKE judge endpoint (OpenAI chat completions) answering from a list; records the prompts. */
+async function fakeJudge(answers: string[]) {
+  const prompts: string[] = [];
+  let i = 0;
+  const server = createServer(async (req, res) => {
+    let body = '';
+    for await (const p of req) body += p;
+    prompts.push(JSON.stringify(JSON.parse(body).messages));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ choices: [{ message: { role: 'assistant', content: answers[i++ % answers.length] } }] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, prompts, close: () => server.close() };
+}
+
+async function scoredTurn(nextState: NextState, recipe: RecipeName, judge: JudgeConfig) {
+  const store = await Store.open(tempDir());
+  const sample: Omit<SampleRecord, 'ordinal' | 'logMark'> = {
+    id: 'x',
+    sessionKey: 's',
+    side: false,
+    createdAt: Date.now(),
+    model: 'm',
+    weightVersion: 'base',
+    requestMessages: [{ role: 'user', content: 'run the tests' }],
+    promptTokens: [1, 2, 3],
+    responseTokens: [4, 5, 6, 7],
+    logprobs: [-1, -1, -1, -1],
+    text: 'running',
+    toolCalls: [],
+    finishReason: 'stop',
+  };
+  await store.recordSample(sample);
+  // Write the turn as the assembler would.
+  await new TurnAssembler({ store, log }).assembleOnce(Date.now() + 3_600_000);
+  const turn = store.turns.get(['s', 0])!;
+  await store.turns.put(['s', 0], { ...turn, nextState });
+  const loop = new ScoringLoop({ store, log, recipe: recipes[recipe], judge, timeoutMs: 2_000 });
+  assert.equal(await loop.scoreOnce(), 1);
+  return { store, loop, score: store.scores.get(['s', 0])!, turn: store.turns.get(['s', 0])!, queued: store.trainQueue.get(['s', 0]) === null };
+}
+
+const failed: NextState = { toolResults: [{ toolCallId: 'c', toolName: 'exec', exitCode: 2, isError: false, output: 'FAILED' }] };
+
+test('rules judge: exit code 2 gives reward -1 on every token and queues the turn for training', async () => {
+  const { store, score, turn, queued, loop } = await scoredTurn(failed, 'binary-rl', { kind: 'rules' });
+  assert.equal(score.score, -1);
+  assert.equal(score.source, 'rules');
+  assert.deepEqual(score.advantages, [-1, -1, -1, -1]);
+  assert.deepEqual(score.mask, [1, 1, 1, 1]);
+  assert.equal(turn.reward, -1);
+  assert.ok(queued);
+  assert.equal(toExportedTurn(turn).reward, -1);
+  assert.deepEqual(loop.status(), { queueDepth: 0, scored: 1, trainable: 1, judgeFailures: 0, errors: 0 });
+  await store.close();
+});
+
+test('a neutral turn is scored but not queued for training', async () => {
+  const { store, score, queued } = await scoredTurn({ toolResults: [], none: true }, 'binary-rl', { kind: 'rules' });
+  assert.equal(score.score, 0);
+  assert.equal(score.advantages, null);
+  assert.ok(!queued);
+  await store.close();
+});
+
+test('a judge endpoint votes; the majority is stored with every vote, garbage is counted', async () => {
+  const judge = await fakeJudge(['It went well. \\boxed{1}', 'garbage without a box', 'fine \\boxed{1}']);
+  const { store, score, queued } = await scoredTurn({ userMessage: 'ok next', toolResults: [] }, 'binary-rl', { kind: 'endpoint', baseUrl: judge.url, model: 'j' });
+  assert.equal(score.source, 'judge');
+  assert.equal(score.score, 1);
+  assert.deepEqual([...score.votes].sort(), [1, 1, null].sort());
+  assert.equal(score.failures, 1);
+  assert.ok(queued);
+  assert.equal(judge.prompts.length, 3);
+  assert.match(judge.prompts[0]!, /run the tests/);
+  judge.close();
+  await store.close();
+});
+
+test('explicit feedback overrides the judge: no judge call is made', async () => {
+  const judge = await fakeJudge(['\\boxed{1}']);
+  const { store, score } = await scoredTurn({ toolResults: [], feedback: { rating: 'bad' } }, 'binary-rl', { kind: 'endpoint', baseUrl: judge.url, model: 'j' });
+  assert.equal(score.score, -1);
+  assert.equal(score.source, 'feedback');
+  assert.equal(judge.prompts.length, 0);
+  judge.close();
+  await store.close();
+});
+
+test('OPD with an explicit hint but no scoring backend stores the hint and trains nothing', async () => {
+  const { store, score, turn, queued } = await scoredTurn({ toolResults: [], feedback: { hint: 'Run npm test with --verbose first.' } }, 'opd', { kind: 'rules' });
+  assert.equal(score.hint, 'Run npm test with --verbose first.');
+  assert.equal(turn.hint, 'Run npm test with --verbose first.');
+  assert.equal(score.advantages, null, 'no teacher logprobs without a backend that scores');
+  assert.ok(!queued);
+  await store.close();
+});

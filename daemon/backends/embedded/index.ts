@@ -1,0 +1,194 @@
+// The embedded backend: a small random-init transformer in TypeScript, so the whole learning loop
+// runs on any CPU with nothing to download. Its prose is poor; it is there to make the pipeline
+// real and to learn simple preferences.
+//
+// The main thread only encodes prompts and parses replies; the model runs in two workers (see
+// worker.ts): one serves, one trains.
+
+import { randomUUID } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import type {
+  Backend,
+  ChatMessage,
+  GenerateChunk,
+  GenerateRequest,
+  GenerateResult,
+  ToolSpec,
+  TrainExample,
+  TrainMetrics,
+  TrainOptions,
+} from '../types.ts';
+import { DEFAULT_MODEL, type ModelConfig } from './model.ts';
+import { VOCAB_SIZE, encodeChat, parseToolCalls } from './tokenizer.ts';
+import type { GenerateReply, WorkerInit, WorkerMessage, WorkerRequest } from './worker.ts';
+
+export interface EmbeddedBackendOptions {
+  /** Model shape and seed; the vocabulary is the tokenizer's. */
+  model?: Partial<Omit<ModelConfig, 'vocab'>>;
+  lora?: { rank?: number; alpha?: number };
+  /** Model id served under /v1/models. */
+  name?: string;
+}
+
+/**
+ * The prompt may use at most this many tokens, so a reply always has a quarter of the context;
+ * longer prompts are cut (see encodeChat).
+ */
+export function promptBudget(config: ModelConfig): number {
+  return config.context - Math.floor(config.context / 4);
+}
+
+// The workers are TypeScript. On Node 20 a worker inherits neither the parent's loader hooks nor
+// a `--import tsx` in execArgv, so a small bootstrap registers tsx inside the worker and then
+// imports the entry; both are resolved from here, so the current directory does not matter.
+const WORKER_BOOTSTRAP = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
+  .then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); });`;
+
+/** Request/reply over one worker, with streamed chunks routed to the request's callback. */
+class WorkerClient {
+  private readonly worker: Worker;
+  private nextId = 0;
+  private readonly pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; onChunk?: (c: GenerateChunk) => void }
+  >();
+  private failure: Error | null = null;
+
+  constructor(init: WorkerInit, role: string) {
+    this.worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: init, name: `clawrl-embedded-${role}` });
+    this.worker.on('message', (msg: WorkerMessage) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      if ('chunk' in msg) {
+        p.onChunk?.(msg.chunk);
+        return;
+      }
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(new Error(msg.error));
+    });
+    const fail = (err: Error) => {
+      this.failure = err;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    this.worker.on('error', (err) => fail(new Error(`embedded ${role} worker failed: ${err.message}`)));
+    this.worker.on('exit', (code) => fail(new Error(`embedded ${role} worker exited (code ${code})`)));
+  }
+
+  call<T>(req: WorkerRequest, onChunk?: (c: GenerateChunk) => void): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onChunk });
+      this.worker.postMessage({ id, req });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+export class EmbeddedBackend implements Backend {
+  readonly name: string;
+  readonly capabilities = { score: true, train: true };
+  readonly config: ModelConfig;
+  private version = 'base';
+
+  private constructor(
+    opts: EmbeddedBackendOptions,
+    private readonly serving: WorkerClient,
+    private readonly training: WorkerClient,
+    config: ModelConfig,
+  ) {
+    this.name = opts.name ?? 'clawrl-embedded';
+    this.config = config;
+  }
+
+  static async create(opts: EmbeddedBackendOptions = {}): Promise<EmbeddedBackend> {
+    const config: ModelConfig = { ...DEFAULT_MODEL, ...opts.model, vocab: VOCAB_SIZE };
+    const init: WorkerInit = {
+      config,
+      loraRank: opts.lora?.rank ?? 8,
+      loraAlpha: opts.lora?.alpha ?? 16,
+      modelName: opts.name ?? 'clawrl-embedded',
+    };
+    const backend = new EmbeddedBackend(opts, new WorkerClient(init, 'serving'), new WorkerClient(init, 'training'), config);
+    // A round trip to each worker proves it loaded (a bad config or loader fails here, not later).
+    await Promise.all([backend.serving.call({ op: 'score', prompt: [0], response: [], reference: true }), backend.training.call({ op: 'score', prompt: [0], response: [], reference: true })]).catch(async (err) => {
+      await backend.close();
+      throw err;
+    });
+    return backend;
+  }
+
+  models(): string[] {
+    return [this.name];
+  }
+
+  currentVersion(): string {
+    return this.version;
+  }
+
+  async encodeChat(messages: ChatMessage[], tools?: ToolSpec[]): Promise<number[]> {
+    return encodeChat(messages, tools, promptBudget(this.config)).tokens;
+  }
+
+  async generate(req: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
+    req.signal?.throwIfAborted();
+    const prompt = encodeChat(req.messages, req.tools, promptBudget(this.config));
+    // The worker polls this flag between tokens: it cannot read messages while it samples.
+    const abort = new SharedArrayBuffer(4);
+    const onAbort = () => Atomics.store(new Int32Array(abort), 0, 1);
+    req.signal?.addEventListener('abort', onAbort);
+    let reply: GenerateReply;
+    try {
+      reply = await this.serving.call<GenerateReply>({ op: 'generate', prompt: prompt.tokens, sampling: req.sampling, abort }, onChunk);
+    } catch (err) {
+      req.signal?.throwIfAborted();
+      throw err;
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+    }
+    const parsed = parseToolCalls(reply.text, () => `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`);
+    return {
+      promptTokens: prompt.tokens,
+      responseTokens: reply.responseTokens,
+      logprobs: reply.logprobs,
+      tokens: reply.tokens,
+      text: parsed.content,
+      toolCalls: parsed.toolCalls,
+      finishReason: parsed.toolCalls.length > 0 ? 'tool_calls' : reply.finishReason,
+      weightVersion: reply.weightVersion,
+      promptTruncated: prompt.truncated,
+    };
+  }
+
+  score(promptTokens: number[], responseTokens: number[], opts?: { reference?: boolean }): Promise<number[]> {
+    const req: WorkerRequest = { op: 'score', prompt: promptTokens, response: responseTokens, reference: !!opts?.reference };
+    // Reference scoring (OPD teacher, KL) is pipeline work: keep it off the serving worker.
+    return (opts?.reference ? this.training : this.serving).call<number[]>(req);
+  }
+
+  trainStep(batch: TrainExample[], opts: TrainOptions): Promise<TrainMetrics> {
+    return this.training.call<TrainMetrics>({ op: 'trainStep', batch, opts });
+  }
+
+  async saveAdapter(dir: string): Promise<void> {
+    await this.training.call({ op: 'saveAdapter', dir });
+  }
+
+  async loadAdapter(dir: string | null, version: string): Promise<void> {
+    await this.serving.call({ op: 'loadAdapter', dir, version });
+    this.version = version;
+  }
+
+  async loadTrainingAdapter(dir: string | null): Promise<void> {
+    await this.training.call({ op: 'loadTrainingAdapter', dir });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.serving.close(), this.training.close()]);
+  }
+}

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon } from './server.ts';
-import { Store, toExportedTurn } from './store.ts';
+import { Store, toExportedTurn, type WeightVersionRecord } from './store.ts';
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
@@ -15,6 +15,39 @@ import {
   writeRuntimeInfo,
 } from './config.ts';
 import { createLogger, type Level } from './log.ts';
+import type { Backend } from './backends/types.ts';
+import type { JudgeConfig } from './scoring.ts';
+import { isRecipeName } from '../recipes/index.ts';
+
+/** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
+function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string }): JudgeConfig {
+  const judge = flags.judge ?? (flags.backend === 'embedded' ? 'rules' : 'policy');
+  if (judge === 'rules' || judge === 'policy') return { kind: judge };
+  if (!/^https?:\/\//.test(judge)) fail(`--judge must be rules, policy or an http(s) URL, got ${JSON.stringify(judge)}`);
+  if (!flags.judgeModel) fail('--judge <url> needs --judge-model');
+  return { kind: 'endpoint', baseUrl: judge, model: flags.judgeModel, apiKey: flags.judgeApiKey ?? process.env.CLAWRL_JUDGE_API_KEY };
+}
+
+interface BackendFlags {
+  backend: string;
+  upstreamUrl?: string;
+  upstreamModel?: string;
+  upstreamApiKey?: string;
+  seed: number;
+}
+
+async function createBackend(flags: BackendFlags): Promise<Backend> {
+  if (flags.backend === 'embedded') {
+    const { EmbeddedBackend } = await import('./backends/embedded/index.ts');
+    return EmbeddedBackend.create({ model: { seed: flags.seed } });
+  }
+  if (flags.backend === 'upstream') {
+    if (!flags.upstreamUrl) fail('--backend upstream needs --upstream-url (e.g. http://127.0.0.1:8000/v1)');
+    const { UpstreamBackend } = await import('./backends/upstream.ts');
+    return UpstreamBackend.create({ url: flags.upstreamUrl, model: flags.upstreamModel, apiKey: flags.upstreamApiKey ?? process.env.CLAWRL_UPSTREAM_API_KEY });
+  }
+  fail(`unknown backend ${JSON.stringify(flags.backend)}; use embedded or upstream`);
+}
 
 const program = new Command('clawrl-daemon')
   .description('clawrl training daemon: stores what an OpenClaw agent does, scores it, and trains its policy')
@@ -50,13 +83,41 @@ program
   .option('--host <host>', 'address to bind', DEFAULT_HOST)
   .option('--port <port>', 'port for /ws, /v1, /healthz', parsePort, DEFAULT_PORT)
   .option('--log-level <level>', 'debug, info, warn, error or silent', 'info')
-  .action(async (opts: { host: string; port: number; logLevel: Level | 'silent' }) => {
+  .option('--backend <name>', 'policy backend: embedded (CPU toy model) or upstream (an OpenAI-compatible server)', 'embedded')
+  .option('--upstream-url <url>', "upstream server's OpenAI API base, e.g. http://127.0.0.1:8000/v1")
+  .option('--upstream-model <name>', "model to ask upstream for (default: the first it lists)")
+  .option('--upstream-api-key <key>', 'API key for upstream (env CLAWRL_UPSTREAM_API_KEY)')
+  .option('--seed <n>', 'seed of the embedded model', (v) => Number.parseInt(v, 10), 1)
+  .option('--recipe <name>', 'binary-rl, opd or combined', 'binary-rl')
+  .option('--judge <judge>', 'rules (no model; default for embedded), policy (the served model; default otherwise), or an OpenAI-compatible base URL')
+  .option('--judge-model <name>', 'model name at the --judge URL')
+  .option('--judge-api-key <key>', 'API key for the --judge URL (env CLAWRL_JUDGE_API_KEY)')
+  .option('--lr <rate>', "learning rate (default: the recipe's 1e-5; 1e-3 for the embedded toy model)", Number.parseFloat)
+  .option('--batch-size <n>', 'scored turns per training step', (v) => Number.parseInt(v, 10), 16)
+  .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', Number.parseFloat, 600)
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number }) => {
+    if (!isRecipeName(opts.recipe)) fail(`--recipe must be binary-rl, opd or combined, got ${JSON.stringify(opts.recipe)}`);
+    const judge = judgeConfig(opts);
     const dir = dataDir();
     const running = readRuntimeInfo(dir);
     if (running && running.pid !== process.pid && isProcessAlive(running.pid)) {
       fail(`a daemon (pid ${running.pid}) already uses ${dir}; stop it first`);
     }
-    const daemon = await startDaemon({ dataDir: dir, host: opts.host, port: opts.port, log: createLogger(opts.logLevel) });
+    const log = createLogger(opts.logLevel);
+    const backend = await createBackend(opts).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
+    if (!(opts.batchSize >= 1)) fail('--batch-size must be a positive integer');
+    const lr = opts.lr ?? (opts.backend === 'embedded' ? 1e-3 : undefined);
+    const daemon = await startDaemon({
+      dataDir: dir,
+      host: opts.host,
+      port: opts.port,
+      log,
+      backend,
+      recipe: opts.recipe,
+      judge,
+      recipeOptions: { batchSize: opts.batchSize, ...(lr !== undefined && { lr }) },
+      maxWaitMs: opts.maxWait * 1000,
+    });
     writeRuntimeInfo(dir, { pid: process.pid, host: daemon.host, port: daemon.port, startedAt: Date.now() });
     process.stdout.write(`clawrl daemon on ${daemon.url} (plugin: ${daemon.wsUrl}; data: ${dir})\n`);
     const shutdown = async () => {
@@ -83,41 +144,109 @@ program
     process.stdout.write(`stopped clawrl daemon (pid ${info.pid})\n`);
   });
 
+/** Calls the running daemon of this data dir; undefined if none answers. */
+async function callDaemon(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown } | undefined> {
+  const dir = dataDir();
+  const info = readRuntimeInfo(dir);
+  const token = readToken(dir);
+  if (!info || !token || !isProcessAlive(info.pid)) return undefined;
+  const host = info.host.includes(':') ? `[${info.host}]` : info.host;
+  try {
+    const res = await fetch(`http://${host}:${info.port}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: await res.json() };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Like callDaemon, but a command that needs the daemon fails with a clear message without it. */
+async function requireDaemon(method: string, path: string, body?: unknown): Promise<unknown> {
+  const reply = await callDaemon(method, path, body);
+  if (!reply) fail(`no daemon is running on ${dataDir()}; start it with \`clawrl-daemon start\``);
+  if (reply.status >= 400) fail((reply.body as { error?: { message?: string } }).error?.message ?? `daemon answered ${reply.status}`);
+  return reply.body;
+}
+
 program
   .command('status')
   .description("show the running daemon's state")
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
-    const dir = dataDir();
-    const info = readRuntimeInfo(dir);
-    const token = readToken(dir);
-    let status: unknown;
-    if (info && token && isProcessAlive(info.pid)) {
-      try {
-        const host = info.host.includes(':') ? `[${info.host}]` : info.host;
-        const res = await fetch(`http://${host}:${info.port}/status`, { headers: { authorization: `Bearer ${token}` } });
-        if (res.ok) status = await res.json();
-      } catch {
-        // reported as not running below
-      }
-    }
+    const reply = await callDaemon('GET', '/status');
+    const status = reply?.status === 200 ? (reply.body as import('./server.ts').DaemonStatus) : undefined;
     if (opts.json) {
       process.stdout.write(JSON.stringify(status ? { running: true, ...status } : { running: false }) + '\n');
     } else if (!status) {
-      process.stdout.write(`clawrl daemon is not running (data: ${dir})\n`);
+      process.stdout.write(`clawrl daemon is not running (data: ${dataDir()})\n`);
     } else {
-      const s = status as import('./server.ts').DaemonStatus;
+      const s = status;
+      const t = s.training;
+      const step = t?.step ? `, step ${t.step.version} ${t.step.phase} (${t.step.turns} turns, ${Math.round((Date.now() - t.step.startedAt) / 1000)} s)` : '';
       process.stdout.write(
         [
-          `clawrl daemon ${s.version}, pid ${s.pid}, up ${s.uptimeS} s, on ${info!.host}:${info!.port}`,
+          `clawrl daemon ${s.version}, pid ${s.pid}, up ${s.uptimeS} s`,
           `plugins connected: ${s.connections}`,
-          `weights: ${s.weightVersion}`,
+          `weights: serving ${s.weightVersion}${t?.pinned ? ' (pinned)' : ''}`,
           `sessions: ${s.sessions.optedIn} opted in of ${s.sessions.total}`,
           `events: ${s.counters.eventsStored} stored, ${s.counters.duplicates} duplicates, ${s.counters.droppedNotOptedIn} dropped (not opted in)`,
+          `scoring (${s.recipe}): ${s.scoring.queueDepth} waiting, ${s.scoring.scored} scored, ${s.scoring.trainable} trainable, ${s.scoring.judgeFailures} judge failures`,
+          t ? `training: ${t.waiting}/${t.batchSize} turns waiting, ${t.steps} steps${step}` : 'training: off (backend serves only)',
         ].join('\n') + '\n',
       );
     }
     if (!status) process.exitCode = 1;
+  });
+
+const weights = program.command('weights').description('list, roll back or pin weight versions');
+
+weights
+  .command('list')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const live = (await callDaemon('GET', '/weights'))?.body as { serving: string; pinned: string | null; versions: WeightVersionRecord[] } | undefined;
+    const versions = live?.versions ?? (await withStore((store) => [...store.versions.getRange().map(({ value }) => value)]));
+    if (opts.json) {
+      process.stdout.write(JSON.stringify({ serving: live?.serving ?? null, pinned: live?.pinned ?? null, versions }) + '\n');
+      return;
+    }
+    for (const v of versions) {
+      const mark = v.version === live?.serving ? (live.pinned ? '* (pinned)' : '*') : ' ';
+      const loss = typeof v.metrics.loss === 'number' ? v.metrics.loss.toFixed(4) : '-';
+      process.stdout.write(`${mark} ${v.version}\tparent ${v.parent ?? 'base'}\t${v.recipe}\t${v.turnIds.length} turns\tloss ${loss}\t${new Date(v.createdAt).toISOString()}\n`);
+    }
+    if (versions.length === 0) process.stdout.write('no weight versions yet (serving base)\n');
+  });
+
+weights
+  .command('rollback <version>')
+  .description('serve an earlier version (or base) again, and train on from it')
+  .action(async (version: string) => {
+    await requireDaemon('POST', '/weights/rollback', { version });
+    process.stdout.write(`serving ${version}\n`);
+  });
+
+weights
+  .command('pin [version]')
+  .description('keep serving one version while training goes on')
+  .option('--unpin', 'serve the latest version again')
+  .action(async (version: string | undefined, opts: { unpin?: boolean }) => {
+    if (!version && !opts.unpin) fail('give a version to pin, or --unpin');
+    const reply = (await requireDaemon('POST', '/weights/pin', { version: opts.unpin ? null : version })) as { serving: string };
+    process.stdout.write(`serving ${reply.serving}${opts.unpin ? '' : ' (pinned)'}\n`);
+  });
+
+program
+  .command('train')
+  .description('run a training step')
+  .option('--now', 'train now on whatever scored turns wait, without waiting for a full batch')
+  .action(async (opts: { now?: boolean }) => {
+    if (!opts.now) fail('training runs by itself when a batch is ready; use `train --now` to force a step');
+    const reply = (await requireDaemon('POST', '/train')) as { version: WeightVersionRecord | null };
+    process.stdout.write(reply.version ? `trained ${reply.version.version} on ${reply.version.turnIds.length} turns\n` : 'no scored turns are waiting\n');
   });
 
 program

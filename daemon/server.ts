@@ -11,7 +11,10 @@ import { createApi, type ServedResponse } from './api.ts';
 import type { Backend } from './backends/types.ts';
 import { TurnAssembler } from './turns.ts';
 import { ScoringLoop, type JudgeConfig, type ScoringStatus } from './scoring.ts';
-import { recipes, type RecipeName } from '../recipes/index.ts';
+import { recipes, type RecipeName, type RecipeDefaults } from '../recipes/index.ts';
+import { Trainer, type TrainerStatus } from './trainer.ts';
+import { WeightsDir } from './weights.ts';
+import { join } from 'node:path';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -26,6 +29,10 @@ export interface DaemonOptions {
   /** Turn assembly: a response with nothing after it for this long gets "no next state". */
   idleMs?: number;
   recipe?: RecipeName;
+  /** Overrides of the recipe's defaults (lr, clip, batch size, m, …). */
+  recipeOptions?: Partial<RecipeDefaults>;
+  /** Train a partial batch once its oldest turn has waited this long. */
+  maxWaitMs?: number;
   /** Where judge votes come from; default: rules (no model). */
   judge?: JudgeConfig;
   /** The policy that serves /v1; the daemon closes it on close(). Without one, /v1 answers 503. */
@@ -43,6 +50,7 @@ export interface Daemon {
   backend?: Backend;
   assembler: TurnAssembler;
   scoring: ScoringLoop;
+  trainer?: Trainer;
   status(): DaemonStatus;
   close(): Promise<void>;
 }
@@ -57,6 +65,8 @@ export interface DaemonStatus {
   counters: ReturnType<Store['counters']>;
   recipe: RecipeName;
   scoring: ScoringStatus;
+  /** Null when the backend cannot train (upstream). */
+  training: TrainerStatus | null;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -82,9 +92,26 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const backend = opts.backend;
   const weightVersion = () => backend?.currentVersion() ?? 'base';
   const recipe = recipes[opts.recipe ?? 'binary-rl'];
-  const scoring = new ScoringLoop({ store, log, recipe, backend, judge: opts.judge ?? { kind: 'rules' } });
+  const scoring = new ScoringLoop({ store, log, recipe, recipeOptions: opts.recipeOptions, backend, judge: opts.judge ?? { kind: 'rules' } });
+  // Created before the gateway, which reports its version; it tells plugins through the gateway.
+  let gatewayRef: Gateway | undefined;
+  const trainer = backend?.capabilities.train
+    ? new Trainer({
+        store,
+        log,
+        backend,
+        weights: new WeightsDir(join(opts.dataDir, 'weights')),
+        recipe,
+        recipeOptions: opts.recipeOptions,
+        maxWaitMs: opts.maxWaitMs,
+        onServing: (record) =>
+          gatewayRef?.broadcast({ type: 'weights.updated', version: backend.currentVersion(), recipe: record.recipe, metrics: record.metrics }),
+      })
+    : undefined;
+  await trainer?.init();
   const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs, onTurn: () => void scoring.nudge() });
   const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion, onStored: () => void assembler.nudge() });
+  gatewayRef = gateway;
 
   // Only what an opted-in session was served is kept. The plugin's header is its newest word on
   // opt-in (its event may still be on the way); without the header the stored state decides.
@@ -136,7 +163,38 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       counters: store.counters(),
       recipe: recipe.name,
       scoring: scoring.status(),
+      training: trainer?.status() ?? null,
     };
+  };
+
+  const readJson = async (req: IncomingMessage): Promise<Record<string, unknown>> => {
+    let text = '';
+    for await (const part of req) {
+      text += part;
+      if (text.length > 64 * 1024) throw new Error('request body over 64 KiB');
+    }
+    const body: unknown = text ? JSON.parse(text) : {};
+    if (typeof body !== 'object' || body === null) throw new Error('request body must be a JSON object');
+    return body as Record<string, unknown>;
+  };
+
+  // The daemon's own control routes (the CLI's `weights` and `train` commands use them).
+  const control = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+    if (!trainer) return sendJson(res, 409, { error: { message: `the ${backend ? 'current' : 'missing'} backend cannot train`, type: 'conflict' } });
+    try {
+      if (path === '/weights' && req.method === 'GET') {
+        return sendJson(res, 200, { serving: trainer.status().serving, pinned: trainer.status().pinned, versions: [...store.versions.getRange().map(({ value }) => value)] });
+      }
+      const body = req.method === 'POST' ? await readJson(req) : {};
+      if (path === '/weights/rollback' && req.method === 'POST') return sendJson(res, 200, await trainer.rollback(String(body.version)));
+      if (path === '/weights/pin' && req.method === 'POST') {
+        return sendJson(res, 200, { serving: await trainer.pin(typeof body.version === 'string' ? body.version : null) });
+      }
+      if (path === '/train' && req.method === 'POST') return sendJson(res, 200, { version: await trainer.trainNow() });
+    } catch (err) {
+      return sendJson(res, 400, { error: { message: (err as Error).message, type: 'invalid_request_error' } });
+    }
+    sendJson(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'not_found' } });
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
@@ -147,6 +205,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
     if (path === '/status' && req.method === 'GET') return sendJson(res, 200, status());
     if (path.startsWith('/v1/')) return void handleV1(req, res, path);
+    if (path === '/train' || path === '/weights' || path.startsWith('/weights/')) return void control(req, res, path);
     sendJson(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'not_found' } });
   };
 
@@ -175,6 +234,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const port = (server.address() as AddressInfo).port;
   assembler.start();
   scoring.start();
+  trainer?.start();
   const hostInUrl = host.includes(':') ? `[${host}]` : host;
   log.info('clawrl daemon listening', { host, port, dataDir: opts.dataDir });
 
@@ -190,9 +250,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     status,
     assembler,
     scoring,
+    trainer,
     async close() {
       await assembler.stop();
       await scoring.stop();
+      await trainer?.stop();
       await gateway.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

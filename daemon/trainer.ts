@@ -1,0 +1,294 @@
+// The trainer loop: when enough scored turns wait (or the oldest has waited long enough), one
+// clipped policy-gradient step on the backend's training copy, a new weight version written
+// atomically, then a hot swap on the serving side (between requests) and weights.updated.
+//
+// Exactly once: the batch is recorded (meta `pendingBatch`) before the step and cleared in the
+// same transaction that marks its turns trained. A crash before the version folder exists
+// re-runs the same batch; a crash after it only finishes the bookkeeping.
+import type { FSWatcher } from 'chokidar';
+import type { Store, WeightVersionRecord } from './store.ts';
+import type { Logger } from './log.ts';
+import type { Backend, TrainExample, TrainMetrics, TrainOptions } from './backends/types.ts';
+import type { Recipe, RecipeDefaults } from '../recipes/index.ts';
+import { WeightsDir, versionName, versionNumber } from './weights.ts';
+
+type TurnKey = [string, number];
+
+interface PendingBatch {
+  version: string;
+  parent: string | null;
+  keys: TurnKey[];
+}
+
+export interface TrainerOptions {
+  store: Store;
+  log: Logger;
+  backend: Backend;
+  weights: WeightsDir;
+  recipe: Recipe;
+  recipeOptions?: Partial<RecipeDefaults>;
+  /** Turns per step (default: the recipe's). */
+  batchSize?: number;
+  /** Train a smaller batch once the oldest waiting turn has waited this long. */
+  maxWaitMs?: number;
+  pollMs?: number;
+  /** Called after a new version serves (or is pinned away); the daemon tells the plugins. */
+  onServing?: (record: WeightVersionRecord) => void;
+}
+
+export interface StepProgress {
+  version: string;
+  turns: number;
+  phase: 'training' | 'saving' | 'swapping';
+  startedAt: number;
+}
+
+export interface TrainerStatus {
+  serving: string;
+  pinned: string | null;
+  waiting: number;
+  batchSize: number;
+  steps: number;
+  step: StepProgress | null;
+  lastMetrics: TrainMetrics | null;
+}
+
+export class Trainer {
+  private readonly batchSize: number;
+  private readonly maxWaitMs: number;
+  private timer?: NodeJS.Timeout;
+  private watcher?: FSWatcher;
+  private running?: Promise<WeightVersionRecord | null>;
+  private waitingSince?: number;
+  private progress: StepProgress | null = null;
+  private steps = 0;
+  private lastMetrics: TrainMetrics | null = null;
+
+  constructor(private readonly opts: TrainerOptions) {
+    this.batchSize = opts.batchSize ?? opts.recipeOptions?.batchSize ?? opts.recipe.defaults.batchSize;
+    this.maxWaitMs = opts.maxWaitMs ?? 10 * 60_000;
+  }
+
+  private get meta() {
+    return this.opts.store.meta;
+  }
+
+  /** The version serving is meant to be on (pinned or latest); 'base' before any. */
+  servingVersion(): string {
+    return (this.meta.get('pinned') as string | undefined) ?? (this.meta.get('servingVersion') as string | undefined) ?? 'base';
+  }
+
+  /** Loads the serving and training adapters, then finishes or re-runs a batch a crash left behind. */
+  async init(): Promise<void> {
+    const serving = this.servingVersion();
+    const trainFrom = (this.meta.get('servingVersion') as string | undefined) ?? 'base';
+    const dirOf = (v: string) => (v === 'base' ? null : this.opts.weights.pathOf(v));
+    await this.opts.backend.loadAdapter(dirOf(serving), serving);
+    await this.opts.backend.loadTrainingAdapter(dirOf(trainFrom));
+    if (this.meta.get('pendingBatch')) await this.step(true);
+    this.watcher = this.opts.weights.watch((version) => void this.adoptExternal(version));
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.maybeTrain(), this.opts.pollMs ?? 1_000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.watcher?.close();
+    await this.running;
+  }
+
+  status(): TrainerStatus {
+    return {
+      serving: this.opts.backend.currentVersion(),
+      pinned: (this.meta.get('pinned') as string | undefined) ?? null,
+      waiting: this.waiting(),
+      batchSize: this.batchSize,
+      steps: this.steps,
+      step: this.progress,
+      lastMetrics: this.lastMetrics,
+    };
+  }
+
+  private waiting(): number {
+    let n = 0;
+    for (const _ of this.opts.store.trainQueue.getKeys()) n++;
+    return n;
+  }
+
+  /** Trains when a full batch waits, or a partial one has waited maxWaitMs. */
+  maybeTrain(now = Date.now()): Promise<WeightVersionRecord | null> {
+    const waiting = this.waiting();
+    if (waiting === 0) {
+      this.waitingSince = undefined;
+      return Promise.resolve(null);
+    }
+    this.waitingSince ??= now;
+    if (waiting < this.batchSize && now - this.waitingSince < this.maxWaitMs) return Promise.resolve(null);
+    return this.trainNow();
+  }
+
+  /** One step now with whatever waits (up to a batch); null if nothing waits. */
+  trainNow(): Promise<WeightVersionRecord | null> {
+    this.running ??= this.step(false)
+      .catch((err: Error) => {
+        this.opts.log.error('training step failed; the batch will be retried', { error: err.stack });
+        return null;
+      })
+      .finally(() => {
+        this.running = undefined;
+        this.progress = null;
+      });
+    return this.running;
+  }
+
+  private async takeBatch(): Promise<PendingBatch | null> {
+    const { store } = this.opts;
+    return store.root.transaction(() => {
+      const pending = this.meta.get('pendingBatch') as PendingBatch | undefined;
+      if (pending) return pending;
+      const keys = [...store.trainQueue.getKeys({ limit: this.batchSize })] as TurnKey[];
+      if (keys.length === 0) return null;
+      const counter = ((this.meta.get('versionCounter') as number | undefined) ?? 0) + 1;
+      const batch: PendingBatch = { version: versionName(counter), parent: (this.meta.get('servingVersion') as string | undefined) ?? null, keys };
+      this.meta.put('versionCounter', counter);
+      this.meta.put('pendingBatch', batch);
+      return batch;
+    });
+  }
+
+  private examples(keys: TurnKey[]): TrainExample[] {
+    const { store } = this.opts;
+    const out: TrainExample[] = [];
+    for (const key of keys) {
+      const turn = store.turns.get(key);
+      const sample = turn && store.samples.get(turn.sampleId);
+      const score = store.scores.get(key);
+      if (!sample || !score?.advantages) continue; // deleted (sessions rm) since it was queued
+      out.push({
+        promptTokens: sample.promptTokens,
+        responseTokens: sample.responseTokens,
+        oldLogprobs: sample.logprobs,
+        advantages: score.advantages,
+        mask: score.mask ?? undefined,
+      });
+    }
+    return out;
+  }
+
+  private trainOptions(): TrainOptions {
+    const o = { ...this.opts.recipe.defaults, ...this.opts.recipeOptions };
+    return { lr: o.lr, clipLow: o.clipLow, clipHigh: o.clipHigh, klCoef: o.klCoef };
+  }
+
+  private async step(resuming: boolean): Promise<WeightVersionRecord | null> {
+    const { store, weights, backend, log } = this.opts;
+    const batch = await this.takeBatch();
+    if (!batch) return null;
+    const startedAt = Date.now();
+    this.progress = { version: batch.version, turns: batch.keys.length, phase: 'training', startedAt };
+    let record: WeightVersionRecord;
+    try {
+      record = weights.validate(batch.version);
+      log.info('finishing a step that a restart interrupted after its version was written', { version: batch.version });
+    } catch {
+      if (resuming) log.info('re-running a training step that a restart interrupted', { version: batch.version, turns: batch.keys.length });
+      const metrics = await backend.trainStep(this.examples(batch.keys), this.trainOptions());
+      this.lastMetrics = metrics;
+      this.progress.phase = 'saving';
+      record = {
+        version: batch.version,
+        parent: batch.parent,
+        recipe: this.opts.recipe.name,
+        createdAt: Date.now(),
+        turnIds: batch.keys.map(([s, i]) => `${s}#${i}`),
+        metrics: { ...metrics, turns: batch.keys.length },
+      };
+      await weights.publish(record, (dir) => backend.saveAdapter(dir));
+    }
+    await store.root.transaction(() => {
+      store.versions.put(record.version, record);
+      for (const key of batch.keys) {
+        const turn = store.turns.get(key);
+        if (turn) store.turns.put(key, { ...turn, trainedIn: record.version });
+        store.trainQueue.remove(key);
+      }
+      this.meta.put('servingVersion', record.version);
+      this.meta.remove('pendingBatch');
+    });
+    this.steps++;
+    this.waitingSince = undefined;
+    log.info('trained a new weight version', { version: record.version, turns: batch.keys.length, ms: Date.now() - startedAt, loss: record.metrics.loss });
+    if (!this.meta.get('pinned')) {
+      this.progress.phase = 'swapping';
+      await backend.loadAdapter(weights.pathOf(record.version), record.version);
+    }
+    this.opts.onServing?.(record);
+    return record;
+  }
+
+  /** Serves an earlier version again and continues training from it. */
+  async rollback(version: string): Promise<WeightVersionRecord> {
+    const record = this.checkedRecord(version);
+    const dir = version === 'base' ? null : this.opts.weights.pathOf(version);
+    await this.running;
+    await this.opts.backend.loadAdapter(dir, version);
+    await this.opts.backend.loadTrainingAdapter(dir);
+    await this.opts.store.root.transaction(() => {
+      this.meta.put('servingVersion', version);
+      this.meta.remove('pinned');
+    });
+    this.opts.log.info('rolled back', { version });
+    this.opts.onServing?.(record);
+    return record;
+  }
+
+  /** Keeps serving one version while training goes on; null unpins and serves the latest. */
+  async pin(version: string | null): Promise<string> {
+    if (version === null) {
+      await this.meta.remove('pinned');
+    } else {
+      this.checkedRecord(version);
+      await this.meta.put('pinned', version);
+    }
+    const serving = this.servingVersion();
+    await this.opts.backend.loadAdapter(serving === 'base' ? null : this.opts.weights.pathOf(serving), serving);
+    this.opts.onServing?.(this.checkedRecord(serving));
+    return serving;
+  }
+
+  private checkedRecord(version: string): WeightVersionRecord {
+    if (version === 'base') return { version: 'base', parent: null, recipe: 'base', createdAt: 0, turnIds: [], metrics: {} };
+    const known = this.opts.store.versions.get(version);
+    if (!known) throw new Error(`no weight version ${JSON.stringify(version)}; see \`clawrl-daemon weights list\``);
+    this.opts.weights.validate(version);
+    return known;
+  }
+
+  /** A version folder that another trainer dropped in: checked, recorded, and served if newest. */
+  private async adoptExternal(version: string): Promise<void> {
+    const { store, log, backend, weights } = this.opts;
+    if (store.versions.get(version) || this.progress?.version === version) return;
+    try {
+      const record = weights.validate(version);
+      if (versionNumber(version) <= versionNumber(backend.currentVersion())) {
+        await store.versions.put(version, record);
+        return;
+      }
+      // Loading proves the files: a truncated adapter is refused here and the current one stays.
+      await backend.loadTrainingAdapter(weights.pathOf(version));
+      if (!this.meta.get('pinned')) await backend.loadAdapter(weights.pathOf(version), version);
+      await store.root.transaction(() => {
+        store.versions.put(version, record);
+        this.meta.put('servingVersion', version);
+        this.meta.put('versionCounter', Math.max(versionNumber(version), (this.meta.get('versionCounter') as number | undefined) ?? 0));
+      });
+      log.info('picked up a weight version from the versions folder', { version });
+      this.opts.onServing?.(record);
+    } catch (err) {
+      log.error(`rejected weight version ${version}: ${(err as Error).message}; still serving ${backend.currentVersion()}`);
+    }
+  }
+}

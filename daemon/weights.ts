@@ -1,0 +1,93 @@
+// The versions folder: <data-dir>/weights/vNNNNNN/ holds a LoRA adapter in PEFT layout
+// (adapter_config.json + adapter_model.safetensors) and clawrl.json (parent, recipe, batch turn
+// ids, metrics). A version appears by an atomic rename of a fully written, fsynced folder, so a
+// reader never sees half of one; chokidar watches the folder so a version dropped in by an
+// external trainer is picked up the same way.
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync, statSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import chokidar, { type FSWatcher } from 'chokidar';
+import type { WeightVersionRecord } from './store.ts';
+
+export const VERSION_PATTERN = /^v\d{6}$/;
+export const METADATA_FILE = 'clawrl.json';
+const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors'];
+
+export const versionName = (n: number) => `v${String(n).padStart(6, '0')}`;
+export const versionNumber = (version: string) => (VERSION_PATTERN.test(version) ? Number(version.slice(1)) : 0);
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class WeightsDir {
+  constructor(readonly root: string) {
+    mkdirSync(root, { recursive: true });
+  }
+
+  pathOf(version: string): string {
+    return join(this.root, version);
+  }
+
+  /** Versions present on disk, oldest first. */
+  list(): string[] {
+    return readdirSync(this.root)
+      .filter((name) => VERSION_PATTERN.test(name))
+      .sort();
+  }
+
+  /**
+   * Writes a version atomically: `write` fills a temporary folder, then every file and the
+   * folder are fsynced and the folder is renamed into place.
+   */
+  async publish(record: WeightVersionRecord, write: (dir: string) => Promise<void>): Promise<string> {
+    const final = this.pathOf(record.version);
+    const tmp = join(this.root, `.tmp-${record.version}-${process.pid}`);
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    await write(tmp);
+    writeFileSync(join(tmp, METADATA_FILE), JSON.stringify(record, null, 2) + '\n');
+    for (const name of readdirSync(tmp)) fsyncPath(join(tmp, name));
+    fsyncPath(tmp);
+    rmSync(final, { recursive: true, force: true });
+    renameSync(tmp, final);
+    fsyncPath(this.root);
+    return final;
+  }
+
+  /** Reads and checks a version's metadata and files; throws an Error naming what is wrong. */
+  validate(version: string): WeightVersionRecord {
+    const dir = this.pathOf(version);
+    for (const name of [...ADAPTER_FILES, METADATA_FILE]) {
+      const path = join(dir, name);
+      if (!existsSync(path)) throw new Error(`${version}: ${name} is missing`);
+      if (statSync(path).size === 0) throw new Error(`${version}: ${name} is empty`);
+    }
+    let record: WeightVersionRecord;
+    try {
+      record = JSON.parse(readFileSync(join(dir, METADATA_FILE), 'utf8')) as WeightVersionRecord;
+    } catch (err) {
+      throw new Error(`${version}: ${METADATA_FILE} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (record.version !== version) throw new Error(`${version}: ${METADATA_FILE} names version ${JSON.stringify(record.version)}`);
+    return record;
+  }
+
+  /**
+   * Calls `onVersion` when a version's clawrl.json appears: after an atomic rename, or once an
+   * external trainer has finished writing it (it must write clawrl.json last).
+   */
+  watch(onVersion: (version: string) => void): FSWatcher {
+    const watcher = chokidar.watch(this.root, { depth: 1, ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 } });
+    const seen = (path: string) => {
+      const [name, file] = path.slice(this.root.length + 1).split('/');
+      if (file === METADATA_FILE && VERSION_PATTERN.test(name!)) onVersion(name!);
+    };
+    watcher.on('add', seen).on('change', seen);
+    return watcher;
+  }
+}

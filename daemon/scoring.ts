@@ -5,6 +5,7 @@
 import type { Store, ScoreRecord, TurnRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Backend } from './backends/types.ts';
+import { Loop } from './loop.ts';
 import {
   createLimiter,
   extractHint,
@@ -68,8 +69,7 @@ export function policyComplete(backend: Backend): Complete {
 export class ScoringLoop {
   private readonly complete?: Complete;
   private readonly limiter;
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<number>;
+  private readonly loop: Loop<number>;
   private counts = { scored: 0, trainable: 0, judgeFailures: 0, errors: 0 };
 
   constructor(private readonly opts: ScoringOptions) {
@@ -77,16 +77,15 @@ export class ScoringLoop {
     if (judge.kind === 'endpoint') this.complete = endpointComplete(judge.baseUrl, judge.model, judge.apiKey);
     else if (judge.kind === 'policy' && backend) this.complete = policyComplete(backend);
     this.limiter = createLimiter(opts.concurrency ?? 4);
+    this.loop = new Loop(() => this.scoreOnce(), opts.pollMs ?? 1_000);
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.nudge(), this.opts.pollMs ?? 1_000);
-    this.timer.unref();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   status(): ScoringStatus {
@@ -96,8 +95,7 @@ export class ScoringLoop {
   }
 
   nudge(): Promise<number> {
-    this.running ??= this.scoreOnce().finally(() => (this.running = undefined));
-    return this.running;
+    return this.loop.run();
   }
 
   /** Scores every queued turn (judge calls bounded by the shared limiter). Returns how many. */

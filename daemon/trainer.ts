@@ -11,6 +11,7 @@ import type { Logger } from './log.ts';
 import type { Backend, TrainExample, TrainMetrics, TrainOptions } from './backends/types.ts';
 import type { Recipe, RecipeDefaults } from '../recipes/index.ts';
 import { WeightsDir, versionName, versionNumber } from './weights.ts';
+import { Loop } from './loop.ts';
 
 type TurnKey = [string, number];
 
@@ -56,17 +57,26 @@ export interface TrainerStatus {
 export class Trainer {
   private readonly batchSize: number;
   private readonly maxWaitMs: number;
-  private timer?: NodeJS.Timeout;
+  private readonly poll: Loop<WeightVersionRecord | null>;
+  private readonly steps: Loop<WeightVersionRecord | null>;
   private watcher?: FSWatcher;
-  private running?: Promise<WeightVersionRecord | null>;
   private waitingSince?: number;
   private progress: StepProgress | null = null;
-  private steps = 0;
+  private stepCount = 0;
   private lastMetrics: TrainMetrics | null = null;
 
   constructor(private readonly opts: TrainerOptions) {
     this.batchSize = opts.batchSize ?? opts.recipeOptions?.batchSize ?? opts.recipe.defaults.batchSize;
     this.maxWaitMs = opts.maxWaitMs ?? 10 * 60_000;
+    this.poll = new Loop(() => this.maybeTrain(), opts.pollMs ?? 1_000);
+    const step = () =>
+      this.step(false)
+        .catch((err: Error) => {
+          opts.log.error('training step failed; the batch will be retried', { error: err.stack });
+          return null;
+        })
+        .finally(() => (this.progress = null));
+    this.steps = new Loop(step);
   }
 
   private get meta() {
@@ -90,14 +100,13 @@ export class Trainer {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.maybeTrain(), this.opts.pollMs ?? 1_000);
-    this.timer.unref();
+    this.poll.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    await this.poll.stop();
+    await this.steps.settled();
     await this.watcher?.close();
-    await this.running;
   }
 
   status(): TrainerStatus {
@@ -106,7 +115,7 @@ export class Trainer {
       pinned: (this.meta.get('pinned') as string | undefined) ?? null,
       waiting: this.waiting(),
       batchSize: this.batchSize,
-      steps: this.steps,
+      steps: this.stepCount,
       step: this.progress,
       lastMetrics: this.lastMetrics,
     };
@@ -132,16 +141,7 @@ export class Trainer {
 
   /** One step now with whatever waits (up to a batch); null if nothing waits. */
   trainNow(): Promise<WeightVersionRecord | null> {
-    this.running ??= this.step(false)
-      .catch((err: Error) => {
-        this.opts.log.error('training step failed; the batch will be retried', { error: err.stack });
-        return null;
-      })
-      .finally(() => {
-        this.running = undefined;
-        this.progress = null;
-      });
-    return this.running;
+    return this.steps.run();
   }
 
   private async takeBatch(): Promise<PendingBatch | null> {
@@ -218,7 +218,7 @@ export class Trainer {
       this.meta.put('servingVersion', record.version);
       this.meta.remove('pendingBatch');
     });
-    this.steps++;
+    this.stepCount++;
     this.waitingSince = undefined;
     log.info('trained a new weight version', { version: record.version, turns: batch.keys.length, ms: Date.now() - startedAt, loss: record.metrics.loss });
     if (!this.meta.get('pinned')) {
@@ -233,7 +233,7 @@ export class Trainer {
   async rollback(version: string): Promise<WeightVersionRecord> {
     const record = this.checkedRecord(version);
     const dir = version === 'base' ? null : this.opts.weights.pathOf(version);
-    await this.running;
+    await this.steps.settled();
     await this.opts.backend.loadAdapter(dir, version);
     await this.opts.backend.loadTrainingAdapter(dir);
     await this.opts.store.root.transaction(() => {

@@ -9,6 +9,7 @@
 // sample, so a restart in the middle loses nothing and makes no duplicate turn.
 import type { Store, SampleRecord, StoredEvent, NextState, TurnRecord, ToolResultState } from './store.ts';
 import type { Logger } from './log.ts';
+import { Loop } from './loop.ts';
 
 export interface AssemblerOptions {
   store: Store;
@@ -44,35 +45,32 @@ function feedbackOf(e: Extract<StoredEvent, { kind: 'feedback' }>): NextState['f
 export class TurnAssembler {
   private readonly idleMs: number;
   private readonly toolGraceMs: number;
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<number>;
+  private readonly loop: Loop<number>;
   /** Event log position up to which feedback has been attached (persisted when it changes a turn). */
   private feedbackCursor?: number;
 
   constructor(private readonly opts: AssemblerOptions) {
     this.idleMs = opts.idleMs ?? 10 * 60_000;
     this.toolGraceMs = opts.toolGraceMs ?? 5_000;
+    const pass = () =>
+      this.assembleOnce().catch((err: Error) => {
+        opts.log.error('turn assembly failed', { error: err.message });
+        return 0;
+      });
+    this.loop = new Loop(pass, opts.pollMs ?? 1_000);
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.nudge(), this.opts.pollMs ?? 1_000);
-    this.timer.unref();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Runs one pass unless one is running; resolves with the number of turns written. */
   nudge(): Promise<number> {
-    this.running ??= this.assembleOnce()
-      .catch((err: Error) => {
-        this.opts.log.error('turn assembly failed', { error: err.message });
-        return 0;
-      })
-      .finally(() => (this.running = undefined));
-    return this.running;
+    return this.loop.run();
   }
 
   /** One pass over every open sample, plus feedback that arrived for already-made turns. */

@@ -3,6 +3,7 @@
 export class Loop<T> {
   private timer?: NodeJS.Timeout;
   private running?: Promise<T>;
+  private stopped = false;
 
   constructor(
     private readonly pass: () => Promise<T>,
@@ -16,6 +17,7 @@ export class Loop<T> {
 
   /** Stops the timer and waits for a pass in progress. */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     await this.settled();
   }
@@ -25,7 +27,9 @@ export class Loop<T> {
     await this.running;
   }
 
-  run(): Promise<T> {
+  /** Runs a pass (or joins the one in progress); once stopped, runs nothing. */
+  run(): Promise<T | undefined> {
+    if (this.stopped) return Promise.resolve(undefined);
     this.running ??= this.pass().finally(() => (this.running = undefined));
     return this.running;
   }

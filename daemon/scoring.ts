@@ -94,8 +94,8 @@ export class ScoringLoop {
     return { queueDepth, ...this.counts };
   }
 
-  nudge(): Promise<number> {
-    return this.loop.run();
+  async nudge(): Promise<number> {
+    return (await this.loop.run()) ?? 0;
   }
 
   /** Scores every queued turn (judge calls bounded by the shared limiter). Returns how many. */

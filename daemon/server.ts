@@ -140,14 +140,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       finishReason: result.finishReason,
     });
   };
+  // Writes still in flight when the daemon closes are awaited before the store closes.
+  const recording = new Set<Promise<void>>();
   const handleV1 = createApi({
     backend: () => backend,
     log,
     maxBodyBytes: opts.maxBodyBytes,
     onServed: (served) => {
-      recordSample(served)
-        .then(() => assembler.nudge())
-        .catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }));
+      const write = recordSample(served)
+        .then(() => void assembler.nudge())
+        .catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }))
+        .finally(() => recording.delete(write));
+      recording.add(write);
     },
   });
 
@@ -252,12 +256,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     scoring,
     trainer,
     async close() {
-      await assembler.stop();
-      await scoring.stop();
-      await trainer?.stop();
+      // Stop taking work first, then let the loops and in-flight writes finish.
       await gateway.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all(recording);
+      await assembler.stop();
+      await scoring.stop();
+      await trainer?.stop();
       await backend?.close();
       await store.close();
     },

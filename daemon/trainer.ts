@@ -68,7 +68,7 @@ export class Trainer {
   constructor(private readonly opts: TrainerOptions) {
     this.batchSize = opts.batchSize ?? opts.recipeOptions?.batchSize ?? opts.recipe.defaults.batchSize;
     this.maxWaitMs = opts.maxWaitMs ?? 10 * 60_000;
-    this.poll = new Loop(() => this.maybeTrain(), opts.pollMs ?? 1_000);
+    this.poll = new Loop(() => this.maybeTrain(), opts.pollMs);
     const step = () =>
       this.step(false)
         .catch((err: Error) => {
@@ -105,7 +105,7 @@ export class Trainer {
 
   async stop(): Promise<void> {
     await this.poll.stop();
-    await this.steps.settled();
+    await this.steps.stop();
     await this.watcher?.close();
   }
 
@@ -140,8 +140,8 @@ export class Trainer {
   }
 
   /** One step now with whatever waits (up to a batch); null if nothing waits. */
-  trainNow(): Promise<WeightVersionRecord | null> {
-    return this.steps.run();
+  async trainNow(): Promise<WeightVersionRecord | null> {
+    return (await this.steps.run()) ?? null;
   }
 
   private async takeBatch(): Promise<PendingBatch | null> {

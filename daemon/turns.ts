@@ -69,8 +69,8 @@ export class TurnAssembler {
   }
 
   /** Runs one pass unless one is running; resolves with the number of turns written. */
-  nudge(): Promise<number> {
-    return this.loop.run();
+  async nudge(): Promise<number> {
+    return (await this.loop.run()) ?? 0;
   }
 
   /** One pass over every open sample, plus feedback that arrived for already-made turns. */

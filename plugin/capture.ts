@@ -1,0 +1,397 @@
+// Hook payloads → protocol events. Every handler is synchronous, never throws into the host and
+// never touches the network: it reads what it needs, hands one event to the sink, and returns.
+// Nothing of a session that has not opted in is handed on, except its opt-in state.
+//
+// It also tracks, per OpenClaw sessionId, the run, model call and trigger in progress, because
+// the provider's per-turn headers are resolved between `model_call_started` and
+// `model_call_ended` with only `sessionId` and a fresh `turnId` to go on.
+import type { ImageSummary, ToolCallSummary } from '../protocol/index.ts';
+import type {
+  AfterToolCallEvent,
+  AgentEndEvent,
+  HookContext,
+  HookHandlers,
+  HookName,
+  LlmInputEvent,
+  LlmOutputEvent,
+  MessageReceivedEvent,
+  ModelCallEvent,
+  PluginApi,
+  PluginLogger,
+  SessionEndEvent,
+  SessionStartEvent,
+} from './host-types.ts';
+import type { OptIns } from './optin.ts';
+import type { NewEvent } from './spool.ts';
+
+export interface EventSink {
+  enqueue(event: NewEvent): void;
+}
+
+/** What the plugin knows about a session's current work. */
+export interface SessionTrack {
+  sessionKey?: string;
+  runId?: string;
+  /** The model call in flight (between model_call_started and model_call_ended). */
+  callId?: string;
+  trigger?: string;
+}
+
+/** Text longer than this is cut (with a marker) so one event stays far below the frame limit. */
+export const MAX_TEXT_CHARS = 64 * 1024;
+/** Tool params whose JSON is longer than this travel as truncated JSON text. */
+const MAX_PARAMS_CHARS = 16 * 1024;
+/** Sessions and runs remembered; the oldest are forgotten beyond it. */
+const MAX_TRACKED = 10_000;
+/** Errors logged per hook before the log goes quiet (the count still grows). */
+const LOGGED_ERRORS_PER_HOOK = 5;
+
+/** Heartbeats, cron runs and memory flushes are side turns: served, but not trained on. */
+export function isSideTrigger(trigger: string | undefined): boolean {
+  return trigger !== undefined && trigger !== 'user';
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+function capText(text: string): string {
+  if (text.length <= MAX_TEXT_CHARS) return text;
+  return `${text.slice(0, MAX_TEXT_CHARS)}\n…[clawrl: ${text.length - MAX_TEXT_CHARS} more characters cut]`;
+}
+
+function jsonText(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return String(value);
+  }
+}
+
+/** Params as they are when small and plain JSON; otherwise (huge, cyclic) as cut JSON text. */
+function boundedParams(params: unknown): unknown {
+  if (params === undefined) return undefined;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(params);
+  } catch {
+    return String(params);
+  }
+  if (json === undefined) return undefined;
+  return json.length <= MAX_PARAMS_CHARS ? params : capText(json.slice(0, MAX_PARAMS_CHARS));
+}
+
+/** Decoded size of base64 text, without decoding it. */
+function base64Bytes(data: string): number {
+  const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
+  return Math.max(0, Math.floor((data.length * 3) / 4) - padding);
+}
+
+/**
+ * A tool result as text plus a summary of its images. OpenClaw tools return
+ * `{ content: [{type:'text',text} | {type:'image',data,mimeType}], details }`; browser and canvas
+ * screenshots arrive as image blocks, and only their count, types and sizes leave the plugin.
+ */
+export function summariseToolResult(result: unknown): { text: string; image?: ImageSummary } {
+  const blocks = Array.isArray(result) ? result : isRecord(result) && Array.isArray(result.content) ? result.content : undefined;
+  if (!blocks) return { text: typeof result === 'string' ? result : result === undefined ? '' : jsonText(result) };
+  const texts: string[] = [];
+  let image: ImageSummary | undefined;
+  for (const block of blocks) {
+    if (!isRecord(block)) continue;
+    if (block.type === 'text' && typeof block.text === 'string') texts.push(block.text);
+    else if (block.type === 'image') {
+      image ??= { count: 0, mimeTypes: [], bytes: 0 };
+      image.count++;
+      const mime = str(block.mimeType) ?? 'application/octet-stream';
+      if (!image.mimeTypes.includes(mime)) image.mimeTypes.push(mime);
+      if (typeof block.data === 'string') image.bytes += base64Bytes(block.data);
+    }
+  }
+  return { text: texts.join('\n'), image };
+}
+
+/** Tool calls of an assistant message (`content` blocks of type 'toolCall'). */
+function toolCallsOf(message: unknown): ToolCallSummary[] {
+  if (!isRecord(message) || !Array.isArray(message.content)) return [];
+  const calls: ToolCallSummary[] = [];
+  for (const block of message.content) {
+    if (!isRecord(block) || block.type !== 'toolCall') continue;
+    const args = block.arguments;
+    calls.push({
+      id: str(block.id) ?? '',
+      name: str(block.name) ?? '',
+      arguments: capText(typeof args === 'string' ? args : jsonText(args ?? {})),
+    });
+  }
+  return calls;
+}
+
+/** The ids of a hook context, keeping only well-formed strings: they end up in events and keys. */
+function hookContext(ctx: unknown): HookContext {
+  if (!isRecord(ctx)) return {};
+  return {
+    runId: str(ctx.runId),
+    sessionKey: str(ctx.sessionKey),
+    sessionId: str(ctx.sessionId),
+    trigger: str(ctx.trigger),
+    toolName: str(ctx.toolName),
+    toolCallId: str(ctx.toolCallId),
+  };
+}
+
+/** Insertion-ordered map that forgets its oldest entries beyond a size. */
+class BoundedMap<K, V> extends Map<K, V> {
+  override set(key: K, value: V): this {
+    if (!this.has(key) && this.size >= MAX_TRACKED) this.delete(this.keys().next().value as K);
+    return super.set(key, value);
+  }
+}
+
+export class Capture {
+  private readonly sessions = new BoundedMap<string, SessionTrack>();
+  /** Last run of each session key, for `/clawrl good|bad|hint`. */
+  private readonly lastRun = new BoundedMap<string, string>();
+  /** Runs whose user message has been sent (message_received and llm_input both carry it). */
+  private readonly runsWithUserMessage = new BoundedMap<string, true>();
+  /** Opted-in session keys whose opt-in has been sent since start. */
+  private readonly announced = new Set<string>();
+  private readonly errors = new Map<string, number>();
+
+  constructor(
+    private readonly sink: EventSink,
+    private readonly optIns: OptIns,
+    private readonly logger: Pick<PluginLogger, 'warn'>,
+  ) {}
+
+  // --- state the provider and commands read ---
+
+  session(sessionId: string | undefined): SessionTrack | undefined {
+    return sessionId === undefined ? undefined : this.sessions.get(sessionId);
+  }
+
+  isOptedIn(sessionKey: string | undefined): boolean {
+    return this.optIns.isOptedIn(sessionKey);
+  }
+
+  /** Opted-in sessions seen since start (the ones to tell about new weights). */
+  activeSessionKeys(): string[] {
+    return [...this.announced].filter((key) => this.optIns.isOptedIn(key));
+  }
+
+  /** `/clawrl on|off`: the opt-in state is the one thing sent for any session. */
+  setOptIn(sessionKey: string, on: boolean): void {
+    this.optIns.set(sessionKey, on);
+    this.sink.enqueue({ kind: on ? 'session.optin' : 'session.optout', at: Date.now(), sessionKey });
+    if (on) this.announced.add(sessionKey);
+    else this.announced.delete(sessionKey);
+  }
+
+  /** `/clawrl good|bad|hint`: returns false when the session has not opted in. */
+  feedback(sessionKey: string, feedback: { rating?: 'good' | 'bad'; hint?: string }): boolean {
+    return this.emit(sessionKey, () => ({
+      kind: 'feedback',
+      at: Date.now(),
+      sessionKey,
+      runId: this.lastRun.get(sessionKey),
+      rating: feedback.rating,
+      hint: feedback.hint === undefined ? undefined : capText(feedback.hint),
+    }));
+  }
+
+  // --- hooks ---
+
+  /** Registers the handlers with `api.on`, each wrapped so it can never throw into the host. */
+  registerHooks(on: PluginApi['on']): void {
+    const handlers: { [K in HookName]?: HookHandlers[K] } = {
+      before_agent_run: this.guard('before_agent_run', (_event: unknown, ctx: HookContext) => {
+        this.track(ctx, ctx.sessionId, ctx.runId);
+      }),
+      llm_input: this.guard('llm_input', (event: LlmInputEvent, ctx: HookContext) => this.onLlmInput(event, ctx)),
+      model_call_started: this.guard('model_call_started', (event: ModelCallEvent, ctx: HookContext) => this.onModelCallStarted(event, ctx)),
+      model_call_ended: this.guard('model_call_ended', (event: ModelCallEvent, ctx: HookContext) => this.onModelCallEnded(event, ctx)),
+      llm_output: this.guard('llm_output', (event: LlmOutputEvent, ctx: HookContext) => this.onLlmOutput(event, ctx)),
+      after_tool_call: this.guard('after_tool_call', (event: AfterToolCallEvent, ctx: HookContext) => this.onAfterToolCall(event, ctx)),
+      message_received: this.guard('message_received', (event: MessageReceivedEvent, ctx: HookContext) => this.onMessageReceived(event, ctx)),
+      agent_end: this.guard('agent_end', (event: AgentEndEvent, ctx: HookContext) => this.onAgentEnd(event, ctx)),
+      session_start: this.guard('session_start', (event: SessionStartEvent, ctx: HookContext) => {
+        this.track({ sessionKey: str(event.sessionKey) ?? ctx.sessionKey }, str(event.sessionId) ?? ctx.sessionId, undefined);
+      }),
+      session_end: this.guard('session_end', (event: SessionEndEvent, ctx: HookContext) => this.onSessionEnd(event, ctx)),
+    };
+    for (const name of Object.keys(handlers) as HookName[]) on(name, handlers[name] as HookHandlers[typeof name]);
+  }
+
+  private onLlmInput(event: LlmInputEvent, ctx: HookContext): void {
+    const track = this.track(ctx, str(event.sessionId) ?? ctx.sessionId, str(event.runId) ?? ctx.runId);
+    const prompt = str(event.prompt);
+    // The run's prompt is the user's message on main turns; side turns have no user.
+    if (prompt === undefined || isSideTrigger(track.trigger)) return;
+    this.userMessage(track.sessionKey, str(event.sessionId) ?? ctx.sessionId, track.runId, prompt);
+  }
+
+  private onMessageReceived(event: MessageReceivedEvent, ctx: HookContext): void {
+    const content = str(event.content);
+    if (content === undefined) return;
+    this.userMessage(ctx.sessionKey ?? str(event.sessionKey), ctx.sessionId, ctx.runId ?? str(event.runId), content);
+  }
+
+  /** One user.message per run, whichever of message_received and llm_input comes first. */
+  private userMessage(sessionKey: string | undefined, sessionId: string | undefined, runId: string | undefined, content: string): void {
+    if (runId !== undefined) {
+      if (this.runsWithUserMessage.has(runId)) return;
+      this.runsWithUserMessage.set(runId, true);
+    }
+    this.emit(sessionKey, (key) => ({ kind: 'user.message', at: Date.now(), sessionKey: key, sessionId, runId, content: capText(content) }));
+  }
+
+  private onModelCallStarted(event: ModelCallEvent, ctx: HookContext): void {
+    const sessionId = str(event.sessionId) ?? ctx.sessionId;
+    const track = this.track({ ...ctx, sessionKey: ctx.sessionKey ?? str(event.sessionKey) }, sessionId, str(event.runId) ?? ctx.runId);
+    const callId = str(event.callId);
+    if (callId === undefined) return;
+    track.callId = callId;
+    this.emit(track.sessionKey, (key) => ({
+      kind: 'model.call',
+      at: Date.now(),
+      sessionKey: key,
+      sessionId,
+      runId: track.runId,
+      callId,
+      provider: str(event.provider) ?? '',
+      model: str(event.model) ?? '',
+      trigger: track.trigger,
+      side: isSideTrigger(track.trigger),
+    }));
+  }
+
+  private onModelCallEnded(event: ModelCallEvent, ctx: HookContext): void {
+    // Requests outside a model call (compaction summaries, say) must not inherit a stale call id.
+    const track = this.session(str(event.sessionId) ?? ctx.sessionId);
+    if (track && track.callId === str(event.callId)) track.callId = undefined;
+  }
+
+  private onLlmOutput(event: LlmOutputEvent, ctx: HookContext): void {
+    const sessionId = str(event.sessionId) ?? ctx.sessionId;
+    const track = this.track(ctx, sessionId, str(event.runId) ?? ctx.runId);
+    const texts = Array.isArray(event.assistantTexts) ? event.assistantTexts.filter((t): t is string => typeof t === 'string') : [];
+    const usage = isRecord(event.usage)
+      ? { input: num(event.usage.input), output: num(event.usage.output), total: num(event.usage.total) }
+      : undefined;
+    this.emit(track.sessionKey, (key) => ({
+      kind: 'model.output',
+      at: Date.now(),
+      sessionKey: key,
+      sessionId,
+      runId: track.runId,
+      assistantTexts: texts.map(capText),
+      toolCalls: toolCallsOf(event.lastAssistant),
+      usage,
+    }));
+  }
+
+  private onAfterToolCall(event: AfterToolCallEvent, ctx: HookContext): void {
+    const sessionId = ctx.sessionId;
+    const runId = str(event.runId) ?? ctx.runId;
+    const sessionKey = ctx.sessionKey ?? this.session(sessionId)?.sessionKey;
+    this.emit(sessionKey, (key) => {
+      const { text, image } = summariseToolResult(event.result);
+      const details = isRecord(event.result) && isRecord(event.result.details) ? event.result.details : undefined;
+      const error = str(event.error);
+      return {
+        kind: 'tool.result',
+        at: Date.now(),
+        sessionKey: key,
+        sessionId,
+        runId,
+        toolCallId: str(event.toolCallId) ?? ctx.toolCallId ?? '',
+        toolName: str(event.toolName) ?? ctx.toolName ?? '',
+        params: boundedParams(event.params),
+        output: capText(text || (error ?? '')),
+        isError: error !== undefined || (isRecord(event.result) && event.result.isError === true),
+        exitCode: num(details?.exitCode),
+        timedOut: typeof details?.timedOut === 'boolean' ? details.timedOut : undefined,
+        durationMs: num(event.durationMs),
+        image,
+      };
+    });
+  }
+
+  private onAgentEnd(event: AgentEndEvent, ctx: HookContext): void {
+    const track = this.track(ctx, ctx.sessionId, str(event.runId) ?? ctx.runId);
+    this.emit(track.sessionKey, (key) => ({
+      kind: 'run.end',
+      at: Date.now(),
+      sessionKey: key,
+      sessionId: ctx.sessionId,
+      runId: track.runId,
+      success: event.success === true,
+      error: str(event.error),
+      durationMs: num(event.durationMs),
+    }));
+  }
+
+  private onSessionEnd(event: SessionEndEvent, ctx: HookContext): void {
+    const sessionId = str(event.sessionId) ?? ctx.sessionId;
+    const sessionKey = str(event.sessionKey) ?? ctx.sessionKey ?? this.session(sessionId)?.sessionKey;
+    this.emit(sessionKey, (key) => ({ kind: 'session.end', at: Date.now(), sessionKey: key, sessionId, reason: str(event.reason) }));
+    if (sessionId !== undefined) this.sessions.delete(sessionId);
+  }
+
+  // --- plumbing ---
+
+  /** Updates (and returns) what is known about a session from a hook's ids. */
+  private track(ctx: HookContext, sessionId: string | undefined, runId: string | undefined): SessionTrack {
+    const track: SessionTrack = (sessionId !== undefined && this.sessions.get(sessionId)) || {};
+    const sessionKey = ctx.sessionKey ?? track.sessionKey;
+    if (runId !== undefined && runId !== track.runId) {
+      track.runId = runId;
+      track.callId = undefined;
+    }
+    if (ctx.trigger !== undefined) track.trigger = ctx.trigger;
+    if (sessionKey !== undefined) {
+      track.sessionKey = sessionKey;
+      if (track.runId !== undefined) this.lastRun.set(sessionKey, track.runId);
+    }
+    if (sessionId !== undefined) this.sessions.set(sessionId, track);
+    return track;
+  }
+
+  /**
+   * Hands an event to the sink if its session has opted in; the event is built only then.
+   * Returns whether it was sent.
+   */
+  private emit(sessionKey: string | undefined, build: (sessionKey: string) => NewEvent): boolean {
+    if (sessionKey === undefined || !this.optIns.isOptedIn(sessionKey)) return false;
+    if (!this.announced.has(sessionKey)) {
+      // Opted in by default (or before a restart): say so before its first event.
+      this.announced.add(sessionKey);
+      this.sink.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey });
+    }
+    this.sink.enqueue(build(sessionKey));
+    return true;
+  }
+
+  private guard<E>(hook: string, fn: (event: E, ctx: HookContext) => void): (event: E, ctx: unknown) => void {
+    return (event, ctx) => {
+      try {
+        fn((event ?? {}) as E, hookContext(ctx));
+      } catch (err) {
+        const n = (this.errors.get(hook) ?? 0) + 1;
+        this.errors.set(hook, n);
+        if (n <= LOGGED_ERRORS_PER_HOOK) {
+          const more = n === LOGGED_ERRORS_PER_HOOK ? ' (further errors of this hook are not logged)' : '';
+          this.logger.warn(`clawrl: ${hook} handler failed: ${err instanceof Error ? err.message : String(err)}${more}`);
+        }
+      }
+    };
+  }
+}

@@ -1,0 +1,38 @@
+// The plugin's settings: `plugins.entries.clawrl.config` in openclaw.json, over the defaults
+// declared once, in openclaw.plugin.json's configSchema.
+import { readFileSync } from 'node:fs';
+
+export interface PluginConfig {
+  daemonUrl: string;
+  token: string;
+  optInByDefault: boolean;
+  notifyOnWeights: boolean;
+  spoolMaxEvents: number;
+  spoolMaxBytes: number;
+}
+
+const readJson = (file: string): unknown => JSON.parse(readFileSync(new URL(file, import.meta.url), 'utf8'));
+const manifest = readJson('../openclaw.plugin.json') as { configSchema: { properties: Record<string, { default?: unknown }> } };
+
+/** Reported to the daemon in `hello`. */
+export const PLUGIN_VERSION = (readJson('../package.json') as { version: string }).version;
+
+/** OpenClaw validates the config against the schema; a value of the wrong type still falls back. */
+export function parseConfig(raw: Record<string, unknown> | undefined): PluginConfig {
+  const config: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(manifest.configSchema.properties)) {
+    const value = raw?.[key];
+    config[key] = typeof value === typeof spec.default ? value : spec.default;
+  }
+  return config as unknown as PluginConfig;
+}
+
+/** ws://host:port/ws → http://host:port/v1 (wss → https): the daemon serves both on one port. */
+export function httpBaseOf(daemonUrl: string): string {
+  const url = new URL(daemonUrl);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+  url.pathname = '/v1';
+  url.search = '';
+  url.hash = '';
+  return url.toString().replace(/\/$/, '');
+}

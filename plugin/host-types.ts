@@ -1,0 +1,195 @@
+// The parts of OpenClaw's plugin API this plugin uses, declared locally: `openclaw` is not a
+// dependency of this package (it is ~650 MB and runs the plugin, not the other way round).
+// Names follow openclaw@2026.9.6 `dist/plugin-sdk` (OpenClawPluginApi, PluginHookHandlerMap,
+// ProviderPlugin, OpenClawPluginService, OpenClawPluginCommandDefinition). Every payload field is
+// optional here on purpose: the handlers treat what the host passes as untrusted input.
+
+export interface PluginLogger {
+  debug?: (message: string) => void;
+  info: (message: string) => void;
+  warn: (message: string) => void;
+  error: (message: string) => void;
+}
+
+/** PluginHookAgentContext / PluginHookToolContext / PluginHookSessionContext, merged. */
+export interface HookContext {
+  runId?: string;
+  sessionKey?: string;
+  sessionId?: string;
+  /** 'user' for main turns; 'heartbeat', 'cron', 'memory', ... for side turns. */
+  trigger?: string;
+  toolName?: string;
+  toolCallId?: string;
+}
+
+export interface LlmInputEvent {
+  runId?: string;
+  sessionId?: string;
+  provider?: string;
+  model?: string;
+  prompt?: string;
+}
+
+export interface ModelCallEvent {
+  runId?: string;
+  callId?: string;
+  sessionKey?: string;
+  sessionId?: string;
+  provider?: string;
+  model?: string;
+}
+
+export interface LlmOutputEvent {
+  runId?: string;
+  sessionId?: string;
+  assistantTexts?: unknown;
+  lastAssistant?: unknown;
+  usage?: { input?: number; output?: number; total?: number };
+}
+
+export interface AfterToolCallEvent {
+  toolName?: string;
+  params?: unknown;
+  runId?: string;
+  toolCallId?: string;
+  result?: unknown;
+  error?: string;
+  durationMs?: number;
+}
+
+export interface MessageReceivedEvent {
+  from?: string;
+  content?: string;
+  sessionKey?: string;
+  runId?: string;
+}
+
+export interface AgentEndEvent {
+  runId?: string;
+  success?: boolean;
+  error?: string;
+  durationMs?: number;
+}
+
+export interface SessionStartEvent {
+  sessionId?: string;
+  sessionKey?: string;
+}
+
+export interface SessionEndEvent {
+  sessionId?: string;
+  sessionKey?: string;
+  reason?: string;
+}
+
+/** The observe hooks this plugin registers, as `(event, ctx) => void`. */
+export interface HookHandlers {
+  before_agent_run: (event: unknown, ctx: HookContext) => void;
+  llm_input: (event: LlmInputEvent, ctx: HookContext) => void;
+  model_call_started: (event: ModelCallEvent, ctx: HookContext) => void;
+  model_call_ended: (event: ModelCallEvent, ctx: HookContext) => void;
+  llm_output: (event: LlmOutputEvent, ctx: HookContext) => void;
+  after_tool_call: (event: AfterToolCallEvent, ctx: HookContext) => void;
+  message_received: (event: MessageReceivedEvent, ctx: HookContext) => void;
+  agent_end: (event: AgentEndEvent, ctx: HookContext) => void;
+  session_start: (event: SessionStartEvent, ctx: HookContext) => void;
+  session_end: (event: SessionEndEvent, ctx: HookContext) => void;
+}
+
+export type HookName = keyof HookHandlers;
+
+/** ProviderResolveTransportTurnStateContext. */
+export interface TransportTurnContext {
+  provider?: string;
+  modelId?: string;
+  sessionId?: string;
+  turnId?: string;
+  attempt?: number;
+  transport?: string;
+}
+
+/** ModelDefinitionConfig (the fields a custom OpenAI-compatible provider needs). */
+export interface ModelDefinition {
+  id: string;
+  name: string;
+  reasoning: boolean;
+  input: string[];
+  cost: { input: number; output: number; cacheRead: number; cacheWrite: number };
+  contextWindow: number;
+  maxTokens: number;
+}
+
+/** ModelProviderConfig. */
+export interface ModelProviderConfig {
+  baseUrl: string;
+  apiKey?: string;
+  api: string;
+  models: ModelDefinition[];
+}
+
+/** ProviderPlugin, the fields used here. */
+export interface ProviderPlugin {
+  id: string;
+  label: string;
+  auth: unknown[];
+  catalog?: {
+    order?: 'simple' | 'profile' | 'paired' | 'late';
+    run: (ctx: { signal?: AbortSignal }) => Promise<{ provider: ModelProviderConfig } | null | undefined>;
+  };
+  resolveTransportTurnState?: (ctx: TransportTurnContext) => { headers?: Record<string, string> } | null | undefined;
+}
+
+/** PluginCommandContext, the fields used here. */
+export interface CommandContext {
+  sessionKey?: string;
+  sessionId?: string;
+  args?: string;
+  commandBody?: string;
+}
+
+/** PluginCommandResult is a ReplyPayload; a text reply is all this plugin sends. */
+export interface CommandResult {
+  text: string;
+}
+
+export interface CommandDefinition {
+  name: string;
+  description: string;
+  acceptsArgs?: boolean;
+  handler: (ctx: CommandContext) => CommandResult | Promise<CommandResult>;
+}
+
+/** OpenClawPluginServiceContext, the fields used here. */
+export interface ServiceContext {
+  stateDir: string;
+  logger: PluginLogger;
+}
+
+export interface ServiceDefinition {
+  id: string;
+  start: (ctx: ServiceContext) => void | Promise<void>;
+  stop?: (ctx: ServiceContext) => void | Promise<void>;
+}
+
+/** OpenClawPluginApi, the members used here. `runtime` parts may be missing on other hosts. */
+export interface PluginApi {
+  id: string;
+  pluginConfig?: Record<string, unknown>;
+  logger: PluginLogger;
+  runtime?: {
+    state?: { resolveStateDir?: (env?: NodeJS.ProcessEnv) => string };
+    system?: { enqueueSystemEvent?: (text: string, options: { sessionKey: string; contextKey?: string; replace?: boolean }) => boolean };
+  };
+  on<K extends HookName>(hookName: K, handler: HookHandlers[K]): void;
+  registerProvider(provider: ProviderPlugin): void;
+  registerCommand(command: CommandDefinition): void;
+  registerService(service: ServiceDefinition): void;
+}
+
+/** What `definePluginEntry` returns: OpenClaw loads the module's default export of this shape. */
+export interface PluginEntry {
+  id: string;
+  name: string;
+  description: string;
+  register(api: PluginApi): void;
+}

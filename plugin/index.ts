@@ -1,0 +1,135 @@
+// The OpenClaw plugin entry (`openclaw.extensions` in package.json). It has the shape
+// `definePluginEntry` returns; the helper is not imported because `openclaw` is not a dependency.
+//
+// OpenClaw calls `register` several times per process, in different modes, and the registry that
+// ends up live is not necessarily the 'full' one: in openclaw@2026.9.6 an `agent --local` run
+// fires the hooks and provider of a 'discovery' registration. So every registration registers
+// everything, and all of them share one runtime per state dir (one link, one spool, one set of
+// opt-ins), created without side effects: files and sockets open only when the link service
+// starts or the first event is captured. A one-shot `agent --local` run starts no plugin
+// services, so there the first event starts the link; what the process leaves unsent stays in
+// the spool for the next start.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { WeightsUpdatedMessage } from '../protocol/index.ts';
+import { Capture } from './capture.ts';
+import { clawrlCommand } from './commands.ts';
+import { PLUGIN_VERSION, parseConfig, type PluginConfig } from './config.ts';
+import type { PluginApi, PluginEntry } from './host-types.ts';
+import { Link } from './link.ts';
+import { OptIns } from './optin.ts';
+import { clawrlProvider } from './provider.ts';
+
+class Runtime {
+  readonly optIns: OptIns;
+  readonly capture: Capture;
+  private link: Link | undefined;
+  private serviceStopped = false;
+
+  constructor(
+    private api: PluginApi,
+    private config: PluginConfig,
+    private readonly stateDir: string,
+  ) {
+    this.optIns = new OptIns(config.optInByDefault, stateDir, (message) => this.api.logger.warn(message));
+    this.capture = new Capture(
+      {
+        enqueue: (event) => {
+          const link = this.getLink();
+          link.enqueue(event);
+          if (!this.serviceStopped) link.start();
+        },
+      },
+      this.optIns,
+      { warn: (message) => this.api.logger.warn(message) },
+    );
+  }
+
+  /** A later registration (config reload) brings new settings and a new api object. */
+  reconfigure(api: PluginApi, config: PluginConfig): void {
+    this.api = api;
+    this.config = config;
+    this.optIns.byDefault = config.optInByDefault;
+    this.link?.reconfigure(this.linkSettings());
+  }
+
+  linkStatus() {
+    return this.link?.status();
+  }
+
+  startService(): void {
+    this.serviceStopped = false;
+    this.getLink().start();
+  }
+
+  async stopService(): Promise<void> {
+    this.serviceStopped = true;
+    await Promise.all([this.link?.stop(), this.optIns.flushed()]);
+  }
+
+  private linkSettings() {
+    return {
+      url: this.config.daemonUrl,
+      token: this.config.token,
+      spoolMaxEvents: this.config.spoolMaxEvents,
+      spoolMaxBytes: this.config.spoolMaxBytes,
+      onWeights: (msg: WeightsUpdatedMessage) => {
+        if (this.config.notifyOnWeights) this.notifySessions(msg);
+      },
+    };
+  }
+
+  private getLink(): Link {
+    this.link ??= new Link({ ...this.linkSettings(), stateDir: this.stateDir, logger: this.api.logger, clientVersion: PLUGIN_VERSION });
+    return this.link;
+  }
+
+  private notifySessions(msg: WeightsUpdatedMessage): void {
+    const enqueue = this.api.runtime?.system?.enqueueSystemEvent;
+    if (!enqueue) {
+      this.api.logger.warn('clawrl: notifyOnWeights is set, but this OpenClaw has no runtime.system.enqueueSystemEvent');
+      return;
+    }
+    const text = `clawrl: new weights ${msg.version} (${msg.recipe}) are serving from now on.`;
+    for (const sessionKey of this.capture.activeSessionKeys()) {
+      // One pending notice per session: a newer version replaces an unread older one.
+      enqueue(text, { sessionKey, contextKey: 'clawrl:weights', replace: true });
+    }
+  }
+}
+
+/** `<OpenClaw state dir>/clawrl`: client id, spool, opt-in choices. */
+function pluginStateDir(api: PluginApi): string {
+  const root = api.runtime?.state?.resolveStateDir?.(process.env) ?? process.env.OPENCLAW_STATE_DIR ?? join(homedir(), '.openclaw');
+  return join(root, 'clawrl');
+}
+
+/** Process-wide, so that copies of this module loaded by different registrations share it too. */
+const runtimes: Map<string, Runtime> = ((globalThis as Record<symbol, unknown>)[Symbol.for('clawrl.runtimes')] ??= new Map()) as Map<
+  string,
+  Runtime
+>;
+
+function runtimeFor(api: PluginApi, config: PluginConfig): Runtime {
+  const stateDir = pluginStateDir(api);
+  let runtime = runtimes.get(stateDir);
+  if (runtime) runtime.reconfigure(api, config);
+  else runtimes.set(stateDir, (runtime = new Runtime(api, config, stateDir)));
+  return runtime;
+}
+
+const entry: PluginEntry = {
+  id: 'clawrl',
+  name: 'clawrl',
+  description: 'Lets the agent learn from its own live work: captures (action, next state) pairs for the clawrl daemon and serves its model.',
+  register(api) {
+    const config = parseConfig(api.pluginConfig);
+    const runtime = runtimeFor(api, config);
+    api.registerProvider(clawrlProvider(config, runtime.capture, api.logger));
+    runtime.capture.registerHooks(api.on.bind(api));
+    api.registerCommand(clawrlCommand(runtime.capture, () => runtime.linkStatus()));
+    api.registerService({ id: 'clawrl-link', start: () => runtime.startService(), stop: () => runtime.stopService() });
+  },
+};
+
+export default entry;

@@ -1,0 +1,266 @@
+// The plugin's one connection to the daemon. Events go into the spool first (durable, bounded,
+// numbered); the link sends whatever is durable and not yet acknowledged, resends everything after
+// the daemon's `welcome.ackedSeq` on every (re)connect, and reconnects with exponential backoff and
+// jitter. The daemon dedups on (clientId, seq), so events arrive exactly once and in order.
+// Nothing here depends on OpenClaw: tests drive it on plain Node.
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  MAX_EVENTS_PER_FRAME,
+  PROTOCOL_VERSION,
+  decode,
+  encode,
+  type Event,
+  type ServerMessage,
+  type WeightsUpdatedMessage,
+} from '../protocol/index.ts';
+import { Spool, type NewEvent, type SpoolStats } from './spool.ts';
+
+export interface LinkLogger {
+  debug?(message: string): void;
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export interface LinkOptions {
+  /** ws://host:port/ws of the daemon. */
+  url: string;
+  token: string;
+  /** The plugin's own state folder: client id and spool live here. */
+  stateDir: string;
+  logger: LinkLogger;
+  clientVersion: string;
+  spoolMaxEvents: number;
+  spoolMaxBytes: number;
+  /** First reconnect delay; doubles per failed attempt up to `maxBackoffMs`. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Called for every `weights.updated` the daemon pushes. */
+  onWeights?: (message: WeightsUpdatedMessage) => void;
+}
+
+export type LinkState = 'stopped' | 'connecting' | 'connected' | 'waiting';
+
+export interface LinkStatus extends SpoolStats {
+  state: LinkState;
+  clientId: string;
+  url: string;
+  weightVersion?: string;
+  lastError?: string;
+  /** Events sent on the wire (resends included) since start. */
+  sent: number;
+}
+
+/** Bytes of events per frame: well under the daemon's frame limit, so one slow frame stays small. */
+const BATCH_BYTES = Math.min(1024 * 1024, DEFAULT_MAX_FRAME_BYTES / 4);
+/** Stop sending while this much is queued on the socket; acks resume it. */
+const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+
+function loadClientId(stateDir: string): string {
+  const file = join(stateDir, 'client-id');
+  try {
+    const id = readFileSync(file, 'utf8').trim();
+    if (id) return id;
+  } catch {
+    // First start: create it below.
+  }
+  const id = `clawrl-${randomUUID()}`;
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(`${file}.tmp`, id);
+  renameSync(`${file}.tmp`, file);
+  return id;
+}
+
+export class Link {
+  readonly clientId: string;
+  private readonly spool: Spool;
+  private ws: WebSocket | undefined;
+  private state: LinkState = 'stopped';
+  /** Highest seq sent on the current connection. */
+  private sentSeq = 0;
+  private sentCount = 0;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private pumpScheduled = false;
+  private weightVersion: string | undefined;
+  private lastError: string | undefined;
+
+  constructor(private readonly opts: LinkOptions) {
+    this.clientId = loadClientId(opts.stateDir);
+    this.spool = new Spool(opts.stateDir, {
+      maxEvents: opts.spoolMaxEvents,
+      maxBytes: opts.spoolMaxBytes,
+      logger: opts.logger,
+      onDurable: () => this.schedulePump(),
+    });
+  }
+
+  /** Queues an event: synchronous and cheap, never touches the network. */
+  enqueue(event: NewEvent): Event {
+    return this.spool.append(event);
+  }
+
+  start(): void {
+    if (this.state !== 'stopped') return;
+    this.connect();
+  }
+
+  /** Closes the socket and writes the spool out; pending events stay for the next start. */
+  async stop(): Promise<void> {
+    await this.disconnect();
+    await this.spool.flush();
+  }
+
+  /** Stops for good and releases the spool file (another Link may then open the state dir). */
+  async close(): Promise<void> {
+    await this.disconnect();
+    await this.spool.close();
+  }
+
+  private async disconnect(): Promise<void> {
+    this.state = 'stopped';
+    clearTimeout(this.reconnectTimer);
+    const ws = this.ws;
+    this.ws = undefined;
+    if (ws && ws.readyState !== WebSocket.CLOSED) {
+      const closed = new Promise((resolve) => ws.once('close', resolve));
+      ws.close(1000, 'plugin stopping');
+      // A daemon that never answers the close handshake must not hold up the host's shutdown.
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      ws.terminate();
+    }
+  }
+
+  /** Applies changed settings (a config reload): a new url or token reconnects. */
+  reconfigure(next: Pick<LinkOptions, 'url' | 'token' | 'spoolMaxEvents' | 'spoolMaxBytes' | 'onWeights'>): void {
+    const reconnect = next.url !== this.opts.url || next.token !== this.opts.token;
+    Object.assign(this.opts, next);
+    this.spool.setBounds(next.spoolMaxEvents, next.spoolMaxBytes);
+    // Closing makes onClose schedule a connect with the new settings.
+    if (reconnect) this.ws?.terminate();
+  }
+
+  status(): LinkStatus {
+    return {
+      ...this.spool.stats(),
+      state: this.state,
+      clientId: this.clientId,
+      url: this.opts.url,
+      weightVersion: this.weightVersion,
+      lastError: this.lastError,
+      sent: this.sentCount,
+    };
+  }
+
+  // --- connection ---
+
+  private connect(): void {
+    this.state = 'connecting';
+    const ws = new WebSocket(this.opts.url, {
+      headers: { authorization: `Bearer ${this.opts.token}` },
+      maxPayload: DEFAULT_MAX_FRAME_BYTES,
+      handshakeTimeout: 10_000,
+    });
+    this.ws = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('open', () => {
+      // The link never keeps a process alive: a gateway lives on by itself, and a one-shot
+      // `agent --local` run must be able to exit (the spool keeps what is unsent for next time).
+      (ws as unknown as { _socket?: { unref(): void } })._socket?.unref();
+      ws.send(encode({ type: 'hello', protocol: PROTOCOL_VERSION, clientId: this.clientId, clientVersion: this.opts.clientVersion }));
+    });
+    ws.on('message', (data: Buffer) => this.onMessage(ws, data));
+    ws.on('unexpected-response', (_req, res) => {
+      this.lastError = `daemon refused the connection: HTTP ${res.statusCode}`;
+      ws.terminate();
+    });
+    ws.on('error', (err) => {
+      this.lastError = err.message;
+    });
+    ws.on('close', () => this.onClose(ws));
+  }
+
+  private onMessage(ws: WebSocket, data: Buffer): void {
+    if (ws !== this.ws) return;
+    let msg: ServerMessage;
+    try {
+      msg = decode(data) as ServerMessage;
+    } catch (err) {
+      this.opts.logger.warn(`clawrl: bad frame from the daemon: ${(err as Error).message}`);
+      ws.terminate();
+      return;
+    }
+    switch (msg.type) {
+      case 'welcome':
+        this.state = 'connected';
+        this.attempt = 0;
+        this.lastError = undefined;
+        this.weightVersion = msg.weightVersion;
+        this.spool.ack(msg.ackedSeq);
+        this.sentSeq = msg.ackedSeq;
+        this.opts.logger.info(`clawrl: connected to ${this.opts.url} (weights ${msg.weightVersion}, ${this.spool.stats().pending} events to send)`);
+        this.pump();
+        break;
+      case 'ack':
+        this.spool.ack(msg.seq);
+        this.pump();
+        break;
+      case 'weights.updated':
+        this.weightVersion = msg.version;
+        this.opts.logger.info(`clawrl: new weights ${msg.version} (${msg.recipe}) are serving`);
+        this.opts.onWeights?.(msg);
+        break;
+      case 'error':
+        this.lastError = `${msg.code}: ${msg.message}`;
+        this.opts.logger.warn(`clawrl: daemon error ${this.lastError}`);
+        break;
+      default:
+        this.opts.logger.warn(`clawrl: unexpected ${(msg as { type: string }).type} from the daemon`);
+    }
+  }
+
+  private onClose(ws: WebSocket): void {
+    if (ws !== this.ws || this.state === 'stopped') return;
+    this.ws = undefined;
+    const delay = this.backoff();
+    this.state = 'waiting';
+    this.opts.logger.debug?.(`clawrl: disconnected (${this.lastError ?? 'closed'}); retrying in ${delay} ms`);
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    this.reconnectTimer.unref();
+  }
+
+  /** Exponential backoff with "equal jitter": half fixed, half random, so clients spread out. */
+  private backoff(): number {
+    const min = this.opts.minBackoffMs ?? 250;
+    const max = this.opts.maxBackoffMs ?? 30_000;
+    const cap = Math.min(max, min * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    return Math.round(cap / 2 + (Math.random() * cap) / 2);
+  }
+
+  // --- sending ---
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.state !== 'connected') return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const ws = this.ws;
+    if (this.state !== 'connected' || !ws || ws.readyState !== WebSocket.OPEN) return;
+    while (ws.bufferedAmount < HIGH_WATER_BYTES) {
+      const batch = this.spool.durableAfter(this.sentSeq, BATCH_BYTES, MAX_EVENTS_PER_FRAME);
+      if (batch.length === 0) return;
+      ws.send(encode({ type: 'events', events: batch }));
+      this.sentSeq = batch.at(-1)!.seq;
+      this.sentCount += batch.length;
+    }
+  }
+}

@@ -1,0 +1,361 @@
+// The durable, bounded queue of events the daemon has not acknowledged yet.
+//
+// On disk: one append-only file of frames, each a little-endian u32 length followed by an
+// `events` message holding one event, encoded by the protocol codec (so a frame read back after a
+// crash is validated like one off the wire). Appends are buffered and written + fdatasync'd in
+// small batches off the hook path. Only events already on disk are handed out for sending, so
+// the daemon never holds an event this client could forget. An ack only moves a watermark; the
+// file is rewritten (compacted) once the acknowledged prefix outweighs what is still pending.
+// A small meta file keeps the highest seq handed out, so seq stays monotonic across restarts
+// even when compaction leaves the spool empty.
+import { closeSync, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, write, writeSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { decode, encode, validateMessage, type Event } from '../protocol/index.ts';
+
+/** An event before the spool numbers it. */
+export type NewEvent = Event extends infer E ? (E extends Event ? Omit<E, 'seq'> : never) : never;
+
+export interface SpoolLogger {
+  warn(message: string): void;
+}
+
+export interface SpoolOptions {
+  /** Pending events kept at most; the oldest are dropped beyond it. */
+  maxEvents: number;
+  /** Encoded bytes of pending events kept at most; the oldest are dropped beyond it. */
+  maxBytes: number;
+  logger: SpoolLogger;
+  /** How long appends may wait before they are written and synced. */
+  flushDelayMs?: number;
+  /** Called after a batch became durable (and so may be sent). */
+  onDurable?: () => void;
+}
+
+export interface SpoolStats {
+  /** Events waiting for an ack. */
+  pending: number;
+  pendingBytes: number;
+  /** Events acknowledged by the daemon since this spool was opened. */
+  acked: number;
+  /** Events dropped because the spool was full, since it was opened. */
+  dropped: number;
+  lastSeq: number;
+  ackedSeq: number;
+}
+
+interface Entry {
+  event: Event;
+  /** The length-prefixed frame as it is (or will be) in the file. */
+  frame: Buffer;
+}
+
+interface Meta {
+  lastSeq: number;
+  ackedSeq: number;
+}
+
+const SPOOL_FILE = 'spool.bin';
+const META_FILE = 'spool.meta.json';
+/** Compact only once this many dead frames sit in the file, so acks of single events stay cheap. */
+const COMPACT_MIN_DEAD = 512;
+/** Flush at once when this much waits to be written. */
+const FLUSH_BYTES = 256 * 1024;
+
+const writeAsync = promisify(write);
+const fdatasyncAsync = promisify(fdatasync);
+
+function frameOf(event: Event): Buffer {
+  const body = encode({ type: 'events', events: [event] });
+  const frame = Buffer.allocUnsafe(4 + body.length);
+  frame.writeUInt32LE(body.length, 0);
+  body.copy(frame, 4);
+  return frame;
+}
+
+/**
+ * Reads the frames of a spool file. Stops at the first torn or invalid frame (a crash mid-write)
+ * and skips frames whose seq does not increase (a batch written twice when the process exited
+ * during an asynchronous write).
+ */
+function readFrames(buf: Buffer): { entries: Entry[]; frames: number; validBytes: number } {
+  const entries: Entry[] = [];
+  let frames = 0;
+  let off = 0;
+  while (off + 4 <= buf.length) {
+    const len = buf.readUInt32LE(off);
+    if (off + 4 + len > buf.length) break;
+    let event: Event | undefined;
+    try {
+      const msg = decode(buf.subarray(off + 4, off + 4 + len));
+      if (msg.type === 'events' && msg.events.length === 1) event = msg.events[0];
+    } catch {
+      // A corrupt frame ends the readable prefix, like a torn one.
+    }
+    if (!event) break;
+    if (event.seq > (entries.at(-1)?.event.seq ?? 0)) {
+      entries.push({ event, frame: Buffer.from(buf.subarray(off, off + 4 + len)) });
+    }
+    frames++;
+    off += 4 + len;
+  }
+  return { entries, frames, validBytes: off };
+}
+
+export class Spool {
+  private readonly file: string;
+  private readonly metaFile: string;
+  private readonly flushDelayMs: number;
+  /** Pending events in seq order. */
+  private entries: Entry[] = [];
+  /** Highest seq written to the file: entries up to it are durable. */
+  private diskSeq: number;
+  /** Frames in the file, pending or already acknowledged. */
+  private fileFrames: number;
+  private pendingBytes = 0;
+  private lastSeq: number;
+  private ackedSeq: number;
+  private ackedCount = 0;
+  private droppedCount = 0;
+  private fd: number;
+  private io: Promise<void> = Promise.resolve();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly onExit = () => this.flushSync();
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: SpoolOptions,
+  ) {
+    // Synchronous I/O is fine here: a spool opens once, when the link starts, not in a hook.
+    mkdirSync(dir, { recursive: true });
+    this.file = join(dir, SPOOL_FILE);
+    this.metaFile = join(dir, META_FILE);
+    this.flushDelayMs = opts.flushDelayMs ?? 20;
+    const meta = this.readMeta();
+    const raw = existsSync(this.file) ? readFileSync(this.file) : Buffer.alloc(0);
+    const { entries, frames, validBytes } = readFrames(raw);
+    this.lastSeq = Math.max(meta.lastSeq, entries.at(-1)?.event.seq ?? 0);
+    this.diskSeq = this.lastSeq;
+    this.ackedSeq = meta.ackedSeq;
+    this.entries = entries.filter((e) => e.event.seq > this.ackedSeq);
+    this.pendingBytes = this.entries.reduce((n, e) => n + e.frame.length, 0);
+    this.fileFrames = frames;
+    this.fd = openSync(this.file, 'a');
+    if (validBytes < raw.length) {
+      opts.logger.warn(`clawrl spool: ignoring ${raw.length - validBytes} bytes of a torn write at the end of ${this.file}`);
+      // Rewrite, or new frames would land behind the garbage and never be read back.
+      this.rewriteSync();
+    }
+    this.enforceBounds();
+    // A process that exits between a hook and the next batch write still keeps its events.
+    process.on('exit', this.onExit);
+  }
+
+  /**
+   * Numbers an event and queues it; cheap and synchronous so hooks can call it. Throws (and
+   * queues nothing) for an event the daemon would refuse: one bad event must not block the rest.
+   */
+  append(event: NewEvent): Event {
+    const numbered = { ...event, seq: this.lastSeq + 1 } as Event;
+    validateMessage({ type: 'events', events: [numbered] });
+    const frame = frameOf(numbered);
+    this.lastSeq = numbered.seq;
+    this.entries.push({ event: numbered, frame });
+    this.pendingBytes += frame.length;
+    this.enforceBounds();
+    this.scheduleFlush(frame.length >= FLUSH_BYTES ? 0 : this.flushDelayMs);
+    return numbered;
+  }
+
+  /**
+   * Durable pending events with seq > `afterSeq`: at most `maxCount`, and at most `maxBytes` of
+   * frames unless the first alone is larger.
+   */
+  durableAfter(afterSeq: number, maxBytes: number, maxCount: number): Event[] {
+    const out: Event[] = [];
+    let bytes = 0;
+    for (let i = this.indexAfter(afterSeq); i < this.entries.length && out.length < maxCount; i++) {
+      const e = this.entries[i]!;
+      if (e.event.seq > this.diskSeq || (out.length > 0 && bytes + e.frame.length > maxBytes)) break;
+      bytes += e.frame.length;
+      out.push(e.event);
+    }
+    return out;
+  }
+
+  /** Everything up to `seq` is durable at the daemon. */
+  ack(seq: number): void {
+    if (seq > this.lastSeq) {
+      // The daemon knows a later seq than we do (state restored from an older backup): continue
+      // after it, or new events would be taken for duplicates and dropped by the daemon.
+      this.lastSeq = seq;
+      this.diskSeq = Math.max(this.diskSeq, seq);
+    }
+    if (seq <= this.ackedSeq) return;
+    this.ackedSeq = seq;
+    const n = this.indexAfter(seq);
+    for (let i = 0; i < n; i++) this.pendingBytes -= this.entries[i]!.frame.length;
+    this.ackedCount += n;
+    this.entries.splice(0, n);
+    const dead = this.fileFrames - this.indexAfter(this.diskSeq);
+    if ((this.entries.length === 0 && dead > 0) || (dead >= COMPACT_MIN_DEAD && dead >= this.fileFrames - dead)) {
+      void this.enqueueIo(() => this.compact());
+    }
+  }
+
+  /** New bounds apply at once: a smaller spool drops its oldest events now. */
+  setBounds(maxEvents: number, maxBytes: number): void {
+    this.opts.maxEvents = maxEvents;
+    this.opts.maxBytes = maxBytes;
+    this.enforceBounds();
+  }
+
+  stats(): SpoolStats {
+    return {
+      pending: this.entries.length,
+      pendingBytes: this.pendingBytes,
+      acked: this.ackedCount,
+      dropped: this.droppedCount,
+      lastSeq: this.lastSeq,
+      ackedSeq: this.ackedSeq,
+    };
+  }
+
+  /** Writes and syncs everything appended so far. */
+  flush(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    return this.enqueueIo(() => this.writePending());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    process.off('exit', this.onExit);
+    await this.io;
+    closeSync(this.fd);
+  }
+
+  // --- internals ---
+
+  /** Index of the first entry with seq > `seq` (entries are in seq order). */
+  private indexAfter(seq: number): number {
+    let lo = 0;
+    let hi = this.entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.entries[mid]!.event.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private enforceBounds(): void {
+    let drop = 0;
+    let bytes = this.pendingBytes;
+    // The newest event always stays, even alone over the byte bound.
+    while (drop < this.entries.length - 1 && (this.entries.length - drop > this.opts.maxEvents || bytes > this.opts.maxBytes)) {
+      bytes -= this.entries[drop]!.frame.length;
+      drop++;
+    }
+    if (drop === 0) return;
+    const first = this.entries[0]!.event.seq;
+    const last = this.entries[drop - 1]!.event.seq;
+    this.entries.splice(0, drop);
+    this.pendingBytes = bytes;
+    this.droppedCount += drop;
+    this.opts.logger.warn(
+      `clawrl spool full (${this.opts.maxEvents} events / ${this.opts.maxBytes} bytes): dropped the oldest ${drop} event(s), seq ${first}..${last}; ${this.droppedCount} dropped since start`,
+    );
+  }
+
+  private scheduleFlush(delayMs: number): void {
+    if (this.closed || (this.flushTimer && delayMs > 0)) return;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.enqueueIo(() => this.writePending());
+    }, delayMs);
+    // A pending write must not keep a finishing process alive; the exit handler writes the rest.
+    this.flushTimer.unref();
+  }
+
+  private enqueueIo(task: () => Promise<void>): Promise<void> {
+    const run = this.io.then(task).catch((err: unknown) => {
+      this.opts.logger.warn(`clawrl spool: write failed: ${(err as Error).message}`);
+    });
+    this.io = run;
+    return run;
+  }
+
+  private unwritten(): Entry[] {
+    return this.entries.slice(this.indexAfter(this.diskSeq));
+  }
+
+  private async writePending(): Promise<void> {
+    const batch = this.unwritten();
+    if (this.closed || batch.length === 0) return;
+    const fd = this.fd;
+    await writeAsync(fd, Buffer.concat(batch.map((e) => e.frame)));
+    await fdatasyncAsync(fd);
+    this.diskSeq = Math.max(this.diskSeq, batch.at(-1)!.event.seq);
+    this.fileFrames += batch.length;
+    this.opts.onDurable?.();
+  }
+
+  /** Rewrites the file with only the pending events that are already durable. */
+  private async compact(): Promise<void> {
+    if (this.closed) return;
+    await this.writeMeta();
+    const live = this.entries.slice(0, this.indexAfter(this.diskSeq));
+    const tmp = `${this.file}.tmp`;
+    await writeFile(tmp, Buffer.concat(live.map((e) => e.frame)), { flush: true });
+    // Swap synchronously, so the exit handler never writes to the replaced file.
+    renameSync(tmp, this.file);
+    closeSync(this.fd);
+    this.fd = openSync(this.file, 'a');
+    this.fileFrames = live.length;
+  }
+
+  /** The exit-time counterpart of writePending: synchronous, whatever is not written yet. */
+  private flushSync(): void {
+    const batch = this.unwritten();
+    if (this.closed || batch.length === 0) return;
+    try {
+      writeSync(this.fd, Buffer.concat(batch.map((e) => e.frame)));
+      fsyncSync(this.fd);
+    } catch (err) {
+      this.opts.logger.warn(`clawrl spool: final write failed: ${(err as Error).message}`);
+    }
+  }
+
+  private rewriteSync(): void {
+    const tmp = `${this.file}.tmp`;
+    const fd = openSync(tmp, 'w');
+    writeSync(fd, Buffer.concat(this.entries.map((e) => e.frame)));
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, this.file);
+    closeSync(this.fd);
+    this.fd = openSync(this.file, 'a');
+    this.fileFrames = this.entries.length;
+  }
+
+  private readMeta(): Meta {
+    try {
+      const m = JSON.parse(readFileSync(this.metaFile, 'utf8')) as Partial<Meta>;
+      return { lastSeq: Number(m.lastSeq) || 0, ackedSeq: Number(m.ackedSeq) || 0 };
+    } catch {
+      return { lastSeq: 0, ackedSeq: 0 };
+    }
+  }
+
+  private async writeMeta(): Promise<void> {
+    const tmp = `${this.metaFile}.tmp`;
+    await writeFile(tmp, JSON.stringify({ lastSeq: this.lastSeq, ackedSeq: this.ackedSeq } satisfies Meta), { flush: true });
+    renameSync(tmp, this.metaFile);
+  }
+}

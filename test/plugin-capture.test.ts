@@ -1,0 +1,285 @@
+// Hook payloads → protocol events, through the plugin entry's register() with a recording fake
+// of OpenClaw's plugin api. Payloads are shaped like those seen in openclaw@2026.9.6.
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { validateMessage, type Event } from '../protocol/index.ts';
+import { Capture, summariseToolResult, MAX_TEXT_CHARS } from '../plugin/capture.ts';
+import { clawrlCommand } from '../plugin/commands.ts';
+import type { CommandDefinition, HookName, PluginApi, ProviderPlugin, ServiceDefinition } from '../plugin/host-types.ts';
+import { OptIns } from '../plugin/optin.ts';
+import { turnHeaders } from '../plugin/provider.ts';
+import type { NewEvent } from '../plugin/spool.ts';
+import entry from '../plugin/index.ts';
+import { tempDir } from './helpers.ts';
+
+const RUN = '7c31c57a-b4b0-42f0-acdf-5c1e3a1f8df3';
+const SESSION_ID = 'a0e29054-1268-4fb2-bfa9-b6e1a318483b';
+const KEY = 'agent:main:main';
+const ctx = { runId: RUN, agentId: 'main', sessionKey: KEY, sessionId: SESSION_ID, trigger: 'user', workspaceDir: '/tmp/ws' };
+
+/** A fake of the OpenClaw plugin api that records what the plugin registers. */
+function fakeApi(pluginConfig: Record<string, unknown>) {
+  const hooks = new Map<string, (event: unknown, ctx: unknown) => void>();
+  const recorded = { providers: [] as ProviderPlugin[], commands: [] as CommandDefinition[], services: [] as ServiceDefinition[], warnings: [] as string[] };
+  const stateRoot = tempDir('clawrl-capture-');
+  const api: PluginApi = {
+    id: 'clawrl',
+    pluginConfig,
+    logger: { info() {}, warn: (m) => void recorded.warnings.push(m), error() {} },
+    runtime: { state: { resolveStateDir: () => stateRoot } },
+    on: (name: HookName, handler: unknown) => void hooks.set(name, handler as (event: unknown, ctx: unknown) => void),
+    registerProvider: (p) => void recorded.providers.push(p),
+    registerCommand: (c) => void recorded.commands.push(c),
+    registerService: (s) => void recorded.services.push(s),
+  };
+  return { api, hooks, recorded, fire: (name: string, event: unknown, c: unknown = ctx) => hooks.get(name)!(event, c) };
+}
+
+/** A Capture wired to an in-memory sink that numbers and validates events like the spool. */
+function recordingCapture(optInByDefault: boolean) {
+  const events: Event[] = [];
+  const sink = {
+    enqueue(e: NewEvent) {
+      const event = { ...e, seq: events.length + 1 } as Event;
+      validateMessage({ type: 'events', events: [event] });
+      events.push(event);
+    },
+  };
+  const warnings: string[] = [];
+  const capture = new Capture(sink, new OptIns(optInByDefault), { warn: (m) => void warnings.push(m) });
+  const hooks = new Map<string, (event: unknown, ctx: unknown) => void>();
+  capture.registerHooks((name, handler) => void hooks.set(name, handler as (event: unknown, ctx: unknown) => void));
+  return { capture, events, warnings, fire: (name: string, event: unknown, c: unknown = ctx) => hooks.get(name)!(event, c) };
+}
+
+/** One agent turn with a failing exec call, in the order OpenClaw fires the hooks. */
+function runTurn(fire: (name: string, event: unknown, c?: unknown) => void) {
+  fire('before_agent_run', { prompt: 'list /nope', messages: [] });
+  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy', prompt: 'list /nope', historyMessages: [], imagesCount: 0 });
+  fire('model_call_started', { runId: RUN, callId: `${RUN}:model:1`, sessionKey: KEY, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' });
+  fire('model_call_ended', { runId: RUN, callId: `${RUN}:model:1`, sessionKey: KEY, sessionId: SESSION_ID, durationMs: 100, outcome: 'completed' });
+  fire(
+    'after_tool_call',
+    {
+      toolName: 'exec',
+      params: { command: 'ls /nope' },
+      runId: RUN,
+      toolCallId: 'call_exec_1',
+      result: {
+        content: [{ type: 'text', text: "ls: cannot access '/nope'\n\n(Command exited with code 2)" }],
+        details: { status: 'completed', exitCode: 2, exitSignal: null, durationMs: 591, noOutputTimedOut: false },
+      },
+      durationMs: 1008,
+    },
+    { toolName: 'exec', agentId: 'main', sessionKey: KEY, sessionId: SESSION_ID, runId: RUN, toolCallId: 'call_exec_1' },
+  );
+  fire('model_call_started', { runId: RUN, callId: `${RUN}:model:2`, sessionKey: KEY, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' });
+  fire('model_call_ended', { runId: RUN, callId: `${RUN}:model:2`, sessionKey: KEY, sessionId: SESSION_ID, durationMs: 40, outcome: 'completed' });
+  fire('agent_end', { runId: RUN, messages: [], success: true, durationMs: 1330 });
+  fire('llm_output', {
+    runId: RUN,
+    sessionId: SESSION_ID,
+    provider: 'clawrl',
+    model: 'policy',
+    assistantTexts: ['The directory does not exist.'],
+    lastAssistant: { role: 'assistant', content: [{ type: 'text', text: 'The directory does not exist.' }, { type: 'toolCall', id: 'c9', name: 'read', arguments: { path: 'a' } }] },
+    usage: { input: 20, output: 10, cacheRead: 0, cacheWrite: 0, total: 30, cost: { total: 0 } },
+  });
+}
+
+test('a turn maps to protocol events with its session, run and call ids', () => {
+  const { events, warnings, fire } = recordingCapture(true);
+  runTurn(fire);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(
+    events.map((e) => e.kind),
+    ['session.optin', 'user.message', 'model.call', 'tool.result', 'model.call', 'run.end', 'model.output'],
+  );
+  for (const e of events) assert.equal(e.sessionKey, KEY);
+  const [, user, call1, tool, call2, runEnd, output] = events;
+  assert.deepEqual({ ...user, at: 0 }, { kind: 'user.message', at: 0, seq: 2, sessionKey: KEY, sessionId: SESSION_ID, runId: RUN, content: 'list /nope' });
+  assert.equal(call1!.kind === 'model.call' && call1.callId, `${RUN}:model:1`);
+  assert.equal(call2!.kind === 'model.call' && call2.side, false);
+  assert.ok(tool!.kind === 'tool.result');
+  assert.equal(tool.toolCallId, 'call_exec_1');
+  assert.equal(tool.exitCode, 2);
+  assert.equal(tool.isError, false);
+  assert.equal(tool.durationMs, 1008);
+  assert.match(tool.output, /exited with code 2/);
+  assert.deepEqual(tool.params, { command: 'ls /nope' });
+  assert.ok(runEnd!.kind === 'run.end' && runEnd.success && runEnd.runId === RUN);
+  assert.ok(output!.kind === 'model.output');
+  assert.deepEqual(output.assistantTexts, ['The directory does not exist.']);
+  assert.deepEqual(output.toolCalls, [{ id: 'c9', name: 'read', arguments: '{"path":"a"}' }]);
+  assert.deepEqual(output.usage, { input: 20, output: 10, total: 30 });
+});
+
+test('heartbeat and cron runs are side turns and carry no user message', () => {
+  const { events, fire } = recordingCapture(true);
+  const side = { ...ctx, trigger: 'heartbeat' };
+  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, prompt: 'HEARTBEAT' }, side);
+  fire('model_call_started', { runId: RUN, callId: 'c1', sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' }, side);
+  const call = events.find((e) => e.kind === 'model.call');
+  assert.ok(call && call.kind === 'model.call');
+  assert.equal(call.side, true);
+  assert.equal(call.trigger, 'heartbeat');
+  assert.equal(events.some((e) => e.kind === 'user.message'), false);
+});
+
+test('message_received and llm_input of one run give one user.message', () => {
+  const { events, fire } = recordingCapture(true);
+  fire('message_received', { from: 'telegram:1', content: 'hello there' }, { channelId: 'telegram', sessionKey: KEY, runId: RUN });
+  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, prompt: '[envelope] hello there' });
+  const users = events.filter((e) => e.kind === 'user.message');
+  assert.equal(users.length, 1);
+  assert.equal(users[0]!.kind === 'user.message' && users[0].content, 'hello there');
+});
+
+test('nothing of a session that has not opted in is emitted, except its opt-in state', () => {
+  const { capture, events, fire } = recordingCapture(false);
+  runTurn(fire);
+  fire('session_end', { sessionId: SESSION_ID, sessionKey: KEY, messageCount: 3, reason: 'reset' });
+  assert.equal(events.length, 0);
+  assert.equal(capture.feedback(KEY, { rating: 'good' }), false);
+  assert.deepEqual(turnHeaders(capture, { sessionId: SESSION_ID, turnId: 't1' }), { 'x-clawrl-opt-in': '0' });
+
+  capture.setOptIn(KEY, true);
+  capture.setOptIn(KEY, false);
+  assert.deepEqual(events.map((e) => e.kind), ['session.optin', 'session.optout']);
+  runTurn(fire);
+  assert.equal(events.length, 2);
+});
+
+test('turn headers name the session, run and model call in flight', () => {
+  const { capture, fire } = recordingCapture(true);
+  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, prompt: 'hi' });
+  fire('model_call_started', { runId: RUN, callId: `${RUN}:model:1`, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' });
+  assert.deepEqual(turnHeaders(capture, { sessionId: SESSION_ID, turnId: 'turn-1', attempt: 0, transport: 'stream' }), {
+    'x-clawrl-opt-in': '1',
+    'x-clawrl-side': '0',
+    'x-clawrl-session-key': KEY,
+    'x-clawrl-session-id': SESSION_ID,
+    'x-clawrl-run-id': RUN,
+    'x-clawrl-call-id': `${RUN}:model:1`,
+    'x-clawrl-turn-id': 'turn-1',
+  });
+  // After the call ends, a request of the same session (a compaction summary) gets no call id.
+  fire('model_call_ended', { runId: RUN, callId: `${RUN}:model:1`, sessionId: SESSION_ID });
+  assert.equal(turnHeaders(capture, { sessionId: SESSION_ID, turnId: 'turn-2' })['x-clawrl-call-id'], undefined);
+});
+
+test('images in tool results are summarised, never sent', () => {
+  const png = Buffer.alloc(1000, 7).toString('base64');
+  const summary = summariseToolResult({
+    content: [
+      { type: 'text', text: 'screenshot taken' },
+      { type: 'image', data: png, mimeType: 'image/png' },
+      { type: 'image', data: png, mimeType: 'image/png' },
+      { type: 'image', data: 'AAAA', mimeType: 'image/jpeg' },
+    ],
+  });
+  assert.deepEqual(summary, { text: 'screenshot taken', image: { count: 3, mimeTypes: ['image/png', 'image/jpeg'], bytes: 2003 } });
+
+  const { events, fire } = recordingCapture(true);
+  fire('after_tool_call', { toolName: 'browser', toolCallId: 'b1', params: {}, result: { content: [{ type: 'image', data: png, mimeType: 'image/png' }] } });
+  const tool = events.find((e) => e.kind === 'tool.result');
+  assert.ok(tool && tool.kind === 'tool.result');
+  assert.deepEqual(tool.image, { count: 1, mimeTypes: ['image/png'], bytes: 1000 });
+  assert.equal(JSON.stringify(tool).includes(png.slice(0, 40)), false);
+});
+
+test('handlers never throw on weird payloads, and emit nothing invalid', () => {
+  const { events, warnings, fire } = recordingCapture(true);
+  const hookNames = ['before_agent_run', 'llm_input', 'model_call_started', 'model_call_ended', 'llm_output', 'after_tool_call', 'message_received', 'agent_end', 'session_start', 'session_end'];
+  const circular: Record<string, unknown> = { a: 1 };
+  circular.self = circular;
+  const weird: unknown[] = [
+    undefined,
+    null,
+    42,
+    'text',
+    [],
+    { runId: 5, sessionId: {}, callId: [], prompt: 7, content: null, assistantTexts: 'no', lastAssistant: { content: 'x' }, usage: 'lots' },
+    { result: { content: [null, 5, { type: 'image', data: 9 }], details: { exitCode: 'two', timedOut: 'yes' } }, params: circular, error: 12 },
+    { toolCallId: 'x', result: circular, params: { big: 'y'.repeat(100_000) } },
+    { content: 'z'.repeat(MAX_TEXT_CHARS * 2) },
+  ];
+  const weirdCtx: unknown[] = [undefined, null, 'ctx', { sessionKey: 17 }, { sessionKey: KEY, sessionId: SESSION_ID, trigger: ['user'] }, ctx];
+  for (const name of hookNames) for (const event of weird) for (const c of weirdCtx) assert.doesNotThrow(() => fire(name, event, c));
+  // The sink validated every event against the protocol schema; no handler failed.
+  assert.deepEqual(warnings, []);
+  assert.ok(events.length > 0);
+  for (const e of events) assert.equal(e.sessionKey, KEY);
+  const longest = Math.max(...events.map((e) => JSON.stringify(e).length));
+  assert.ok(longest < 4 * MAX_TEXT_CHARS, `an event of ${longest} characters got through`);
+});
+
+test('a handler that fails logs a few times and never throws into the host', () => {
+  const failing = new Capture({ enqueue: () => { throw new Error('disk on fire'); } }, new OptIns(true), {
+    warn: (m) => void warnings.push(m),
+  });
+  const warnings: string[] = [];
+  const hooks = new Map<string, (event: unknown, ctx: unknown) => void>();
+  failing.registerHooks((name, handler) => void hooks.set(name, handler as (event: unknown, ctx: unknown) => void));
+  for (let i = 0; i < 20; i++) assert.doesNotThrow(() => hooks.get('agent_end')!({ success: true }, ctx));
+  assert.equal(warnings.length, 5);
+  assert.match(warnings[0]!, /agent_end handler failed: disk on fire/);
+});
+
+test('/clawrl on|off|status|good|bad|hint', () => {
+  const { capture, events } = recordingCapture(false);
+  const command = clawrlCommand(capture, () => undefined);
+  const run = (args: string, sessionKey: string | undefined = KEY) => (command.handler({ args, sessionKey, commandBody: `/clawrl ${args}` }) as { text: string }).text;
+  assert.match(run('status'), /not opted in/);
+  assert.match(run('good'), /not captured/);
+  assert.equal(events.length, 0);
+  assert.match(run('on'), /now captured/);
+  assert.match(run(''), /this session: opted in/);
+  assert.match(run('bad'), /last turn was bad/);
+  assert.match(run('hint   use ls -la  first'), /hint noted/);
+  assert.match(run('hint'), /usage/);
+  assert.match(run('dance'), /usage/);
+  assert.match((command.handler({ args: 'on', commandBody: '/clawrl on' }) as { text: string }).text, /needs a session/);
+  assert.match(run('off'), /no longer captured/);
+  assert.deepEqual(
+    events.map((e) => [e.kind, e.kind === 'feedback' ? (e.rating ?? e.hint) : undefined]),
+    [
+      ['session.optin', undefined],
+      ['feedback', 'bad'],
+      ['feedback', 'use ls -la  first'],
+      ['session.optout', undefined],
+    ],
+  );
+});
+
+test('register() wires provider, hooks, command and service; config defaults come from the manifest', async () => {
+  const { api, hooks, recorded } = fakeApi({ daemonUrl: 'ws://10.0.0.5:7077/ws', token: 'tok', optInByDefault: true });
+  entry.register(api);
+  assert.equal(entry.id, 'clawrl');
+  assert.deepEqual(
+    [...hooks.keys()].sort(),
+    ['after_tool_call', 'agent_end', 'before_agent_run', 'llm_input', 'llm_output', 'message_received', 'model_call_ended', 'model_call_started', 'session_end', 'session_start'],
+  );
+  const [provider] = recorded.providers;
+  assert.equal(provider!.id, 'clawrl');
+  assert.deepEqual(recorded.commands.map((c) => c.name), ['clawrl']);
+  assert.deepEqual(recorded.services.map((s) => s.id), ['clawrl-link']);
+  // The catalog asks the daemon's HTTP side (derived from the ws URL), with the token.
+  const seen: { url: string; auth: string | null }[] = [];
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = (async (url: string, init: RequestInit) => {
+    seen.push({ url, auth: new Headers(init.headers).get('authorization') });
+    return new Response(JSON.stringify({ object: 'list', data: [{ id: 'policy', context_length: 8192 }, { nope: 1 }] }));
+  }) as typeof fetch;
+  try {
+    const result = await provider!.catalog!.run({});
+    assert.deepEqual(seen, [{ url: 'http://10.0.0.5:7077/v1/models', auth: 'Bearer tok' }]);
+    assert.equal(result!.provider.baseUrl, 'http://10.0.0.5:7077/v1');
+    assert.equal(result!.provider.api, 'openai-completions');
+    assert.deepEqual(result!.provider.models.map((m) => [m.id, m.contextWindow]), [['policy', 8192]]);
+  } finally {
+    globalThis.fetch = realFetch;
+  }
+  // A host without the provider hook's ctx still gets headers, and nothing throws.
+  assert.deepEqual(provider!.resolveTransportTurnState!(undefined as never), { headers: { 'x-clawrl-opt-in': '1', 'x-clawrl-side': '0' } });
+});

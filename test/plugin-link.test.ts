@@ -1,0 +1,170 @@
+// The plugin's link and spool against a real daemon: events survive a daemon that closes
+// mid-stream and comes back on the same data dir, arrive exactly once and in order; the spool's
+// bound drops the oldest events with a counter; seq resumes after a restart of the link.
+import { strict as assert } from 'node:assert';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDaemon, type Daemon } from '../daemon/server.ts';
+import { Link } from '../plugin/link.ts';
+import { Spool, type NewEvent } from '../plugin/spool.ts';
+import { tempDir } from './helpers.ts';
+
+const quiet = { info() {}, warn() {}, debug() {} };
+
+function recordingLogger() {
+  const warnings: string[] = [];
+  return { warnings, info() {}, warn: (m: string) => void warnings.push(m) };
+}
+
+function userMessage(sessionKey: string, i: number): NewEvent {
+  return { kind: 'user.message', at: Date.now(), sessionKey, content: `message ${i}` };
+}
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+function storedContents(daemon: Daemon, sessionKey: string): string[] {
+  return [...daemon.store.sessionEventsOf(sessionKey)].filter((e) => e.kind === 'user.message').map((e) => (e as { content: string }).content);
+}
+
+function newLink(url: string, token: string, stateDir: string, spoolMaxEvents = 100_000) {
+  return new Link({ url, token, stateDir, logger: quiet, clientVersion: 'test', spoolMaxEvents, spoolMaxBytes: 64 * 1024 * 1024, minBackoffMs: 20, maxBackoffMs: 200 });
+}
+
+test('events reach the daemon exactly once and in order across a daemon restart mid-stream', async () => {
+  const dataDir = tempDir('clawrl-link-daemon-');
+  const stateDir = tempDir('clawrl-link-state-');
+  let daemon = await startDaemon({ dataDir, token: 'secret' });
+  const { port, wsUrl } = daemon;
+  const link = newLink(wsUrl, 'secret', stateDir);
+  const sessionKey = 'agent:main:link';
+  try {
+    link.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey });
+    link.start();
+    const total = 600;
+    for (let i = 0; i < total; i++) {
+      link.enqueue(userMessage(sessionKey, i));
+      if (i === 200) {
+        // Mid-stream: the daemon goes away while events keep coming, then returns on the same data dir.
+        await waitFor('some events acked', () => link.status().acked > 0);
+        await daemon.close();
+        await waitFor('link notices', () => link.status().state !== 'connected');
+      }
+      if (i === 400) daemon = await startDaemon({ dataDir, token: 'secret', port });
+      if (i % 50 === 0) await sleep(5);
+    }
+    await waitFor('all acked', () => link.status().pending === 0 && link.status().ackedSeq === total + 1);
+    const contents = storedContents(daemon, sessionKey);
+    assert.deepEqual(contents, Array.from({ length: total }, (_, i) => `message ${i}`));
+    assert.equal(link.status().dropped, 0);
+  } finally {
+    await link.close();
+    await daemon.close();
+  }
+});
+
+test('a restarted link resumes its seq and sends what it spooled while the daemon was down', async () => {
+  const dataDir = tempDir('clawrl-link-daemon-');
+  const stateDir = tempDir('clawrl-link-state-');
+  const daemon = await startDaemon({ dataDir, token: 'secret' });
+  const sessionKey = 'agent:main:resume';
+  try {
+    // First life: no daemon reachable (wrong port), so everything stays in the spool.
+    const offline = newLink('ws://127.0.0.1:9/ws', 'secret', stateDir);
+    offline.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey });
+    for (let i = 0; i < 5; i++) offline.enqueue(userMessage(sessionKey, i));
+    offline.start();
+    const firstId = offline.clientId;
+    await offline.close();
+    assert.equal(offline.status().lastSeq, 6);
+
+    // Second life, same state dir: same client id, seq continues, the spool is sent.
+    const link = newLink(daemon.wsUrl, 'secret', stateDir);
+    try {
+      assert.equal(link.clientId, firstId);
+      assert.equal(link.status().pending, 6);
+      const next = link.enqueue(userMessage(sessionKey, 5));
+      assert.equal(next.seq, 7);
+      link.start();
+      await waitFor('all acked', () => link.status().pending === 0);
+      assert.deepEqual(storedContents(daemon, sessionKey), ['message 0', 'message 1', 'message 2', 'message 3', 'message 4', 'message 5']);
+      assert.equal(daemon.store.ackedSeq(firstId), 7);
+    } finally {
+      await link.close();
+    }
+
+    // Third life after everything was acked and compacted away: seq still continues.
+    const third = newLink(daemon.wsUrl, 'secret', stateDir);
+    try {
+      assert.equal(third.status().pending, 0);
+      assert.equal(third.enqueue(userMessage(sessionKey, 6)).seq, 8);
+    } finally {
+      await third.close();
+    }
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('a full spool drops the oldest events, counts and logs them', async () => {
+  const dir = tempDir('clawrl-spool-');
+  const logger = recordingLogger();
+  const spool = new Spool(dir, { maxEvents: 10, maxBytes: 1 << 30, logger });
+  for (let i = 0; i < 25; i++) spool.append(userMessage('s', i));
+  await spool.flush();
+  const stats = spool.stats();
+  assert.equal(stats.pending, 10);
+  assert.equal(stats.dropped, 15);
+  assert.ok(logger.warnings.some((w) => /dropped the oldest/.test(w)));
+  assert.deepEqual(
+    spool.durableAfter(0, 1 << 30, 100).map((e) => e.seq),
+    Array.from({ length: 10 }, (_, i) => 16 + i),
+  );
+  await spool.close();
+
+  // The bound holds after a reopen too, and the byte bound drops the oldest the same way.
+  const reopened = new Spool(dir, { maxEvents: 10, maxBytes: 1 << 30, logger: quiet });
+  assert.deepEqual(
+    reopened.durableAfter(0, 1 << 30, 100).map((e) => e.seq),
+    Array.from({ length: 10 }, (_, i) => 16 + i),
+  );
+  const oneFrame = readFileSync(join(dir, 'spool.bin')).length / 10;
+  reopened.setBounds(10, Math.ceil(oneFrame * 3.5));
+  assert.equal(reopened.stats().pending, 3);
+  assert.equal(reopened.stats().dropped, 7);
+  await reopened.close();
+});
+
+test('the spool survives a torn write and only hands out durable events', async () => {
+  const dir = tempDir('clawrl-spool-');
+  const spool = new Spool(dir, { maxEvents: 100, maxBytes: 1 << 30, logger: quiet, flushDelayMs: 10_000 });
+  spool.append(userMessage('s', 0));
+  // Not yet written: nothing may be sent, or the daemon could hold an event this client forgets.
+  assert.equal(spool.durableAfter(0, 1 << 30, 100).length, 0);
+  await spool.flush();
+  assert.equal(spool.durableAfter(0, 1 << 30, 100).length, 1);
+  spool.append(userMessage('s', 1));
+  await spool.close();
+
+  // A crash in the middle of a frame leaves a torn tail: it is ignored and overwritten.
+  appendFileSync(join(dir, 'spool.bin'), Buffer.from([200, 0, 0, 0, 1, 2, 3]));
+  const logger = recordingLogger();
+  const reopened = new Spool(dir, { maxEvents: 100, maxBytes: 1 << 30, logger });
+  assert.ok(logger.warnings.some((w) => /torn write/.test(w)));
+  assert.deepEqual(reopened.durableAfter(0, 1 << 30, 100).map((e) => (e as { content: string }).content), ['message 0', 'message 1']);
+  reopened.append(userMessage('s', 2));
+  await reopened.close();
+  const third = new Spool(dir, { maxEvents: 100, maxBytes: 1 << 30, logger: quiet });
+  assert.deepEqual(third.durableAfter(0, 1 << 30, 100).map((e) => e.seq), [1, 2, 3]);
+  // An event the daemon would refuse never enters the spool (it would block every later one).
+  assert.throws(() => third.append({ kind: 'user.message', at: Date.now(), sessionKey: 's', content: 42 } as unknown as NewEvent));
+  assert.equal(third.stats().lastSeq, 3);
+  await third.close();
+});

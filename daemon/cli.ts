@@ -256,6 +256,40 @@ program
     process.stdout.write(loadOrCreateToken(dataDir()) + '\n');
   });
 
+program
+  .command('openclaw-config')
+  .description("print the openclaw.json fragment that points OpenClaw at this daemon (token included), or merge it into a file")
+  .option('--merge <file>', 'merge into this openclaw.json (keeps your other settings; written atomically)')
+  .option('--model <id>', "model id to list (default: the running daemon's /v1/models)")
+  .option('--url <url>', 'daemon URL as OpenClaw reaches it (default: the running daemon, else http://127.0.0.1:7077)')
+  .option('--plugin-dir <dir>', 'also load the plugin from this checkout (plugins.load.paths)')
+  .option('--primary', "make the daemon's model the agents' default model")
+  .action(async (opts: { merge?: string; model?: string; url?: string; pluginDir?: string; primary?: boolean }) => {
+    const { openclawConfigFragment, mergeOpenclawConfig } = await import('./openclaw-config.ts');
+    const info = readRuntimeInfo(dataDir());
+    const url = opts.url ?? (info && isProcessAlive(info.pid) ? `http://${info.host.includes(':') ? `[${info.host}]` : info.host}:${info.port}` : `http://${DEFAULT_HOST}:${DEFAULT_PORT}`);
+    const listed = opts.model ? undefined : ((await callDaemon('GET', '/v1/models'))?.body as { data?: { id: string }[] } | undefined);
+    const models = opts.model ? [opts.model] : (listed?.data?.map((m) => m.id) ?? []);
+    if (models.length === 0) fail('no running daemon to ask for its models; start it, or pass --model <id>');
+    const fragment = openclawConfigFragment({
+      daemonHttpUrl: url,
+      token: loadOrCreateToken(dataDir()),
+      models,
+      pluginDir: opts.pluginDir,
+      primaryModel: opts.primary ? models[0] : undefined,
+    });
+    if (!opts.merge) {
+      process.stdout.write(JSON.stringify(fragment, null, 2) + '\n');
+      return;
+    }
+    try {
+      mergeOpenclawConfig(opts.merge, fragment);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    process.stdout.write(`merged the clawrl provider and plugin entry into ${opts.merge}\n`);
+  });
+
 const sessions = program.command('sessions').description('list, show, export or delete stored sessions');
 
 sessions

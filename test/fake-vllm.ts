@@ -13,8 +13,8 @@ export interface ScriptedReply {
 export interface FakeVllm {
   url: string;
   requests: { headers: Record<string, string | string[] | undefined>; body: Record<string, unknown> }[];
-  /** Replies are used in order; the last one repeats. */
-  script: ScriptedReply[];
+  /** Replies used in order (the last one repeats), or chosen from each request's body. */
+  script: ScriptedReply[] | ((body: Record<string, unknown>) => ScriptedReply);
   close(): Promise<void>;
 }
 
@@ -22,7 +22,7 @@ export interface FakeVllm {
 const tokenize = (text: string) => [...text].map((ch) => ({ id: ch.codePointAt(0)!, text: ch }));
 const logprobOf = (id: number) => -((id % 7) + 1) / 10;
 
-export async function startFakeVllm(script: ScriptedReply[] = [{ text: 'Hello from the fake.' }], model = 'fake-model'): Promise<FakeVllm> {
+export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello from the fake.' }], model = 'fake-model'): Promise<FakeVllm> {
   const fake: FakeVllm = { url: '', requests: [], script, close: async () => {} };
   let served = 0;
   const server: Server = createServer(async (req, res) => {
@@ -38,7 +38,8 @@ export async function startFakeVllm(script: ScriptedReply[] = [{ text: 'Hello fr
     }
     const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as Record<string, unknown>;
     fake.requests.push({ headers: req.headers, body });
-    const reply = fake.script[Math.min(served++, fake.script.length - 1)]!;
+    const { script } = fake;
+    const reply = typeof script === 'function' ? script(body) : script[Math.min(served++, script.length - 1)]!;
     const text = reply.text ?? '';
     const tokens = tokenize(text);
     const promptIds = tokenize(JSON.stringify(body.messages)).slice(0, 64).map((t) => t.id);

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Backend, ChatMessage, GenerateChunk, GenerateResult, SamplingParams, ToolCall, ToolSpec } from './backends/types.ts';
 import type { Logger } from './log.ts';
 import { UpstreamError } from './backends/upstream.ts';
+import { HttpError, readBody, sendError } from './http.ts';
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 
@@ -64,23 +65,8 @@ export class ApiError extends Error {
   }
 }
 
-function sendError(res: ServerResponse, err: ApiError): void {
-  const body = JSON.stringify({ error: { message: err.message, type: err.type, param: err.param, code: null } });
-  res.writeHead(err.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new ApiError(413, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const part of req) {
-    size += (part as Buffer).length;
-    if (size > limit) throw new ApiError(413, `request body exceeds the limit of ${limit} bytes`);
-    parts.push(part as Buffer);
-  }
-  return Buffer.concat(parts);
+function sendApiError(res: ServerResponse, err: ApiError): void {
+  sendError(res, err.status, err.message, err.type, { param: err.param, code: null });
 }
 
 /** OpenAI content may be a string, null, or an array of parts; the policy sees their text. */
@@ -321,10 +307,11 @@ export function createApi(opts: ApiOptions) {
         res.destroy();
         return;
       }
-      if (err instanceof ApiError) return sendError(res, err);
-      if (err instanceof UpstreamError) return sendError(res, new ApiError(err.status >= 500 ? 502 : err.status, err.message, 'upstream_error'));
+      if (err instanceof ApiError) return sendApiError(res, err);
+      if (err instanceof HttpError) return sendApiError(res, new ApiError(err.status, err.message));
+      if (err instanceof UpstreamError) return sendApiError(res, new ApiError(err.status >= 500 ? 502 : err.status, err.message, 'upstream_error'));
       opts.log.error('chat completion failed', { error: (err as Error).stack });
-      sendError(res, new ApiError(500, `the backend failed: ${(err as Error).message}`, 'server_error'));
+      sendApiError(res, new ApiError(500, `the backend failed: ${(err as Error).message}`, 'server_error'));
     }
   };
 }

@@ -15,6 +15,8 @@ import { recipes, type RecipeName, type RecipeDefaults } from '../recipes/index.
 import { Trainer, type TrainerStatus } from './trainer.ts';
 import { WeightsDir } from './weights.ts';
 import { join } from 'node:path';
+import { findRoute, sendError, sendJson, type Route } from './http.ts';
+import { controlRoutes } from './control.ts';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -69,12 +71,6 @@ export interface DaemonStatus {
   training: TrainerStatus | null;
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
 function refuseUpgrade(socket: Duplex, status: string, message: string): void {
   const body = JSON.stringify({ error: { message, type: 'authentication_error' } });
   socket.end(
@@ -93,8 +89,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const weightVersion = () => backend?.currentVersion() ?? 'base';
   const recipe = recipes[opts.recipe ?? 'binary-rl'];
   const scoring = new ScoringLoop({ store, log, recipe, recipeOptions: opts.recipeOptions, backend, judge: opts.judge ?? { kind: 'rules' } });
-  // Created before the gateway, which reports its version; it tells plugins through the gateway.
-  let gatewayRef: Gateway | undefined;
+  const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs, onTurn: () => void scoring.nudge() });
+  const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion, onStored: () => void assembler.nudge() });
   const trainer = backend?.capabilities.train
     ? new Trainer({
         store,
@@ -105,13 +101,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         recipeOptions: opts.recipeOptions,
         maxWaitMs: opts.maxWaitMs,
         onServing: (record) =>
-          gatewayRef?.broadcast({ type: 'weights.updated', version: backend.currentVersion(), recipe: record.recipe, metrics: record.metrics }),
+          gateway.broadcast({ type: 'weights.updated', version: backend.currentVersion(), recipe: record.recipe, metrics: record.metrics }),
       })
     : undefined;
   await trainer?.init();
-  const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs, onTurn: () => void scoring.nudge() });
-  const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion, onStored: () => void assembler.nudge() });
-  gatewayRef = gateway;
 
   // Only what an opted-in session was served is kept. The plugin's header is its newest word on
   // opt-in (its event may still be on the way); without the header the stored state decides.
@@ -171,55 +164,29 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     };
   };
 
-  const readJson = async (req: IncomingMessage): Promise<Record<string, unknown>> => {
-    let text = '';
-    for await (const part of req) {
-      text += part;
-      if (text.length > 64 * 1024) throw new Error('request body over 64 KiB');
-    }
-    const body: unknown = text ? JSON.parse(text) : {};
-    if (typeof body !== 'object' || body === null) throw new Error('request body must be a JSON object');
-    return body as Record<string, unknown>;
-  };
+  const routes: Route[] = [
+    { path: '/healthz', auth: false, handle: (_req, res) => sendJson(res, 200, { ok: true, version: SERVER_VERSION }) },
+    { path: '/status', handle: (_req, res) => sendJson(res, 200, status()) },
+    { path: '/v1/', handle: handleV1 },
+    ...controlRoutes(trainer, store),
+  ];
 
-  // The daemon's own control routes (the CLI's `weights` and `train` commands use them).
-  const control = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
-    if (!trainer) return sendJson(res, 409, { error: { message: `the ${backend ? 'current' : 'missing'} backend cannot train`, type: 'conflict' } });
-    try {
-      if (path === '/weights' && req.method === 'GET') {
-        return sendJson(res, 200, { serving: trainer.status().serving, pinned: trainer.status().pinned, versions: [...store.versions.getRange().map(({ value }) => value)] });
-      }
-      const body = req.method === 'POST' ? await readJson(req) : {};
-      if (path === '/weights/rollback' && req.method === 'POST') return sendJson(res, 200, await trainer.rollback(String(body.version)));
-      if (path === '/weights/pin' && req.method === 'POST') {
-        return sendJson(res, 200, { serving: await trainer.pin(typeof body.version === 'string' ? body.version : null) });
-      }
-      if (path === '/train' && req.method === 'POST') return sendJson(res, 200, { version: await trainer.trainNow() });
-    } catch (err) {
-      return sendJson(res, 400, { error: { message: (err as Error).message, type: 'invalid_request_error' } });
-    }
-    sendJson(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'not_found' } });
-  };
-
-  const handle = (req: IncomingMessage, res: ServerResponse) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { ok: true, version: SERVER_VERSION });
-    if (!bearerMatches(req.headers.authorization, token)) {
-      return sendJson(res, 401, { error: { message: 'missing or wrong bearer token', type: 'authentication_error' } });
+    const route = findRoute(routes, path);
+    if (route?.auth !== false && !bearerMatches(req.headers.authorization, token)) {
+      return sendError(res, 401, 'missing or wrong bearer token', 'authentication_error');
     }
-    if (path === '/status' && req.method === 'GET') return sendJson(res, 200, status());
-    if (path.startsWith('/v1/')) return void handleV1(req, res, path);
-    if (path === '/train' || path === '/weights' || path.startsWith('/weights/')) return void control(req, res, path);
-    sendJson(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'not_found' } });
+    if (!route) return sendError(res, 404, `no route for ${req.method} ${path}`, 'not_found');
+    await route.handle(req, res, path);
   };
 
   const server = createServer((req, res) => {
-    try {
-      handle(req, res);
-    } catch (err) {
-      log.error('request failed', { url: req.url, error: (err as Error).message });
-      if (!res.headersSent) sendJson(res, 500, { error: { message: 'internal error', type: 'internal_error' } });
-    }
+    handle(req, res).catch((err: Error) => {
+      log.error('request failed', { url: req.url, error: err.stack });
+      if (!res.headersSent) sendError(res, 500, 'internal error', 'internal_error');
+      else res.destroy();
+    });
   });
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;

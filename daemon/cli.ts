@@ -3,18 +3,17 @@ import { Command, InvalidArgumentError } from 'commander';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon } from './server.ts';
-import { Store, toExportedTurn, type WeightVersionRecord } from './store.ts';
+import { toExportedTurn, type WeightVersionRecord } from './store.ts';
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
   isProcessAlive,
   loadOrCreateToken,
   readRuntimeInfo,
-  readToken,
-  resolveDataDir,
   writeRuntimeInfo,
 } from './config.ts';
 import { createLogger, type Level } from './log.ts';
+import { callDaemon, dataDir, fail, requireDaemon, runningDaemonUrl, setDataDirFlag, withStore } from './cli-common.ts';
 import type { Backend } from './backends/types.ts';
 import type { JudgeConfig } from './scoring.ts';
 import { isRecipeName } from '../recipes/index.ts';
@@ -54,7 +53,7 @@ const program = new Command('clawrl-daemon')
   .option('--data-dir <dir>', 'where the daemon keeps its data (env CLAWRL_DATA_DIR)', undefined)
   .showHelpAfterError();
 
-const dataDir = () => resolveDataDir(program.opts<{ dataDir?: string }>().dataDir);
+program.hook('preAction', () => setDataDirFlag(program.opts<{ dataDir?: string }>().dataDir));
 
 function parsePort(value: string): number {
   const port = Number(value);
@@ -62,20 +61,6 @@ function parsePort(value: string): number {
   return port;
 }
 
-function fail(message: string): never {
-  process.stderr.write(`clawrl-daemon: ${message}\n`);
-  process.exit(1);
-}
-
-/** Opens the store for a CLI command; LMDB lets it share the files with a running daemon. */
-async function withStore<T>(fn: (store: Store) => Promise<T> | T): Promise<T> {
-  const store = await Store.open(dataDir());
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
 
 program
   .command('start')
@@ -143,33 +128,6 @@ program
     if (isProcessAlive(info.pid)) fail(`daemon (pid ${info.pid}) did not stop within 10 s`);
     process.stdout.write(`stopped clawrl daemon (pid ${info.pid})\n`);
   });
-
-/** Calls the running daemon of this data dir; undefined if none answers. */
-async function callDaemon(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown } | undefined> {
-  const dir = dataDir();
-  const info = readRuntimeInfo(dir);
-  const token = readToken(dir);
-  if (!info || !token || !isProcessAlive(info.pid)) return undefined;
-  const host = info.host.includes(':') ? `[${info.host}]` : info.host;
-  try {
-    const res = await fetch(`http://${host}:${info.port}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      ...(body !== undefined && { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: await res.json() };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Like callDaemon, but a command that needs the daemon fails with a clear message without it. */
-async function requireDaemon(method: string, path: string, body?: unknown): Promise<unknown> {
-  const reply = await callDaemon(method, path, body);
-  if (!reply) fail(`no daemon is running on ${dataDir()}; start it with \`clawrl-daemon start\``);
-  if (reply.status >= 400) fail((reply.body as { error?: { message?: string } }).error?.message ?? `daemon answered ${reply.status}`);
-  return reply.body;
-}
 
 program
   .command('status')
@@ -266,8 +224,7 @@ program
   .option('--primary', "make the daemon's model the agents' default model")
   .action(async (opts: { merge?: string; model?: string; url?: string; pluginDir?: string; primary?: boolean }) => {
     const { openclawConfigFragment, mergeOpenclawConfig } = await import('./openclaw-config.ts');
-    const info = readRuntimeInfo(dataDir());
-    const url = opts.url ?? (info && isProcessAlive(info.pid) ? `http://${info.host.includes(':') ? `[${info.host}]` : info.host}:${info.port}` : `http://${DEFAULT_HOST}:${DEFAULT_PORT}`);
+    const url = opts.url ?? runningDaemonUrl() ?? `http://${DEFAULT_HOST}:${DEFAULT_PORT}`;
     const listed = opts.model ? undefined : ((await callDaemon('GET', '/v1/models'))?.body as { data?: { id: string }[] } | undefined);
     const models = opts.model ? [opts.model] : (listed?.data?.map((m) => m.id) ?? []);
     if (models.length === 0) fail('no running daemon to ask for its models; start it, or pass --model <id>');

@@ -17,6 +17,7 @@ import { callDaemon, dataDir, fail, requireDaemon, runningDaemonUrl, setDataDirF
 import type { Backend } from './backends/types.ts';
 import type { JudgeConfig } from './scoring.ts';
 import { isRecipeName } from '../recipes/index.ts';
+import { setCustomPatterns } from './redact.ts';
 
 /** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
 function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string }): JudgeConfig {
@@ -79,8 +80,14 @@ program
   .option('--judge-api-key <key>', 'API key for the --judge URL (env CLAWRL_JUDGE_API_KEY)')
   .option('--lr <rate>', "learning rate (default: the recipe's 1e-5; 1e-3 for the embedded toy model)", Number.parseFloat)
   .option('--batch-size <n>', 'scored turns per training step', (v) => Number.parseInt(v, 10), 16)
+  .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', Number.parseFloat, 600)
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number }) => {
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[] }) => {
+    try {
+      setCustomPatterns(opts.redactPattern);
+    } catch (err) {
+      fail((err as Error).message);
+    }
     if (!isRecipeName(opts.recipe)) fail(`--recipe must be binary-rl, opd or combined, got ${JSON.stringify(opts.recipe)}`);
     const judge = judgeConfig(opts);
     const dir = dataDir();

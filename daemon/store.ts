@@ -5,6 +5,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { join } from 'node:path';
 import type { Event, ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
+import { redactDeep, type RedactionCount } from './redact.ts';
 
 export const SCHEMA_VERSION = 1;
 
@@ -45,6 +46,11 @@ export interface SampleRecord {
   text: string;
   toolCalls: ToolCallSummary[];
   finishReason: FinishReason;
+  /**
+   * A secret was redacted from its text. Its token ids and logprobs are then not kept (the
+   * secret would survive in token form), so it is never trained on.
+   */
+  redacted?: true;
 }
 
 export interface ToolResultState {
@@ -231,7 +237,7 @@ export class Store {
         record.updatedAt = now;
         record.events++;
         log++;
-        this.events.put(log, { ...event, clientId, log });
+        this.events.put(log, redactDeep({ ...event, clientId, log }));
         this.sessionEvents.put([event.sessionKey, log], null);
         this.sessions.put(event.sessionKey, record);
         result.stored++;
@@ -253,8 +259,11 @@ export class Store {
     return (this.meta.get('eventLog') as number | undefined) ?? 0;
   }
 
-  /** Stores a served response; `ordinal` and `logMark` are assigned here, in one transaction. */
-  recordSample(sample: Omit<SampleRecord, 'ordinal' | 'logMark'>): Promise<SampleRecord> {
+  /** Stores a served response, secrets redacted; `ordinal` and `logMark` are assigned here, in one transaction. */
+  recordSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'>): Promise<SampleRecord> {
+    const count: RedactionCount = { found: 0 };
+    const redacted = redactDeep({ ...served, promptTokens: [], responseTokens: [], logprobs: [] }, count);
+    const sample = count.found > 0 ? { ...redacted, redacted: true as const } : served;
     return this.root.transaction(() => {
       const [last] = this.sessionSamples.getKeys({ start: [sample.sessionKey, Infinity], end: [sample.sessionKey], reverse: true, limit: 1 });
       const record: SampleRecord = { ...sample, ordinal: last === undefined ? 0 : last[1] + 1, logMark: this.eventLogPosition() };

@@ -3,7 +3,7 @@
 // recorded as a sample with the exact tokens and logprobs the backend generated.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Backend, ChatMessage, GenerateChunk, GenerateResult, SamplingParams, ToolCall, ToolSpec } from './backends/types.ts';
+import { BackendUnavailableError, type Backend, type ChatMessage, type GenerateChunk, type GenerateResult, type SamplingParams, type ToolCall, type ToolSpec } from './backends/types.ts';
 import type { Logger } from './log.ts';
 import { UpstreamError } from './backends/upstream.ts';
 import { HttpError, readBody, sendError } from './http.ts';
@@ -309,6 +309,7 @@ export function createApi(opts: ApiOptions) {
       }
       if (err instanceof ApiError) return sendApiError(res, err);
       if (err instanceof HttpError) return sendApiError(res, new ApiError(err.status, err.message));
+      if (err instanceof BackendUnavailableError) return sendApiError(res, new ApiError(503, err.message, 'server_error'));
       if (err instanceof UpstreamError) return sendApiError(res, new ApiError(err.status >= 500 ? 502 : err.status, err.message, 'upstream_error'));
       opts.log.error('chat completion failed', { error: (err as Error).stack });
       sendApiError(res, new ApiError(500, `the backend failed: ${(err as Error).message}`, 'server_error'));

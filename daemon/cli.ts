@@ -12,7 +12,7 @@ import {
   readRuntimeInfo,
   writeRuntimeInfo,
 } from './config.ts';
-import { createLogger, type Level } from './log.ts';
+import { createLogger, type Level, type Logger } from './log.ts';
 import { callDaemon, dataDir, fail, requireDaemon, runningDaemonUrl, setDataDirFlag, withStore } from './cli-common.ts';
 import type { Backend } from './backends/types.ts';
 import type { JudgeConfig } from './scoring.ts';
@@ -30,13 +30,21 @@ function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?:
 
 interface BackendFlags {
   backend: string;
+  model?: string;
+  gpus: number;
+  python?: string;
   upstreamUrl?: string;
   upstreamModel?: string;
   upstreamApiKey?: string;
   seed: number;
 }
 
-async function createBackend(flags: BackendFlags): Promise<Backend> {
+async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend> {
+  if (flags.backend === 'torch') {
+    if (!flags.model) fail('--backend torch needs --model (a local model directory, a Hugging Face id, or tiny-test)');
+    const { TorchBackend } = await import('./backends/torch/index.ts');
+    return TorchBackend.create({ model: flags.model, gpus: flags.gpus, python: flags.python, log });
+  }
   if (flags.backend === 'embedded') {
     const { EmbeddedBackend } = await import('./backends/embedded/index.ts');
     return EmbeddedBackend.create({ model: { seed: flags.seed } });
@@ -46,7 +54,7 @@ async function createBackend(flags: BackendFlags): Promise<Backend> {
     const { UpstreamBackend } = await import('./backends/upstream.ts');
     return UpstreamBackend.create({ url: flags.upstreamUrl, model: flags.upstreamModel, apiKey: flags.upstreamApiKey ?? process.env.CLAWRL_UPSTREAM_API_KEY });
   }
-  fail(`unknown backend ${JSON.stringify(flags.backend)}; use embedded or upstream`);
+  fail(`unknown backend ${JSON.stringify(flags.backend)}; use embedded, torch or upstream`);
 }
 
 const program = new Command('clawrl-daemon')
@@ -69,7 +77,10 @@ program
   .option('--host <host>', 'address to bind', DEFAULT_HOST)
   .option('--port <port>', 'port for /ws, /v1, /healthz', parsePort, DEFAULT_PORT)
   .option('--log-level <level>', 'debug, info, warn, error or silent', 'info')
-  .option('--backend <name>', 'policy backend: embedded (CPU toy model) or upstream (an OpenAI-compatible server)', 'embedded')
+  .option('--backend <name>', 'policy backend: embedded (CPU toy model), torch (a Hugging Face model on GPU) or upstream (an OpenAI-compatible server)', 'embedded')
+  .option('--model <model>', 'torch: a local model directory, a Hugging Face id, or tiny-test')
+  .option('--gpus <n>', 'torch: GPUs to train on (more than 1 runs torchrun with FSDP; rank 0 serves)', (v) => Number.parseInt(v, 10), 1)
+  .option('--python <path>', 'torch: the Python that has torch (env CLAWRL_PYTHON; default python3)')
   .option('--upstream-url <url>', "upstream server's OpenAI API base, e.g. http://127.0.0.1:8000/v1")
   .option('--upstream-model <name>', "model to ask upstream for (default: the first it lists)")
   .option('--upstream-api-key <key>', 'API key for upstream (env CLAWRL_UPSTREAM_API_KEY)')
@@ -96,7 +107,7 @@ program
       fail(`a daemon (pid ${running.pid}) already uses ${dir}; stop it first`);
     }
     const log = createLogger(opts.logLevel);
-    const backend = await createBackend(opts).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
+    const backend = await createBackend(opts, log).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
     if (!(opts.batchSize >= 1)) fail('--batch-size must be a positive integer');
     const lr = opts.lr ?? (opts.backend === 'embedded' ? 1e-3 : undefined);
     const daemon = await startDaemon({

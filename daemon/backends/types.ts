@@ -115,6 +115,14 @@ export interface TrainMetrics {
   durationMs: number;
 }
 
+/** The backend cannot answer now (its worker is down or restarting); the API answers 503. */
+export class BackendUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
 export interface BackendCapabilities {
   /** Can score given tokens (`score`). */
   score: boolean;

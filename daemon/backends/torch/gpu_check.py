@@ -1,0 +1,204 @@
+"""GPU check of the torch worker: random-initialised Qwen3-shaped models (built from configs, no
+download), driven through the worker's own protocol: generate -> score -> train -> save -> reload.
+Prints a markdown table shaped like DESIGN.md's baseline table ("The GPU baseline to beat").
+
+    python gpu_check.py                 # both models on the GPU (~5 min on one H100)
+    python gpu_check.py --models 0.6b
+    python gpu_check.py --dry-run       # the same path on the CPU with the tiny test model
+
+Workloads, as the baseline's: generation of batch 16 (16 concurrent requests, batched by the
+worker), 512-token prompts, 128 new tokens; training batch 4 x 2048 tokens (128 prompt + 1920
+response tokens each), LoRA r=16 on q/k/v/o/gate/up/down, AdamW, bf16, gradient checkpointing.
+
+MFU counts N = all base parameters (embeddings included) and no attention FLOPs: 6N per trained
+token for a full forward + backward, 4N for LoRA (the frozen base needs no weight gradients:
+forward 2N + input-gradient 2N). Both against 989 TFLOPS, the H100's dense bf16 peak. Tokens per
+step count prompt and response tokens (all of them go through the model; the worker applies the
+vocabulary head only to response positions).
+"""
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from wire import read_frame, write_frame
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEAK_FLOPS = 989e12  # H100 SXM, dense bf16
+QWEN3 = {
+    # Qwen3-0.6B and Qwen3-8B shapes (their config.json), random weights.
+    "0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                 num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+    "8b": dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+               num_key_value_heads=8, head_dim=128, tie_word_embeddings=False),
+}
+VOCAB = 151936
+
+
+def qwen3(size, device, dtype):
+    """A factory for the worker's --model module:factory: (net, tokenizer). The byte-level toy
+    tokenizer stands in for Qwen's (no download); its ids are a subset of the model's vocabulary."""
+    import torch
+    from models import ToyTokenizer, dtype_kwarg, import_transformers
+
+    transformers = import_transformers()
+    config = transformers.Qwen3Config(vocab_size=VOCAB, max_position_embeddings=40960, **QWEN3[size])
+    with torch.device(device):
+        net = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **dtype_kwarg(transformers, dtype))
+    return net, ToyTokenizer(vocab_size=VOCAB)
+
+
+def tiny(device, dtype):
+    """The test model through the same factory path, for --dry-run."""
+    from models import TinyConfig, TinyLM, ToyTokenizer
+
+    return TinyLM(TinyConfig()).to(device=device, dtype=dtype), ToyTokenizer()
+
+
+def qwen3_0_6b(device, dtype):
+    return qwen3("0.6b", device, dtype)
+
+
+def qwen3_8b(device, dtype):
+    return qwen3("8b", device, dtype)
+
+
+class Client:
+    """The daemon's side of the protocol, minimal: send requests, wait for their final replies."""
+
+    def __init__(self, python, model, extra):
+        cmd = [python, "-B", os.path.join(HERE, "worker.py"), "--model", model, "--lora-rank", "16", "--lora-alpha", "32", *extra]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE)
+        first = read_frame(self.proc.stdout)
+        if first is None or "fatal" in first:
+            raise SystemExit(f"worker did not start: {first and first['fatal']}")
+        self.info = first["ready"]
+        self.next_id = 0
+        self.replies = {}
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while (msg := read_frame(self.proc.stdout)) is not None:
+            if "chunk" in msg:
+                continue
+            with self.cond:
+                self.replies[msg["id"]] = msg
+                self.cond.notify_all()
+
+    def send(self, op, **args):
+        self.next_id += 1
+        write_frame(self.proc.stdin, {"id": self.next_id, "op": op, **args})
+        return self.next_id
+
+    def wait(self, req_id):
+        with self.cond:
+            self.cond.wait_for(lambda: req_id in self.replies)
+            msg = self.replies.pop(req_id)
+        if not msg["ok"]:
+            raise SystemExit(f"worker error: {msg['error']}")
+        return msg["result"]
+
+    def call(self, op, **args):
+        return self.wait(self.send(op, **args))
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def check(python, model, extra, sizes):
+    """Runs one model through the whole path; returns its table row."""
+    gen_batch, prompt_len, new_tokens, train_batch, seq, steps = sizes
+    started = time.perf_counter()
+    w = Client(python, model, extra)
+    print(f"# {model}: loaded in {time.perf_counter() - started:.0f} s, {w.info['params'] / 1e9:.2f} B params, "
+          f"{w.info['device']} {w.info['dtype']}", file=sys.stderr)
+    rng = random.Random(0)
+    vocab_bytes = lambda n: "".join(chr(rng.randrange(97, 123)) for _ in range(n))
+    # <|user|> content <|end|> <|assistant|>: three marker tokens around one byte per letter.
+    messages = lambda: [{"role": "user", "content": vocab_bytes(prompt_len - 3)}]
+    sampling = {"temperature": 1.0, "topP": 1.0, "maxTokens": new_tokens, "stop": [], "topLogprobs": 0}
+
+    # Generation: a warm-up request, then gen_batch requests sent together (the worker batches them).
+    w.call("generate", messages=messages(), sampling={**sampling, "maxTokens": 4})
+    w.call("stats", resetPeak=True)
+    t0 = time.perf_counter()
+    ids = [w.send("generate", messages=messages(), sampling={**sampling, "seed": i}) for i in range(gen_batch)]
+    results = [w.wait(i) for i in ids]
+    gen_seconds = time.perf_counter() - t0
+    gen_tokens = sum(len(r["responseTokens"]) for r in results)
+    gen_peak = w.call("stats", resetPeak=True)["memory"].get("peakAllocatedBytes", 0)
+    first = results[0]
+    assert len(first["promptTokens"]) == prompt_len, len(first["promptTokens"])
+
+    # Score agrees with generate (exactly on CPU fp32; bf16 rounding on GPU differs by path).
+    scored = w.call("score", prompt=first["promptTokens"], response=first["responseTokens"], reference=False)
+    score_gap = max(abs(a - b) for a, b in zip(scored, first["logprobs"]))
+
+    # Training: old logprobs from the reference (ratio ~1 at the first step), random advantages.
+    batch = []
+    for _ in range(train_batch):
+        prompt = [rng.randrange(256) for _ in range(128)]
+        response = [rng.randrange(w.info["vocab"]) for _ in range(seq - 128)]
+        old = w.call("score", prompt=prompt, response=response, reference=True)
+        batch.append({"promptTokens": prompt, "responseTokens": response, "oldLogprobs": old,
+                      "advantages": [rng.choice((-1.0, 1.0))] * len(response)})
+    opts = {"lr": 1e-4, "clipLow": 0.2, "clipHigh": 0.28, "klCoef": 0.0}
+    w.call("trainStep", batch=batch, opts=opts)  # warm-up (allocator, kernels)
+    w.call("stats", resetPeak=True)
+    step_ms = [w.call("trainStep", batch=batch, opts=opts)["durationMs"] for _ in range(steps)]
+    stats = w.call("stats")
+    train_peak = stats["memory"].get("peakAllocatedBytes", 0)
+    step_s = sum(step_ms) / len(step_ms) / 1000
+    train_tps = train_batch * seq / step_s
+
+    # Save -> serve -> reload for training -> save -> serve: the same logprobs both times.
+    folder = tempfile.mkdtemp(prefix="clawrl-gpu-check-")
+    try:
+        w.call("saveAdapter", dir=os.path.join(folder, "v1"))
+        w.call("loadAdapter", dir=os.path.join(folder, "v1"), version="v1")
+        s1 = w.call("score", prompt=first["promptTokens"], response=first["responseTokens"], reference=False)
+        w.call("loadTrainingAdapter", dir=os.path.join(folder, "v1"))
+        w.call("saveAdapter", dir=os.path.join(folder, "v2"))
+        w.call("loadAdapter", dir=os.path.join(folder, "v2"), version="v2")
+        s2 = w.call("score", prompt=first["promptTokens"], response=first["responseTokens"], reference=False)
+        assert s1 == s2, "save -> reload changed the adapter"
+        assert s1 != scored, "training did not change the served adapter"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    w.close()
+
+    n = stats["params"]
+    on_gpu = stats["device"].startswith("cuda")
+    mfu = lambda flops_per_token: f"{100 * flops_per_token * n * train_tps / PEAK_FLOPS:.1f} %" if on_gpu else "n/a (CPU)"
+    gib = lambda b: f"{b / 2**30:.1f} GiB" if on_gpu else f"{stats['memory']['rssBytes'] / 2**30:.1f} GiB RSS"
+    print(f"# {model}: done in {time.perf_counter() - started:.0f} s; gen/score max |Δlogprob| {score_gap:.2e}", file=sys.stderr)
+    return (f"| {model} | {train_tps:,.0f} | {mfu(6)} | {mfu(4)} | {gib(max(gen_peak, train_peak))} | "
+            f"{gen_tokens / gen_seconds:,.0f} | {step_s * 1000:,.0f} ms | {score_gap:.1e} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="0.6b,8b", help="comma-separated: 0.6b, 8b")
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny test model, small sizes: checks the path, not the speed")
+    p.add_argument("--python", default=sys.executable, help="interpreter for the worker")
+    args = p.parse_args()
+    if args.dry_run:
+        runs = [("gpu_check:tiny", ["--device", "cpu"], (4, 64, 16, 2, 256, 2))]
+    else:
+        runs = [(f"gpu_check:qwen3_{size.replace('.', '_')}", [], (16, 512, 128, 4, 2048, 3)) for size in args.models.split(",")]
+    rows = [check(args.python, model, extra, sizes) for model, extra, sizes in runs]
+    print("| model | train tokens/s | MFU (6N) | MFU (4N, LoRA) | peak memory | generate tokens/s (b16) | step time | gen/score max abs diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+// The torch backend's worker (daemon/backends/torch/*.py) on the tiny torch-only model: its frame
+// codec, its loss against loss.ts, and the backend's serve/train/adapter/restart behaviour.
+// Needs torch for /usr/bin/python3 (CI: apt-get install python3-torch); skipped without it.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cp, mkdtemp, rm, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Packr } from 'msgpackr';
+import { policyLoss } from '../daemon/backends/loss.ts';
+import { TorchBackend, TorchWorkerDownError, WORKER_PATH } from '../daemon/backends/torch/index.ts';
+import type { GenerateChunk, SamplingParams } from '../daemon/backends/types.ts';
+
+const PYTHON = '/usr/bin/python3';
+const torchCheck = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+const skip = torchCheck.status === 0 ? false : `${PYTHON} cannot import torch (apt-get install -y --no-install-recommends python3-torch)`;
+
+/** Runs Python beside the worker's modules with `input` on stdin; returns stdout. */
+function python(code: string, input: string | Buffer): Buffer {
+  const r = spawnSync(PYTHON, ['-B', '-c', `import sys; sys.path.insert(0, ${JSON.stringify(dirname(WORKER_PATH))})\n${code}`], { input, maxBuffer: 1 << 28 });
+  assert.equal(r.status, 0, `python failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+const sampling = (over: Partial<SamplingParams> = {}): SamplingParams => ({ temperature: 1, topP: 1, maxTokens: 24, stop: [], topLogprobs: 0, seed: 5, ...over });
+const chat = (content: string) => [{ role: 'user' as const, content }];
+const close = (a: number[], b: number[], tol: number) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= tol);
+
+let backend: TorchBackend;
+let dir: string;
+before(async () => {
+  if (skip) return;
+  dir = await mkdtemp(join(tmpdir(), 'clawrl-torch-'));
+  backend = await TorchBackend.create({ python: PYTHON, model: 'tiny-test', lora: { rank: 4, alpha: 8 }, restartDelayMs: 100, workerArgs: ['--device', 'cpu'] });
+});
+after(async () => {
+  await backend?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('frames: msgpack values survive TS -> Python -> TS unchanged', { skip }, () => {
+  const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+  const values: unknown[] = [
+    null, true, false, 0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32, 2 ** 53 - 1, -1, -32, -33, -129, -(2 ** 31) - 1, -(2 ** 53 - 1),
+    0.1, -2.5e-300, Infinity, -Infinity, NaN, '', 'é世🦀', 'x'.repeat(40), 'y'.repeat(70_000),
+    Buffer.from([0, 1, 255]), [], [1, [2, [3]]], Array.from({ length: 70_000 }, (_, i) => i / 7),
+    { id: 3, op: 'score', nested: { a: [null, { b: 'c' }] } }, { tools: undefined }, Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, i])),
+  ];
+  // Frames are maps in this protocol (and read_frame's None means end of input): wrap each value.
+  const frames = Buffer.concat(values.map((v) => {
+    const body = packr.pack({ v });
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(body.length);
+    return Buffer.concat([header, body]);
+  }));
+  const out = python(`from wire import read_frame, write_frame
+while (v := read_frame(sys.stdin.buffer)) is not None: write_frame(sys.stdout.buffer, v)`, frames);
+  const back: unknown[] = [];
+  for (let at = 0; at < out.length; ) {
+    const n = out.readUInt32BE(at);
+    back.push((packr.unpack(out.subarray(at + 4, at + 4 + n)) as { v: unknown }).v);
+    at += 4 + n;
+  }
+  assert.equal(back.length, values.length);
+  // JavaScript's undefined comes back as null (msgpack has no undefined).
+  const expected = values.map((v) => (v !== null && typeof v === 'object' && 'tools' in v ? { tools: null } : v));
+  expected.forEach((v, i) => assert.deepStrictEqual(back[i] instanceof Uint8Array ? Buffer.from(back[i]) : back[i], v, `value ${i}`));
+});
+
+test("the worker's loss is loss.ts's policyLoss: value, gradient and metrics", { skip }, () => {
+  const n = 12;
+  const wave = (k: number) => Array.from({ length: n }, (_, t) => Math.sin(k * (t + 1)));
+  const logp = wave(1).map((x) => -1.5 + 0.3 * x);
+  const cases = [
+    { name: 'unclipped', old: logp.map((x, t) => x + 0.02 * wave(2)[t]), adv: wave(3), mask: Array(n).fill(1), klCoef: 0 },
+    { name: 'clipped both ways', old: logp.map((x, t) => x + 0.8 * wave(2)[t]), adv: wave(5).map((a) => 2 * a), mask: Array(n).fill(1), klCoef: 0 },
+    { name: 'masked', old: logp.map((x, t) => x + 0.5 * wave(4)[t]), adv: wave(3), mask: [1, 0, 0.5, 1, 0, 1, 1, 0.25, 0, 1, 1, 0], klCoef: 0 },
+    { name: 'kl', old: logp.map((x, t) => x + 0.4 * wave(2)[t]), adv: wave(6), mask: Array(n).fill(1), klCoef: 0.1, ref: logp.map((x, t) => x + 0.6 * wave(7)[t]) },
+    { name: 'all masked', old: logp, adv: wave(3), mask: Array(n).fill(0), klCoef: 0 },
+  ];
+  const out = python(`import json, torch
+from engine import policy_loss
+results = []
+for c in json.load(sys.stdin):
+    t = lambda k: torch.tensor(c[k], dtype=torch.float64)
+    logp = torch.tensor(c["logp"], dtype=torch.float64, requires_grad=True)
+    r = policy_loss(logp, t("old"), t("adv"), t("mask"), 0.2, 0.28, c["klCoef"], t("ref") if "ref" in c else None)
+    r["loss"].backward()
+    results.append({"loss": r["loss"].item(), "dLogp": logp.grad.tolist(), **{k: float(r[k]) for k in ("clipFraction", "meanRatio", "kl")}})
+print(json.dumps(results))`, JSON.stringify(cases.map((c) => ({ ...c, logp }))));
+  const results = JSON.parse(out.toString()) as { loss: number; dLogp: number[]; clipFraction: number; meanRatio: number; kl: number }[];
+  cases.forEach((c, i) => {
+    const want = policyLoss(logp, c.old, c.adv, c.mask, { clipLow: 0.2, clipHigh: 0.28, klCoef: c.klCoef, refLogp: c.ref });
+    const got = results[i];
+    assert.ok(Math.abs(got.loss - want.loss) < 1e-5, `${c.name}: loss ${got.loss} vs ${want.loss}`);
+    assert.ok(close(got.dLogp, Array.from(want.dLogp), 1e-5), `${c.name}: dLogp ${got.dLogp} vs ${Array.from(want.dLogp)}`);
+    for (const k of ['clipFraction', 'meanRatio', 'kl'] as const) assert.ok(Math.abs(got[k] - want[k]) < 1e-5, `${c.name}: ${k} ${got[k]} vs ${want[k]}`);
+  });
+  // The cases exercise what they are named for.
+  assert.ok(policyLoss(logp, cases[1].old, cases[1].adv, cases[1].mask, { clipLow: 0.2, clipHigh: 0.28, klCoef: 0 }).clipFraction > 0.3);
+});
+
+test('generate: streamed, batched, and its logprobs equal score of the same tokens', { skip }, async () => {
+  const chunks: GenerateChunk[] = [];
+  const prompts = ['Say hello.', 'A much longer prompt, so the batch needs left padding: ' + 'la '.repeat(30), 'Short'];
+  // Sent together, these run as one left-padded batch.
+  const results = await Promise.all(prompts.map((p, i) => backend.generate({ messages: chat(p), sampling: sampling({ seed: i }) }, i === 0 ? (c) => chunks.push(c) : undefined)));
+  for (const [i, r] of results.entries()) {
+    assert.ok(r.responseTokens.length > 0);
+    assert.equal(r.weightVersion, 'base');
+    assert.deepEqual(r.promptTokens, await backend.encodeChat(chat(prompts[i])));
+    const scored = await backend.score(r.promptTokens, r.responseTokens);
+    assert.ok(close(scored, r.logprobs, 1e-4), `prompt ${i}: generate ${r.logprobs} vs score ${scored}`);
+    assert.ok(close(await backend.score(r.promptTokens, r.responseTokens, { reference: true }), scored, 0), 'no adapter yet: reference = served');
+  }
+  assert.equal(chunks.map((c) => c.text).join(''), results[0].text);
+  assert.deepEqual(chunks.flatMap((c) => c.tokens.map((t) => t.token)), results[0].responseTokens);
+  const greedy = await backend.generate({ messages: chat('x'), sampling: sampling({ temperature: 0, maxTokens: 5, topLogprobs: 3 }) });
+  for (const t of greedy.tokens) assert.equal(t.top![0].token, t.token, 'greedy picks the top token');
+});
+
+test('an aborted generate rejects and the worker keeps serving', { skip }, async () => {
+  const ac = new AbortController();
+  const pending = backend.generate({ messages: chat('long'), sampling: sampling({ maxTokens: 400, temperature: 1 }), signal: ac.signal }, () => ac.abort());
+  await assert.rejects(pending);
+  const r = await backend.generate({ messages: chat('after'), sampling: sampling({ maxTokens: 3 }) });
+  assert.ok(r.responseTokens.length > 0);
+});
+
+let served: { prompt: number[]; response: number[]; logprobs: number[] };
+test('training with a positive advantage raises the logprob; save -> load gives identical logprobs', { skip }, async () => {
+  const r = await backend.generate({ messages: chat('Train on me.'), sampling: sampling({ maxTokens: 16 }) });
+  const batch = [{ promptTokens: r.promptTokens, responseTokens: r.responseTokens, oldLogprobs: r.logprobs, advantages: r.logprobs.map(() => 1) }];
+  for (let step = 0; step < 4; step++) {
+    const m = await backend.trainStep(batch, { lr: 1e-2, clipLow: 0.2, clipHigh: 0.28, klCoef: 0.01 });
+    assert.equal(m.tokens, r.responseTokens.length);
+    assert.ok(Number.isFinite(m.loss) && m.gradNorm > 0);
+  }
+  const before = await backend.score(r.promptTokens, r.responseTokens);
+  assert.ok(close(before, r.logprobs, 1e-4), 'training does not touch the served weights');
+  const v1 = join(dir, 'v1');
+  await backend.saveAdapter(v1);
+  await backend.loadAdapter(v1, 'v1');
+  assert.equal(backend.currentVersion(), 'v1');
+  const afterTrain = await backend.score(r.promptTokens, r.responseTokens);
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  assert.ok(sum(afterTrain) > sum(before) + 0.1, `logprob ${sum(before)} -> ${sum(afterTrain)}`);
+  assert.ok(close(await backend.score(r.promptTokens, r.responseTokens, { reference: true }), before, 1e-6), 'reference stays the base');
+  // Round trip through the training copy: load v1 for training, save it again, serve that.
+  await backend.loadTrainingAdapter(v1);
+  const v1again = join(dir, 'v1-again');
+  await backend.saveAdapter(v1again);
+  await backend.loadAdapter(v1again, 'v1-again');
+  assert.deepEqual(await backend.score(r.promptTokens, r.responseTokens), afterTrain);
+  await backend.loadAdapter(v1, 'v1');
+  served = { prompt: r.promptTokens, response: r.responseTokens, logprobs: afterTrain };
+});
+
+test('a truncated adapter is refused with a clear error and the current one keeps serving', { skip }, async () => {
+  const bad = join(dir, 'bad');
+  await cp(join(dir, 'v1'), bad, { recursive: true });
+  await truncate(join(bad, 'adapter_model.safetensors'), 300);
+  await assert.rejects(backend.loadAdapter(bad, 'bad'), /invalid safetensors file .*adapter_model\.safetensors: .*truncated/);
+  assert.equal(backend.currentVersion(), 'v1');
+  assert.deepEqual(await backend.score(served.prompt, served.response), served.logprobs);
+});
+
+test('a killed worker is restarted with its adapter, and calls fail fast while it is down', { skip }, async () => {
+  const pid = backend.pid!;
+  process.kill(pid, 'SIGKILL');
+  await assert.rejects(backend.score(served.prompt, served.response), TorchWorkerDownError);
+  await backend.whenUp();
+  assert.notEqual(backend.pid, pid);
+  assert.equal(backend.currentVersion(), 'v1');
+  assert.ok(close(await backend.score(served.prompt, served.response), served.logprobs, 1e-6));
+});
+
+test('a bad --model fails the start with a clear message', { skip }, async () => {
+  await assert.rejects(TorchBackend.create({ python: PYTHON, model: '/nonexistent/model' }), /model directory \/nonexistent\/model does not exist/);
+  await assert.rejects(TorchBackend.create({ python: PYTHON, model: 'no_such_module:factory' }), /model factory 'no_such_module:factory' not found/);
+  // An HF id: without transformers (as on CI) the message says how to install it.
+  await assert.rejects(TorchBackend.create({ python: PYTHON, model: 'Qwen/Qwen3-0.6B-nonexistent' }), /transformers is not installed for \/usr\/bin\/python3.*pip install transformers|could not load model/);
+  await assert.rejects(TorchBackend.create({ python: '/nonexistent/python', model: 'tiny-test' }), /could not start \/nonexistent\/python/);
+});

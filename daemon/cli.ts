@@ -1,6 +1,6 @@
 // `clawrl-daemon`: start/stop the daemon and look at what it stored.
 import { Command, InvalidArgumentError } from 'commander';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon } from './server.ts';
 import { toExportedTurn, type WeightVersionRecord } from './store.ts';
@@ -10,6 +10,7 @@ import {
   isProcessAlive,
   loadOrCreateToken,
   readRuntimeInfo,
+  rotateToken,
   writeRuntimeInfo,
 } from './config.ts';
 import { createLogger, type Level, type Logger } from './log.ts';
@@ -91,9 +92,24 @@ program
   .option('--judge-api-key <key>', 'API key for the --judge URL (env CLAWRL_JUDGE_API_KEY)')
   .option('--lr <rate>', "learning rate (default: the recipe's 1e-5; 1e-3 for the embedded toy model)", Number.parseFloat)
   .option('--batch-size <n>', 'scored turns per training step', (v) => Number.parseInt(v, 10), 16)
+  .option('--tls-cert <file>', 'PEM certificate: serve https:// and wss:// (needed to bind a non-loopback address)')
+  .option('--tls-key <file>', 'PEM private key for --tls-cert')
+  .option('--insecure', 'allow plain HTTP on a non-loopback address (not recommended)')
+  .option('--max-connections <n>', 'plugin WebSocket connections at once', (v) => Number.parseInt(v, 10), 64)
+  .option('--max-store-mb <n>', 'refuse new events once the store holds this much (plugins keep spooling)', Number.parseFloat)
+  .option('--retention-days <n>', 'delete events and turns older than this many days', Number.parseFloat)
   .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', Number.parseFloat, 600)
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[] }) => {
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number }) => {
+    if (!opts.tlsCert !== !opts.tlsKey) fail('--tls-cert and --tls-key go together');
+    const readPem = (file: string, what: string) => {
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        fail(`cannot read the TLS ${what} ${file}: ${(err as Error).message}`);
+      }
+    };
+    const tls = opts.tlsCert && opts.tlsKey ? { cert: readPem(opts.tlsCert, 'certificate'), key: readPem(opts.tlsKey, 'key') } : undefined;
     try {
       setCustomPatterns(opts.redactPattern);
     } catch (err) {
@@ -120,7 +136,12 @@ program
       judge,
       recipeOptions: { batchSize: opts.batchSize, ...(lr !== undefined && { lr }) },
       maxWaitMs: opts.maxWait * 1000,
-    });
+      tls,
+      insecure: opts.insecure,
+      maxConnections: opts.maxConnections,
+      maxStoreBytes: opts.maxStoreMb === undefined ? undefined : opts.maxStoreMb * 1024 * 1024,
+      retentionDays: opts.retentionDays,
+    }).catch((err: Error) => fail(err.message));
     writeRuntimeInfo(dir, { pid: process.pid, host: daemon.host, port: daemon.port, startedAt: Date.now() });
     process.stdout.write(`clawrl daemon on ${daemon.url} (plugin: ${daemon.wsUrl}; data: ${dir})\n`);
     const shutdown = async () => {
@@ -228,7 +249,19 @@ program
 program
   .command('token')
   .description('print the access token (created on first use, file mode 0600)')
-  .action(() => {
+  .option('--rotate', 'replace the token (a running daemon switches at once and drops plugins on the old one)')
+  .action(async (opts: { rotate?: boolean }) => {
+    if (opts.rotate) {
+      if (runningDaemonUrl()) await requireDaemon('POST', '/token/rotate');
+      else {
+        try {
+          rotateToken(dataDir());
+        } catch (err) {
+          fail((err as Error).message);
+        }
+      }
+      process.stderr.write('rotated: give the new token to the plugin (plugins.entries.clawrl.config.token) and to /v1 clients\n');
+    }
     process.stdout.write(loadOrCreateToken(dataDir()) + '\n');
   });
 

@@ -19,9 +19,16 @@ const tokenPath = (dataDir: string) => join(dataDir, 'token');
 
 /** The token from CLAWRL_TOKEN, else the data dir's token file, created (mode 0600) on first use. */
 export function loadOrCreateToken(dataDir: string): string {
-  if (process.env.CLAWRL_TOKEN) return process.env.CLAWRL_TOKEN;
-  const existing = readToken(dataDir);
-  if (existing) return existing;
+  return readToken(dataDir) ?? writeNewToken(dataDir);
+}
+
+/** Replaces the token file with a new random token; refused while CLAWRL_TOKEN pins the token. */
+export function rotateToken(dataDir: string): string {
+  if (process.env.CLAWRL_TOKEN) throw new Error('CLAWRL_TOKEN sets the token; change that variable instead of rotating');
+  return writeNewToken(dataDir);
+}
+
+function writeNewToken(dataDir: string): string {
   ensureDataDir(dataDir);
   const token = randomBytes(32).toString('base64url');
   const tmp = `${tokenPath(dataDir)}.${process.pid}.tmp`;

@@ -11,7 +11,7 @@ import {
   type ServerMessage,
   type ErrorCode,
 } from '../protocol/index.ts';
-import type { Store } from './store.ts';
+import { StorageFullError, type Store } from './store.ts';
 import type { Logger } from './log.ts';
 
 export const SERVER_VERSION = '0.1.0';
@@ -58,6 +58,8 @@ export class Gateway {
     let clientId: string | undefined;
     // Batches of one connection are stored one after another so acks go out in seq order.
     let pending: Promise<void> = Promise.resolve();
+    /** Set once a batch could not be stored: nothing later from this connection may be. */
+    let refused = false;
     const send = (message: ServerMessage) => {
       if (socket.readyState === socket.OPEN) socket.send(encode(message));
     };
@@ -104,13 +106,20 @@ export class Gateway {
       const id = clientId;
       const events = message.events;
       pending = pending.then(async () => {
+        if (refused) return;
         try {
           const result = await store.appendEvents(id, events);
           send({ type: 'ack', seq: result.ackedSeq });
           if (result.stored > 0) this.opts.onStored?.();
         } catch (err) {
-          log.error('storing events failed', { clientId: id, error: (err as Error).message });
-          send({ type: 'error', code: 'internal', message: `storing events failed: ${(err as Error).message}` });
+          // Not acked. Later batches must not be stored ahead of these (an ack covers every seq
+          // below it), so the connection closes: the plugin reconnects with backoff and resends
+          // everything after the acked seq from its spool.
+          const full = err instanceof StorageFullError;
+          log[full ? 'warn' : 'error']('storing events failed', { clientId: id, error: (err as Error).message });
+          send({ type: 'error', code: full ? 'storage_full' : 'internal', message: `storing events failed: ${(err as Error).message}` });
+          refused = true;
+          socket.close(1013, full ? 'storage full' : 'storing events failed');
         }
       });
     });

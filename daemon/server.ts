@@ -1,12 +1,14 @@
 // One port serves everything: GET /healthz (no auth), the plugin WebSocket at /ws, the
 // daemon's own /status, and the OpenAI-compatible /v1/*. Everything but /healthz needs the token.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Store } from './store.ts';
 import { Gateway, SERVER_VERSION } from './gateway.ts';
 import { createLogger, type Logger } from './log.ts';
-import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken } from './config.ts';
+import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken, rotateToken } from './config.ts';
 import { createApi, type ServedResponse } from './api.ts';
 import type { Backend } from './backends/types.ts';
 import { TurnAssembler } from './turns.ts';
@@ -17,10 +19,21 @@ import { WeightsDir } from './weights.ts';
 import { join } from 'node:path';
 import { findRoute, sendError, sendJson, type Route } from './http.ts';
 import { controlRoutes } from './control.ts';
+import { Loop } from './loop.ts';
 
 export interface DaemonOptions {
   dataDir: string;
   host?: string;
+  /** PEM certificate and key: serve https:// and wss://. Needed to bind a non-loopback address. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Allow plain HTTP on a non-loopback address (a warning is logged). */
+  insecure?: boolean;
+  /** Plugin WebSocket connections at once; more are refused with 503. */
+  maxConnections?: number;
+  /** Live store data above this refuses new events (plugins keep spooling). */
+  maxStoreBytes?: number;
+  /** Delete events and turns older than this many days (checked hourly); unset keeps everything. */
+  retentionDays?: number;
   /** 0 picks a free port. */
   port?: number;
   /** Defaults to CLAWRL_TOKEN or the data dir's token file. */
@@ -71,8 +84,14 @@ export interface DaemonStatus {
   training: TrainerStatus | null;
 }
 
-function refuseUpgrade(socket: Duplex, status: string, message: string): void {
-  const body = JSON.stringify({ error: { message, type: 'authentication_error' } });
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '[::1]';
+}
+
+function refuseUpgrade(socket: Duplex, status: string, message: string, type: string): void {
+  const body = JSON.stringify({ error: { message, type } });
   socket.end(
     `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
@@ -81,9 +100,15 @@ function refuseUpgrade(socket: Duplex, status: string, message: string): void {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   ensureDataDir(opts.dataDir);
   const log = opts.log ?? createLogger('info');
-  const token = opts.token ?? loadOrCreateToken(opts.dataDir);
+  let token = opts.token ?? loadOrCreateToken(opts.dataDir);
   const host = opts.host ?? DEFAULT_HOST;
-  const store = await Store.open(opts.dataDir);
+  if (!isLoopback(host) && !opts.tls) {
+    if (!opts.insecure) {
+      throw new Error(`binding ${host} exposes the daemon beyond this machine: give --tls-cert and --tls-key, or --insecure to accept plain HTTP`);
+    }
+    log.warn('serving plain HTTP on a non-loopback address: tokens and conversations cross the network unencrypted', { host });
+  }
+  const store = await Store.open(opts.dataDir, { maxBytes: opts.maxStoreBytes });
   const startedAt = Date.now();
   const backend = opts.backend;
   const weightVersion = () => backend?.currentVersion() ?? 'base';
@@ -169,6 +194,21 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     { path: '/status', handle: (_req, res) => sendJson(res, 200, status()) },
     { path: '/v1/', handle: handleV1 },
     ...controlRoutes(trainer, store),
+    {
+      // A new token takes effect at once; plugins connected with the old one are dropped.
+      path: '/token/rotate',
+      handle: (req, res) => {
+        if (req.method !== 'POST') return sendError(res, 405, 'use POST for /token/rotate', 'invalid_request_error');
+        try {
+          token = rotateToken(opts.dataDir);
+        } catch (err) {
+          return sendError(res, 409, (err as Error).message, 'conflict');
+        }
+        for (const socket of gateway.wss.clients) socket.close(1008, 'token rotated');
+        log.warn('access token rotated; plugins must be given the new token');
+        sendJson(res, 200, { rotated: true });
+      },
+    },
   ];
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -181,19 +221,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await route.handle(req, res, path);
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: Error) => {
       log.error('request failed', { url: req.url, error: err.stack });
       if (!res.headersSent) sendError(res, 500, 'internal error', 'internal_error');
       else res.destroy();
     });
-  });
+  };
+  const server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createServer(onRequest);
+  const maxConnections = opts.maxConnections ?? 64;
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path !== '/ws') return refuseUpgrade(socket, '404 Not Found', `no WebSocket at ${path}; use /ws`);
+    if (path !== '/ws') return refuseUpgrade(socket, '404 Not Found', `no WebSocket at ${path}; use /ws`, 'not_found');
     if (!bearerMatches(req.headers.authorization, token)) {
       log.warn('refused a WebSocket with a missing or wrong token', { remote: req.socket.remoteAddress });
-      return refuseUpgrade(socket, '401 Unauthorized', 'missing or wrong bearer token');
+      return refuseUpgrade(socket, '401 Unauthorized', 'missing or wrong bearer token', 'authentication_error');
+    }
+    if (gateway.wss.clients.size >= maxConnections) {
+      log.warn('refused a WebSocket: connection limit reached', { limit: maxConnections });
+      return refuseUpgrade(socket, '503 Service Unavailable', `too many plugin connections (limit ${maxConnections})`, 'limit_reached');
     }
     gateway.wss.handleUpgrade(req, socket, head, (ws) => gateway.wss.emit('connection', ws, req));
   });
@@ -203,6 +249,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     server.listen(opts.port ?? 0, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  const retention =
+    opts.retentionDays === undefined
+      ? undefined
+      : new Loop(async () => {
+          const expired = await store.expireBefore(Date.now() - opts.retentionDays! * 86_400_000);
+          if (expired.events || expired.turns) log.info('retention: deleted old data', { ...expired, days: opts.retentionDays });
+        }, 3_600_000);
+  retention?.start();
+  void retention?.run();
   assembler.start();
   scoring.start();
   trainer?.start();
@@ -210,11 +265,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   log.info('clawrl daemon listening', { host, port, dataDir: opts.dataDir });
 
   return {
-    url: `http://${hostInUrl}:${port}`,
-    wsUrl: `ws://${hostInUrl}:${port}/ws`,
+    url: `${opts.tls ? 'https' : 'http'}://${hostInUrl}:${port}`,
+    wsUrl: `${opts.tls ? 'wss' : 'ws'}://${hostInUrl}:${port}/ws`,
     host,
     port,
-    token,
+    get token() {
+      return token;
+    },
     store,
     gateway,
     backend,
@@ -228,6 +285,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.all(recording);
+      await retention?.stop();
       await assembler.stop();
       await scoring.stop();
       await trainer?.stop();

@@ -3,6 +3,7 @@
 // survives a kill -9.
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { join } from 'node:path';
+import { statfsSync } from 'node:fs';
 import type { Event, ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
@@ -143,6 +144,24 @@ export interface ExportedTurn {
   createdAt: string;
 }
 
+/** The store is at its configured maximum, or the disk is nearly full: new events are refused. */
+export class StorageFullError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StorageFullError';
+  }
+}
+
+export interface StoreLimits {
+  /** Live data above this many bytes refuses new events (LMDB's map itself grows as needed). */
+  maxBytes?: number;
+  /** Free disk below this refuses new events, before LMDB could fail mid-write. */
+  minFreeDiskBytes?: number;
+}
+
+const DEFAULT_MIN_FREE_DISK = 64 * 1024 * 1024;
+const CAPACITY_CHECK_MS = 200;
+
 const zeroCounters = (): Counters => ({ eventsReceived: 0, eventsStored: 0, duplicates: 0, droppedNotOptedIn: 0 });
 
 export class Store {
@@ -171,8 +190,15 @@ export class Store {
   readonly trainQueue: Database<null, [string, number]>;
   readonly versions: Database<WeightVersionRecord, string>;
 
-  private constructor(readonly path: string) {
-    this.root = open({ path, maxDbs: 16 });
+  private capacityCheckedAt = 0;
+  private capacityError: StorageFullError | undefined;
+
+  private constructor(
+    readonly path: string,
+    private readonly limits: StoreLimits,
+  ) {
+    // Room for the sub-databases modules open beside these (hint memory's `hints`).
+    this.root = open({ path, maxDbs: 32 });
     this.meta = this.root.openDB({ name: 'meta' });
     this.sessions = this.root.openDB({ name: 'sessions' });
     this.clients = this.root.openDB({ name: 'clients' });
@@ -189,8 +215,8 @@ export class Store {
     this.versions = this.root.openDB({ name: 'versions' });
   }
 
-  static async open(dataDir: string): Promise<Store> {
-    const store = new Store(join(dataDir, 'store'));
+  static async open(dataDir: string, limits: StoreLimits = {}): Promise<Store> {
+    const store = new Store(join(dataDir, 'store'), limits);
     const found = store.meta.get('schemaVersion');
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
@@ -205,6 +231,39 @@ export class Store {
     return { ...zeroCounters(), ...(this.meta.get('counters') as Partial<Counters> | undefined) };
   }
 
+  /** Bytes in live pages across the sub-databases (freed pages are reused, so they do not count). */
+  usedBytes(): number {
+    const dbs = [this.root, this.meta, this.sessions, this.clients, this.events, this.sessionEvents, this.samples, this.sessionSamples,
+      this.toolCallSamples, this.openSamples, this.turns, this.scores, this.unscored, this.trainQueue, this.versions];
+    let pages = 0;
+    let pageSize = 4096;
+    for (const db of dbs) {
+      const s = db.getStats() as { pageSize: number; treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number };
+      pageSize = s.pageSize;
+      pages += s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages;
+    }
+    return pages * pageSize;
+  }
+
+  /** Throws StorageFullError when a limit is reached; checked at most every 200 ms. */
+  checkCapacity(): void {
+    const now = Date.now();
+    if (now - this.capacityCheckedAt >= CAPACITY_CHECK_MS) {
+      this.capacityCheckedAt = now;
+      this.capacityError = undefined;
+      const { maxBytes, minFreeDiskBytes = DEFAULT_MIN_FREE_DISK } = this.limits;
+      const used = this.usedBytes();
+      if (maxBytes !== undefined && used >= maxBytes) {
+        this.capacityError = new StorageFullError(`the store holds ${used} bytes, at its maximum of ${maxBytes} bytes (--max-store-mb); new events are refused until space is freed (sessions rm, --retention-days)`);
+      } else {
+        const disk = statfsSync(this.path);
+        const free = disk.bavail * disk.bsize;
+        if (free < minFreeDiskBytes) this.capacityError = new StorageFullError(`only ${free} bytes are free on the disk of ${this.path}; new events are refused`);
+      }
+    }
+    if (this.capacityError) throw this.capacityError;
+  }
+
   ackedSeq(clientId: string): number {
     return this.clients.get(clientId) ?? 0;
   }
@@ -215,6 +274,11 @@ export class Store {
    * session that has not opted in are dropped (and counted), never stored.
    */
   appendEvents(clientId: string, events: Event[]): Promise<AppendResult> {
+    try {
+      this.checkCapacity();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.root.transaction(() => {
       let ackedSeq = this.ackedSeq(clientId);
       const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0 };
@@ -259,14 +323,22 @@ export class Store {
     return (this.meta.get('eventLog') as number | undefined) ?? 0;
   }
 
-  /** Stores a served response, secrets redacted; `ordinal` and `logMark` are assigned here, in one transaction. */
-  recordSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'>): Promise<SampleRecord> {
+  /**
+   * Stores a response, secrets redacted; `ordinal` is assigned here, in one transaction, and so is
+   * `logMark` unless given (a response known only from a plugin event is marked at that event).
+   */
+  recordSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'> & { logMark?: number }): Promise<SampleRecord> {
     const count: RedactionCount = { found: 0 };
     const redacted = redactDeep({ ...served, promptTokens: [], responseTokens: [], logprobs: [] }, count);
     const sample = count.found > 0 ? { ...redacted, redacted: true as const } : served;
+    try {
+      this.checkCapacity();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.root.transaction(() => {
       const [last] = this.sessionSamples.getKeys({ start: [sample.sessionKey, Infinity], end: [sample.sessionKey], reverse: true, limit: 1 });
-      const record: SampleRecord = { ...sample, ordinal: last === undefined ? 0 : last[1] + 1, logMark: this.eventLogPosition() };
+      const record: SampleRecord = { ...sample, ordinal: last === undefined ? 0 : last[1] + 1, logMark: sample.logMark ?? this.eventLogPosition() };
       this.samples.put(record.id, record);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
       for (const call of record.toolCalls) if (call.id) this.toolCallSamples.put(call.id, record.id);
@@ -308,27 +380,50 @@ export class Store {
       if (this.sessions.get(sessionKey) === undefined) return false;
       // Collect first: deleting under an open cursor would skip entries.
       const eventKeys = [...this.sessionEvents.getKeys({ start: [sessionKey], end: [sessionKey, Infinity] })];
-      const turnIndexes = [...this.turnsOf(sessionKey)].map((turn) => turn.turnIndex);
-      const samples = [...this.samplesOf(sessionKey)];
-      for (const key of eventKeys) {
-        this.events.remove(key[1]);
-        this.sessionEvents.remove(key);
-      }
-      for (const turnIndex of turnIndexes) {
-        this.turns.remove([sessionKey, turnIndex]);
-        this.scores.remove([sessionKey, turnIndex]);
-        this.unscored.remove([sessionKey, turnIndex]);
-        this.trainQueue.remove([sessionKey, turnIndex]);
-      }
-      for (const sample of samples) {
-        this.samples.remove(sample.id);
-        this.sessionSamples.remove([sessionKey, sample.ordinal]);
-        this.openSamples.remove(sample.id);
-        for (const call of sample.toolCalls) this.toolCallSamples.remove(call.id);
-      }
+      for (const [, log] of eventKeys) this.removeEvent(sessionKey, log);
+      for (const sample of [...this.samplesOf(sessionKey)]) this.removeSample(sample);
+      for (const turn of [...this.turnsOf(sessionKey)]) this.removeTurn([sessionKey, turn.turnIndex]);
       this.sessions.remove(sessionKey);
       return true;
     });
+  }
+
+  /**
+   * Retention: deletes events, samples and their turns older than `cutoff` (ms since the epoch).
+   * Sessions keep their records (the opt-in state), not their content.
+   */
+  async expireBefore(cutoff: number): Promise<{ events: number; turns: number }> {
+    return this.root.transaction(() => {
+      const oldEvents = [...this.events.getRange()].filter(({ value }) => value.at < cutoff).map(({ value }) => value);
+      const oldSamples = [...this.samples.getRange()].filter(({ value }) => value.createdAt < cutoff).map(({ value }) => value);
+      for (const e of oldEvents) this.removeEvent(e.sessionKey, e.log);
+      for (const sample of oldSamples) this.removeSample(sample);
+      return { events: oldEvents.length, turns: oldSamples.length };
+    });
+  }
+
+  /** Inside a write transaction. */
+  private removeEvent(sessionKey: string, log: number): void {
+    this.events.remove(log);
+    this.sessionEvents.remove([sessionKey, log]);
+  }
+
+  /** Inside a write transaction: a sample and the turn, score and queue entries made from it. */
+  private removeSample(sample: SampleRecord): void {
+    const key: [string, number] = [sample.sessionKey, sample.ordinal];
+    this.samples.remove(sample.id);
+    this.sessionSamples.remove(key);
+    this.openSamples.remove(sample.id);
+    for (const call of sample.toolCalls) this.toolCallSamples.remove(call.id);
+    this.removeTurn(key);
+  }
+
+  /** Inside a write transaction: a turn and its score and queue entries. */
+  private removeTurn(key: [string, number]): void {
+    this.turns.remove(key);
+    this.scores.remove(key);
+    this.unscored.remove(key);
+    this.trainQueue.remove(key);
   }
 
   close(): Promise<void> {

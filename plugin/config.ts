@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 export interface PluginConfig {
   daemonUrl: string;
   token: string;
+  /** PEM file of a CA to trust for a wss:// daemon with a self-signed certificate; '' for none. */
+  caFile: string;
   optInByDefault: boolean;
   notifyOnWeights: boolean;
   spoolMaxEvents: number;

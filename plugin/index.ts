@@ -9,6 +9,7 @@
 // starts or the first event is captured. A one-shot `agent --local` run starts no plugin
 // services, so there the first event starts the link; what the process leaves unsent stays in
 // the spool for the next start.
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { WeightsUpdatedMessage } from '../protocol/index.ts';
@@ -67,10 +68,22 @@ class Runtime {
     await Promise.all([this.link?.stop(), this.optIns.flushed()]);
   }
 
+  /** The CA file's PEM, read when the link is configured; a missing file is logged, not thrown. */
+  private caPem(): string | undefined {
+    if (!this.config.caFile) return undefined;
+    try {
+      return readFileSync(this.config.caFile, 'utf8');
+    } catch (err) {
+      this.api.logger.warn(`clawrl: cannot read caFile ${this.config.caFile}: ${(err as Error).message}; using the system's CAs`);
+      return undefined;
+    }
+  }
+
   private linkSettings() {
     return {
       url: this.config.daemonUrl,
       token: this.config.token,
+      ca: this.caPem(),
       spoolMaxEvents: this.config.spoolMaxEvents,
       spoolMaxBytes: this.config.spoolMaxBytes,
       onWeights: (msg: WeightsUpdatedMessage) => {

@@ -26,9 +26,11 @@ export interface LinkLogger {
 }
 
 export interface LinkOptions {
-  /** ws://host:port/ws of the daemon. */
+  /** ws://host:port/ws of the daemon (wss:// when it serves TLS). */
   url: string;
   token: string;
+  /** PEM of a CA to trust for wss:// besides the system's (a self-signed daemon certificate). */
+  ca?: string;
   /** The plugin's own state folder: client id and spool live here. */
   stateDir: string;
   logger: LinkLogger;
@@ -135,8 +137,8 @@ export class Link {
   }
 
   /** Applies changed settings (a config reload): a new url or token reconnects. */
-  reconfigure(next: Pick<LinkOptions, 'url' | 'token' | 'spoolMaxEvents' | 'spoolMaxBytes' | 'onWeights'>): void {
-    const reconnect = next.url !== this.opts.url || next.token !== this.opts.token;
+  reconfigure(next: Pick<LinkOptions, 'url' | 'token' | 'ca' | 'spoolMaxEvents' | 'spoolMaxBytes' | 'onWeights'>): void {
+    const reconnect = next.url !== this.opts.url || next.token !== this.opts.token || next.ca !== this.opts.ca;
     Object.assign(this.opts, next);
     this.spool.setBounds(next.spoolMaxEvents, next.spoolMaxBytes);
     // Closing makes onClose schedule a connect with the new settings.
@@ -161,6 +163,7 @@ export class Link {
     this.state = 'connecting';
     const ws = new WebSocket(this.opts.url, {
       headers: { authorization: `Bearer ${this.opts.token}` },
+      ...(this.opts.ca && { ca: this.opts.ca }),
       maxPayload: DEFAULT_MAX_FRAME_BYTES,
       handshakeTimeout: 10_000,
     });

@@ -1,0 +1,71 @@
+// Deleting for real: `sessions rm` frees space that later writes reuse, retention expires old
+// data but keeps the opt-in state, and an export of one session holds nothing of another.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Store, type SampleRecord } from '../daemon/store.ts';
+import { optIn, runCli, tempDir, userMessage } from './helpers.ts';
+
+const sample = (id: string, sessionKey: string, createdAt: number): Omit<SampleRecord, 'ordinal' | 'logMark'> => ({
+  id,
+  sessionKey,
+  side: false,
+  createdAt,
+  model: 'm',
+  weightVersion: 'base',
+  requestMessages: [{ role: 'user', content: 'q' }],
+  promptTokens: [1],
+  responseTokens: [2],
+  logprobs: [-1],
+  text: 'a',
+  toolCalls: [],
+  finishReason: 'stop',
+});
+
+test('sessions rm frees the space: the same data written again does not grow the store', async () => {
+  const store = await Store.open(tempDir());
+  const fill = async (key: string, from: number) => {
+    await store.appendEvents('c', [optIn(from, key), ...Array.from({ length: 2000 }, (_, i) => userMessage(from + 1 + i, key, 'y'.repeat(1000)))]);
+  };
+  await fill('first', 1);
+  const full = store.usedBytes();
+  assert.ok(full > 2_000_000, `${full} bytes`);
+  assert.ok(await store.removeSession('first'));
+  assert.ok(store.usedBytes() < full / 10, `${store.usedBytes()} bytes left after rm`);
+  await fill('second', 10_000);
+  assert.ok(store.usedBytes() < full * 1.2, 'freed pages were reused');
+  assert.equal([...store.sessionEventsOf('first')].length, 0);
+  await store.close();
+});
+
+test('retention expires old events and turns but keeps the session opted in', async () => {
+  const store = await Store.open(tempDir());
+  const old = Date.now() - 40 * 86_400_000;
+  await store.appendEvents('c', [
+    { kind: 'session.optin', seq: 1, at: old, sessionKey: 's' },
+    { kind: 'user.message', seq: 2, at: old, sessionKey: 's', content: 'ancient' },
+    { kind: 'user.message', seq: 3, at: Date.now(), sessionKey: 's', content: 'recent' },
+  ]);
+  await store.recordSample(sample('old', 's', old));
+  await store.recordSample(sample('new', 's', Date.now()));
+  await store.turns.put(['s', 0], { sessionKey: 's', turnIndex: 0, sampleId: 'old', createdAt: old, weightVersion: 'base', action: { text: 'a', toolCalls: [] }, nextState: { toolResults: [] }, reward: null, hint: null });
+  const expired = await store.expireBefore(Date.now() - 30 * 86_400_000);
+  assert.deepEqual(expired, { events: 2, turns: 1 });
+  assert.deepEqual([...store.sessionEventsOf('s')].map((e) => (e.kind === 'user.message' ? e.content : e.kind)), ['recent']);
+  assert.equal(store.samples.get('old'), undefined);
+  assert.ok(store.samples.get('new'));
+  assert.equal(store.turns.get(['s', 0]), undefined);
+  assert.ok(store.isOptedIn('s'), 'the opt-in state outlives its events');
+  await store.close();
+});
+
+test('an export of one session holds nothing of another', async () => {
+  const dir = tempDir();
+  const store = await Store.open(dir);
+  for (const [key, text] of [['alice', 'alice secret plan'], ['bob', 'bob private note']] as const) {
+    await store.turns.put([key, 0], { sessionKey: key, turnIndex: 0, sampleId: key, createdAt: 1, weightVersion: 'base', action: { text, toolCalls: [] }, nextState: { toolResults: [] }, reward: null, hint: null });
+  }
+  await store.close();
+  const out = (await runCli(dir, ['sessions', 'export', '--json', '--session', 'alice'])).stdout;
+  assert.match(out, /alice secret plan/);
+  assert.ok(!out.includes('bob'));
+});

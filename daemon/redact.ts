@@ -36,6 +36,15 @@ const BUILTIN: Rule[] = [
 ];
 
 let custom: Rule[] = [];
+let anyRule = prefilter();
+
+/**
+ * One case-insensitive pass that matches wherever any rule could: most strings hold no secret,
+ * and one scan is far cheaper than one per rule (the ingest path runs this on every event).
+ */
+function prefilter(): RegExp {
+  return new RegExp([...BUILTIN, ...custom].map((r) => `(?:${r.pattern.source})`).join('|'), 'i');
+}
 
 /** Adds user patterns (regular expression sources); throws naming a pattern that does not compile. */
 export function setCustomPatterns(sources: string[]): void {
@@ -46,6 +55,7 @@ export function setCustomPatterns(sources: string[]): void {
       throw new Error(`--redact-pattern ${JSON.stringify(source)} is not a valid regular expression: ${(err as Error).message}`);
     }
   });
+  anyRule = prefilter();
 }
 
 /** Counts what a redaction pass replaced. */
@@ -54,6 +64,7 @@ export interface RedactionCount {
 }
 
 export function redactSecrets(text: string, count?: RedactionCount): string {
+  if (!anyRule.test(text)) return text;
   let out = text;
   for (const rule of [...BUILTIN, ...custom]) {
     out = out.replace(rule.pattern, (...args) => {

@@ -20,7 +20,8 @@ import type {
 } from '../types.ts';
 import { DEFAULT_MODEL, type ModelConfig } from './model.ts';
 import { VOCAB_SIZE, encodeChat, parseToolCalls } from './tokenizer.ts';
-import type { GenerateReply, WorkerInit, WorkerMessage, WorkerRequest } from './worker.ts';
+import type { GenerateReply, WorkerInit, WorkerRequest } from './worker.ts';
+import { PendingCalls, type CallReply } from '../calls.ts';
 
 export interface EmbeddedBackendOptions {
   /** Model shape and seed; the vocabulary is the tokenizer's. */
@@ -47,30 +48,15 @@ const WORKER_BOOTSTRAP = `import(${JSON.stringify(import.meta.resolve('tsx/esm/a
 /** Request/reply over one worker, with streamed chunks routed to the request's callback. */
 class WorkerClient {
   private readonly worker: Worker;
-  private nextId = 0;
-  private readonly pending = new Map<
-    number,
-    { resolve: (v: unknown) => void; reject: (e: Error) => void; onChunk?: (c: GenerateChunk) => void }
-  >();
+  private readonly pending = new PendingCalls();
   private failure: Error | null = null;
 
   constructor(init: WorkerInit, role: string) {
     this.worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: init, name: `clawrl-embedded-${role}` });
-    this.worker.on('message', (msg: WorkerMessage) => {
-      const p = this.pending.get(msg.id);
-      if (!p) return;
-      if ('chunk' in msg) {
-        p.onChunk?.(msg.chunk);
-        return;
-      }
-      this.pending.delete(msg.id);
-      if (msg.ok) p.resolve(msg.result);
-      else p.reject(new Error(msg.error));
-    });
+    this.worker.on('message', (msg: CallReply) => this.pending.route(msg));
     const fail = (err: Error) => {
       this.failure = err;
-      for (const p of this.pending.values()) p.reject(err);
-      this.pending.clear();
+      this.pending.failAll(err);
     };
     this.worker.on('error', (err) => fail(new Error(`embedded ${role} worker failed: ${err.message}`)));
     this.worker.on('exit', (code) => fail(new Error(`embedded ${role} worker exited (code ${code})`)));
@@ -79,8 +65,7 @@ class WorkerClient {
   call<T>(req: WorkerRequest, onChunk?: (c: GenerateChunk) => void): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<T>((resolve, reject) => {
-      const id = this.nextId++;
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onChunk });
+      const id = this.pending.add({ resolve: resolve as (v: unknown) => void, reject, onChunk });
       this.worker.postMessage({ id, req });
     });
   }

@@ -6,6 +6,7 @@
 // between two generations.
 
 import { parentPort, workerData } from 'node:worker_threads';
+import type { CallReply } from '../calls.ts';
 import type { GenerateChunk, SamplingParams, TrainExample, TrainMetrics, TrainOptions } from '../types.ts';
 import { policyLoss } from '../loss.ts';
 import { AdamW, clipGradNorm } from './adamw.ts';
@@ -32,10 +33,7 @@ export interface GenerateReply extends SampleResult {
   weightVersion: string;
 }
 
-export type WorkerMessage =
-  | { id: number; chunk: GenerateChunk }
-  | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: string };
+export type WorkerMessage = CallReply;
 
 /** One optimiser step of the token-level clipped policy loss over a batch (see loss.ts). */
 function trainStep(model: Model, lora: Lora, opt: AdamW, batch: TrainExample[], opts: TrainOptions): TrainMetrics {

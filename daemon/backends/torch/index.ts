@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
+import { PendingCalls, type CallReply } from '../calls.ts';
 import type { Logger } from '../../log.ts';
 import { parseToolCalls } from '../embedded/tokenizer.ts';
 import {
@@ -80,23 +81,12 @@ interface WorkerGenerateResult {
   weightVersion: string;
 }
 
-type WorkerReply =
-  | { ready: TorchWorkerStats }
-  | { fatal: string }
-  | { id: number; chunk: GenerateChunk }
-  | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: string };
+type WorkerReply = { ready: TorchWorkerStats } | { fatal: string } | CallReply;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 const MAX_RESTART_DELAY_MS = 30_000;
 // A worker that ran this long without dying resets the backoff.
 const STABLE_MS = 60_000;
-
-interface Pending {
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  onChunk?: (c: GenerateChunk) => void;
-}
 
 /** One worker process: frames in and out, replies routed to their requests. */
 class WorkerProcess {
@@ -104,8 +94,7 @@ class WorkerProcess {
   readonly ready: Promise<TorchWorkerStats>;
   /** Settles when the process exits, with a message saying how (and its last stderr lines). */
   readonly exited: Promise<string>;
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new PendingCalls();
   private buffered: Buffer = Buffer.alloc(0);
   private readonly stderrTail: string[] = [];
   private dead: string | null = null;
@@ -150,7 +139,7 @@ class WorkerProcess {
         this.buffered = this.buffered.subarray(4 + n);
         if ('ready' in msg) onReady(msg.ready);
         else if ('fatal' in msg) onFatal(new Error(msg.fatal));
-        else this.route(msg);
+        else this.pending.route(msg);
       }
     });
     // A closed stdin (the worker died) must surface as the exit below, not as an unhandled error.
@@ -169,22 +158,10 @@ class WorkerProcess {
     this.exited.then((why) => onFatal(new Error(why)));
   }
 
-  private route(msg: Exclude<WorkerReply, { ready: unknown } | { fatal: string }>): void {
-    const p = this.pending.get(msg.id);
-    if (!p) return; // a reply to a request the caller gave up on (aborted)
-    if ('chunk' in msg) {
-      p.onChunk?.(msg.chunk);
-      return;
-    }
-    this.pending.delete(msg.id);
-    if (msg.ok) p.resolve(msg.result);
-    else p.reject(new Error(msg.error));
-  }
 
   private fail(why: string): void {
     this.dead ??= why;
-    for (const p of this.pending.values()) p.reject(new TorchWorkerDownError(`torch worker is down: ${why}`));
-    this.pending.clear();
+    this.pending.failAll(new TorchWorkerDownError(`torch worker is down: ${why}`));
   }
 
   get alive(): boolean {
@@ -200,11 +177,10 @@ class WorkerProcess {
 
   call<T>(op: string, args: Record<string, unknown>, opts: { onChunk?: (c: GenerateChunk) => void; signal?: AbortSignal } = {}): Promise<T> {
     if (this.dead) return Promise.reject(new TorchWorkerDownError(`torch worker is down: ${this.dead}`));
-    const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const signal = opts.signal;
       const onAbort = () => {
-        this.pending.delete(id);
+        this.pending.drop(id);
         this.send({ op: 'cancel', target: id });
         reject(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
       };
@@ -212,7 +188,7 @@ class WorkerProcess {
         signal?.removeEventListener('abort', onAbort);
         fn(v);
       };
-      this.pending.set(id, { resolve: settle(resolve as (v: unknown) => void), reject: settle(reject), onChunk: opts.onChunk });
+      const id = this.pending.add({ resolve: settle(resolve as (v: unknown) => void), reject: settle(reject), onChunk: opts.onChunk });
       signal?.addEventListener('abort', onAbort, { once: true });
       this.send({ id, op, ...args });
     });

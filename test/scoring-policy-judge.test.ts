@@ -32,7 +32,7 @@ test('the embedded policy judging itself: votes stored, failures counted, exit c
       toolCalls: [{ id: 'call_t', name: 'exec', arguments: '{"command":"npm test"}' }],
       finishReason: 'tool_calls',
     });
-    await store.appendEvents('c', [{ kind: 'tool.result', seq: 2, at: 2, sessionKey: 's', toolCallId: 'call_t', toolName: 'exec', output: 'FAIL', isError: false, exitCode: 2 }]);
+    await store.appendEvents('c', [{ kind: 'tool.result', seq: 2, at: 2, sessionKey: 's', toolCallId: 'call_t', toolName: 'exec', params: { command: 'npm test' }, output: 'FAIL', isError: false, exitCode: 2 }]);
     assert.equal(await new TurnAssembler({ store, log }).assembleOnce(), 1);
 
     const loop = new ScoringLoop({ store, log, recipe: recipes['binary-rl'], backend, judge: { kind: 'policy' }, recipeOptions: { m: 3 }, timeoutMs: 30_000 });

@@ -44,6 +44,8 @@ export interface ServedResponse {
   request: { messages: ChatMessage[]; tools?: ToolSpec[] };
   result: GenerateResult;
   headers: TurnHeaders;
+  /** From the start of generation to the end of the response. */
+  durationMs: number;
 }
 
 export interface ApiOptions {
@@ -225,6 +227,7 @@ export function createApi(opts: ApiOptions) {
       if (!res.writableFinished) abort.abort();
     });
     const generate = { messages: parsed.messages, tools: parsed.tools, sampling: parsed.sampling, signal: abort.signal, passthrough: parsed.passthrough };
+    const started = performance.now();
 
     let result: GenerateResult;
     if (!parsed.stream) {
@@ -280,7 +283,7 @@ export function createApi(opts: ApiOptions) {
       }
       res.end('data: [DONE]\n\n');
     }
-    opts.onServed({ id, model, request: { messages: parsed.messages, tools: parsed.tools }, result, headers: readTurnHeaders(req) });
+    opts.onServed({ id, model, request: { messages: parsed.messages, tools: parsed.tools }, result, headers: readTurnHeaders(req), durationMs: performance.now() - started });
   }
 
   return async function handleV1(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {

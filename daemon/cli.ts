@@ -15,14 +15,17 @@ import {
 } from './config.ts';
 import { createLogger, type Level, type Logger } from './log.ts';
 import { callDaemon, dataDir, fail, requireDaemon, runningDaemonUrl, setDataDirFlag, withStore } from './cli-common.ts';
+import { progress } from './progress.ts';
 import type { Backend } from './backends/types.ts';
 import type { JudgeConfig } from './scoring.ts';
 import { isRecipeName } from '../recipes/index.ts';
 import { setCustomPatterns } from './redact.ts';
+import { registerHintCommands } from './cli-hints.ts';
 
 /** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
-function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string }): JudgeConfig {
-  const judge = flags.judge ?? (flags.backend === 'embedded' ? 'rules' : 'policy');
+function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string; mode: string }): JudgeConfig {
+  const judge = flags.judge ?? (flags.backend === 'embedded' || flags.mode === 'hints' ? 'rules' : 'policy');
+  if (judge === 'policy' && flags.mode === 'hints') fail('hints mode has no policy to judge with: give --judge <url> --judge-model <name>, or no --judge (then only /clawrl hint feedback is learned)');
   if (judge === 'rules' || judge === 'policy') return { kind: judge };
   if (!/^https?:\/\//.test(judge)) fail(`--judge must be rules, policy or an http(s) URL, got ${JSON.stringify(judge)}`);
   if (!flags.judgeModel) fail('--judge <url> needs --judge-model');
@@ -78,6 +81,9 @@ program
   .option('--host <host>', 'address to bind', DEFAULT_HOST)
   .option('--port <port>', 'port for /ws, /v1, /healthz', parsePort, DEFAULT_PORT)
   .option('--log-level <level>', 'debug, info, warn, error or silent', 'info')
+  .option('--mode <mode>', 'train (serve, score, train; hint memory alongside) or hints (no policy: hint memory for the model the agent already uses)', 'train')
+  .option('--max-hints <n>', 'hints kept at most; the weakest are evicted beyond it', (v) => Number.parseInt(v, 10), 5000)
+  .option('--hint-scope <scope>', 'learned hints apply to every session of the agent (agent) or only to their own session (session)', 'agent')
   .option('--backend <name>', 'policy backend: embedded (CPU toy model), torch (a Hugging Face model on GPU) or upstream (an OpenAI-compatible server)', 'embedded')
   .option('--model <model>', 'torch: a local model directory, a Hugging Face id, or tiny-test')
   .option('--gpus <n>', 'torch: GPUs to train on (more than 1 runs torchrun with FSDP; rank 0 serves)', (v) => Number.parseInt(v, 10), 1)
@@ -100,7 +106,8 @@ program
   .option('--retention-days <n>', 'delete events and turns older than this many days', Number.parseFloat)
   .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', Number.parseFloat, 600)
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number }) => {
+  .option('--metrics-public', 'serve GET /metrics without the token (for a Prometheus scraper on a trusted network)')
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number } & { mode: string; maxHints: number; hintScope: string } & { metricsPublic?: boolean }) => {
     if (!opts.tlsCert !== !opts.tlsKey) fail('--tls-cert and --tls-key go together');
     const readPem = (file: string, what: string) => {
       try {
@@ -116,6 +123,9 @@ program
       fail((err as Error).message);
     }
     if (!isRecipeName(opts.recipe)) fail(`--recipe must be binary-rl, opd or combined, got ${JSON.stringify(opts.recipe)}`);
+    if (opts.mode !== 'train' && opts.mode !== 'hints') fail(`--mode must be train or hints, got ${JSON.stringify(opts.mode)}`);
+    if (opts.hintScope !== 'agent' && opts.hintScope !== 'session') fail(`--hint-scope must be agent or session, got ${JSON.stringify(opts.hintScope)}`);
+    if (!(opts.maxHints >= 1)) fail('--max-hints must be a positive integer');
     const judge = judgeConfig(opts);
     const dir = dataDir();
     const running = readRuntimeInfo(dir);
@@ -123,7 +133,8 @@ program
       fail(`a daemon (pid ${running.pid}) already uses ${dir}; stop it first`);
     }
     const log = createLogger(opts.logLevel);
-    const backend = await createBackend(opts, log).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
+    const backend =
+      opts.mode === 'hints' ? undefined : await createBackend(opts, log).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
     if (!(opts.batchSize >= 1)) fail('--batch-size must be a positive integer');
     const lr = opts.lr ?? (opts.backend === 'embedded' ? 1e-3 : undefined);
     const daemon = await startDaemon({
@@ -132,6 +143,9 @@ program
       port: opts.port,
       log,
       backend,
+      metricsPublic: opts.metricsPublic,
+      mode: opts.mode,
+      hints: { maxHints: opts.maxHints, scope: opts.hintScope },
       recipe: opts.recipe,
       judge,
       recipeOptions: { batchSize: opts.batchSize, ...(lr !== undefined && { lr }) },
@@ -172,7 +186,15 @@ program
   .command('status')
   .description("show the running daemon's state")
   .option('--json', 'print JSON')
-  .action(async (opts: { json?: boolean }) => {
+  .option('--watch', 'a live view, redrawn every second (queues, versions, reward trend, step progress)')
+  .action(async (opts: { json?: boolean; watch?: boolean }) => {
+    if (opts.watch) {
+      const { watchStatus } = await import('./cli-watch.ts');
+      await watchStatus(async () => {
+        const reply = await callDaemon('GET', '/ui/api/overview');
+        return reply?.status === 200 ? (reply.body as import('./dashboard.ts').Overview) : undefined;
+      });
+    }
     const reply = await callDaemon('GET', '/status');
     const status = reply?.status === 200 ? (reply.body as import('./server.ts').DaemonStatus) : undefined;
     if (opts.json) {
@@ -331,7 +353,14 @@ sessions
   .option('--session <key>', 'only this session')
   .action((opts: { session?: string }) =>
     withStore((store) => {
-      for (const turn of store.turnsOf(opts.session)) process.stdout.write(JSON.stringify(toExportedTurn(turn)) + '\n');
+      const shown = progress('exporting turns');
+      const total = store.turns.getCount(opts.session === undefined ? {} : { start: [opts.session], end: [opts.session, Infinity] });
+      let done = 0;
+      for (const turn of store.turnsOf(opts.session)) {
+        process.stdout.write(JSON.stringify(toExportedTurn(turn)) + '\n');
+        shown.update(++done, total);
+      }
+      shown.finish();
     }),
   );
 
@@ -340,9 +369,14 @@ sessions
   .description('delete everything stored about a session')
   .action((key: string) =>
     withStore(async (store) => {
-      if (!(await store.removeSession(key))) fail(`no session ${JSON.stringify(key)}`);
+      const shown = progress(`removing ${key}`);
+      const removed = await store.removeSession(key, (done, total) => shown.update(done, total));
+      shown.finish();
+      if (!removed) fail(`no session ${JSON.stringify(key)}`);
       process.stdout.write(`removed session ${key}\n`);
     }),
   );
+
+registerHintCommands(program);
 
 await program.parseAsync(process.argv);

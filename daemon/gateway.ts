@@ -13,6 +13,7 @@ import {
 } from '../protocol/index.ts';
 import { StorageFullError, type Store } from './store.ts';
 import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
 
 export const SERVER_VERSION = '0.1.0';
 const HELLO_TIMEOUT_MS = 10_000;
@@ -24,6 +25,7 @@ export interface GatewayOptions {
   weightVersion: () => string;
   /** Called after a batch stored at least one event. */
   onStored?: () => void;
+  metrics?: Metrics;
 }
 
 export class Gateway {
@@ -105,11 +107,13 @@ export class Gateway {
       if (clientId === undefined) return refuse('bad_frame', 'events before hello');
       const id = clientId;
       const events = message.events;
+      this.opts.metrics?.eventsReceived.inc(events.length);
       pending = pending.then(async () => {
         if (refused) return;
         try {
           const result = await store.appendEvents(id, events);
           send({ type: 'ack', seq: result.ackedSeq });
+          this.opts.metrics?.eventsAcked.inc(events.length);
           if (result.stored > 0) this.opts.onStored?.();
         } catch (err) {
           // Not acked. Later batches must not be stored ahead of these (an ack covers every seq

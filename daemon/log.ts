@@ -1,6 +1,10 @@
-// A small structured logger: one JSON line per record on stderr, or a readable line on a TTY.
+// Structured logs through pino: one JSON line per record on stderr, or pino-pretty's readable
+// lines on a TTY. Callers keep the small (msg, fields) interface below, so no module depends on
+// pino's argument order.
+import { pino } from 'pino';
+import pretty from 'pino-pretty';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error';
-const rank: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -10,16 +14,19 @@ export interface Logger {
 }
 
 export function createLogger(level: Level | 'silent' = 'info', out: NodeJS.WritableStream = process.stderr): Logger {
-  const pretty = (out as { isTTY?: boolean }).isTTY === true;
-  const write = (lvl: Level) => (msg: string, fields: Record<string, unknown> = {}) => {
-    if (level === 'silent' || rank[lvl] < rank[level]) return;
-    const time = new Date().toISOString();
-    if (pretty) {
-      const extra = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-      out.write(`${time} ${lvl.toUpperCase().padEnd(5)} ${msg}${extra.length ? ' ' + extra.join(' ') : ''}\n`);
-    } else {
-      out.write(JSON.stringify({ time, level: lvl, msg, ...fields }) + '\n');
-    }
-  };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+  const tty = (out as { isTTY?: boolean }).isTTY === true;
+  // Synchronous, so the last lines before process.exit() are not lost.
+  const destination = tty ? pretty({ destination: out, sync: true, translateTime: 'SYS:standard' }) : out;
+  const logger = pino(
+    {
+      level,
+      // No pid/hostname on every line; ISO times and level names ("info", not 30) keep the lines readable by grep and jq.
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+  const at = (lvl: Level) => (msg: string, fields: Record<string, unknown> = {}) => logger[lvl](fields, msg);
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }

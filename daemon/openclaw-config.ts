@@ -5,7 +5,9 @@
 // exists only through a plugin catalog is refused as "Unknown model" until
 // `openclaw models list --refresh` (seen with openclaw@2026.9.6). Conversation hooks
 // (llm_input, llm_output, agent_end, before_agent_run) run only with
-// `plugins.entries.clawrl.hooks.allowConversationAccess: true`.
+// `plugins.entries.clawrl.hooks.allowConversationAccess: true`; hint memory's `before_prompt_build`
+// needs that and `allowPromptInjection` (allowed unless false; set explicitly so a stricter default
+// elsewhere in the user's config does not silently switch hints off).
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 
 export interface OpenclawModel {
@@ -56,7 +58,11 @@ export function openclawConfigFragment(opts: OpenclawConfigOptions): JsonObject 
     },
     plugins: {
       entries: {
-        clawrl: { enabled: true, config: { daemonUrl: ws, token: opts.token }, hooks: { allowConversationAccess: true } },
+        clawrl: {
+          enabled: true,
+          config: { daemonUrl: ws, token: opts.token },
+          hooks: { allowConversationAccess: true, allowPromptInjection: true },
+        },
       },
       ...(opts.pluginDir ? { load: { paths: [opts.pluginDir] } } : {}),
     },

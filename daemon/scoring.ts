@@ -4,6 +4,7 @@
 // It runs on its own timer and never touches the serving path.
 import type { Store, ScoreRecord, TurnRecord } from './store.ts';
 import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
 import type { Backend } from './backends/types.ts';
 import { Loop } from './loop.ts';
 import {
@@ -32,6 +33,13 @@ export interface ScoringOptions {
   timeoutMs?: number;
   pollMs?: number;
   onScored?: (turn: TurnRecord, score: ScoreRecord) => void;
+  /** Times the judge's calls. */
+  metrics?: Metrics;
+  /**
+   * What to ask the judge for; default: what the recipe needs. Hint memory asks for hints under
+   * every recipe, and hints mode (nothing to train) asks for no score.
+   */
+  ask?: { score: boolean; hint: boolean };
 }
 
 export interface ScoringStatus {
@@ -76,6 +84,7 @@ export class ScoringLoop {
     const { judge, backend } = opts;
     if (judge.kind === 'endpoint') this.complete = endpointComplete(judge.baseUrl, judge.model, judge.apiKey);
     else if (judge.kind === 'policy' && backend) this.complete = policyComplete(backend);
+    if (this.complete && opts.metrics) this.complete = opts.metrics.timeJudge(this.complete);
     this.limiter = createLimiter(opts.concurrency ?? 4);
     this.loop = new Loop(() => this.scoreOnce(), opts.pollMs ?? 1_000);
   }
@@ -134,14 +143,15 @@ export class ScoringLoop {
       limiter: this.limiter,
       timeoutMs: this.opts.timeoutMs,
     };
-    const judged = recipe.needsScore ? await judgeTurn(view, scoring) : undefined;
-    const hinted = recipe.needsHint ? await extractHint(view, scoring) : undefined;
+    const ask = this.opts.ask ?? { score: recipe.needsScore, hint: recipe.needsHint };
+    const judged = ask.score ? await judgeTurn(view, scoring) : undefined;
+    const hinted = ask.hint ? await extractHint(view, scoring) : undefined;
 
     // OPD's teacher: the frozen reference policy scores the same response tokens with the hint
-    // appended to the user's last real message.
+    // appended to the user's last real message (only for recipes that distil from hints).
     let teacherLogprobs: number[] | undefined;
     const canTrain = sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
-    if (hinted?.hint && canTrain && backend?.capabilities.score) {
+    if (recipe.needsHint && hinted?.hint && canTrain && backend?.capabilities.score) {
       const prompt = await backend.encodeChat(teacherContext(sample.requestMessages, hinted.hint), sample.tools);
       teacherLogprobs = await backend.score(prompt, sample.responseTokens, { reference: true });
     }
@@ -170,7 +180,8 @@ export class ScoringLoop {
     };
     const updated: TurnRecord = { ...turn, reward: record.score, hint: record.hint };
     const written = await store.root.transaction(() => {
-      if (store.unscored.get(key) === undefined) return false;
+      // Late feedback may have changed the turn since it was read: the next pass scores the new one.
+      if (store.unscored.get(key) === undefined || JSON.stringify(store.turns.get(key)?.nextState) !== JSON.stringify(turn.nextState)) return false;
       store.scores.put(key, record);
       store.turns.put(key, updated);
       store.unscored.remove(key);

@@ -20,6 +20,11 @@ import { join } from 'node:path';
 import { findRoute, sendError, sendJson, type Route } from './http.ts';
 import { controlRoutes } from './control.ts';
 import { Loop } from './loop.ts';
+import { EventSamples } from './event-samples.ts';
+import { HintMemory, hintRoutes, type HintMemoryOptions, type HintMemoryStatus } from './hints.ts';
+import { Metrics } from './metrics.ts';
+import { VersionStatsReader } from './stats.ts';
+import { createDashboard } from './dashboard.ts';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -52,7 +57,18 @@ export interface DaemonOptions {
   judge?: JudgeConfig;
   /** The policy that serves /v1; the daemon closes it on close(). Without one, /v1 answers 503. */
   backend?: Backend;
+  /**
+   * 'train' (default): serve, score, train, and keep hint memory alongside. 'hints': no policy of
+   * its own (the agent keeps its model); turns come from the plugin's events and feed hint memory only.
+   */
+  mode?: DaemonMode;
+  /** Hint memory's cap and the scope of learned hints. */
+  hints?: Pick<HintMemoryOptions, 'maxHints' | 'scope'>;
+  /** Serve GET /metrics without the token (for a scraper on a trusted network). */
+  metricsPublic?: boolean;
 }
+
+export type DaemonMode = 'train' | 'hints';
 
 export interface Daemon {
   url: string;
@@ -65,6 +81,7 @@ export interface Daemon {
   backend?: Backend;
   assembler: TurnAssembler;
   scoring: ScoringLoop;
+  hints: HintMemory;
   trainer?: Trainer;
   status(): DaemonStatus;
   close(): Promise<void>;
@@ -78,8 +95,10 @@ export interface DaemonStatus {
   weightVersion: string;
   sessions: { total: number; optedIn: number };
   counters: ReturnType<Store['counters']>;
+  mode: DaemonMode;
   recipe: RecipeName;
   scoring: ScoringStatus;
+  hints: HintMemoryStatus;
   /** Null when the backend cannot train (upstream). */
   training: TrainerStatus | null;
 }
@@ -112,10 +131,46 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const startedAt = Date.now();
   const backend = opts.backend;
   const weightVersion = () => backend?.currentVersion() ?? 'base';
+  const stats = new VersionStatsReader(store);
+  const metrics = new Metrics({ store, status: () => status(), stats, backend });
   const recipe = recipes[opts.recipe ?? 'binary-rl'];
-  const scoring = new ScoringLoop({ store, log, recipe, recipeOptions: opts.recipeOptions, backend, judge: opts.judge ?? { kind: 'rules' } });
+  const mode = opts.mode ?? 'train';
+  if (mode === 'hints' && backend) throw new Error('hints mode serves no policy: start it without a backend');
+  const hints = new HintMemory({ store, log, ...opts.hints });
+  const scoring = new ScoringLoop({
+    store,
+    log,
+    recipe,
+    recipeOptions: opts.recipeOptions,
+    backend,
+    judge: opts.judge ?? { kind: 'rules' },
+    // Hints in every mode; in hints mode nothing trains, so a score would be a wasted judge call.
+    ask: { score: mode === 'train' && recipe.needsScore, hint: true },
+    onScored: (turn, score) => {
+      hints.onScored(turn, score);
+      metrics.scored(score);
+    },
+    metrics,
+  });
   const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs, onTurn: () => void scoring.nudge() });
-  const gateway = new Gateway({ store, log, maxFrameBytes: opts.maxFrameBytes, weightVersion, onStored: () => void assembler.nudge() });
+  // Samples for runs the daemon did not serve (hints mode), derived before each assembly.
+  const eventSamples = new EventSamples(store);
+  const deriving = new Loop(
+    () =>
+      eventSamples.deriveOnce().catch((err: Error) => {
+        log.error('deriving samples from events failed', { error: err.message });
+        return 0;
+      }),
+    1_000,
+  );
+  const gateway = new Gateway({
+    store,
+    log,
+    maxFrameBytes: opts.maxFrameBytes,
+    weightVersion,
+    onStored: () => void deriving.run().then(() => assembler.nudge()),
+    metrics,
+  });
   const trainer = backend?.capabilities.train
     ? new Trainer({
         store,
@@ -127,6 +182,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         maxWaitMs: opts.maxWaitMs,
         onServing: (record) =>
           gateway.broadcast({ type: 'weights.updated', version: backend.currentVersion(), recipe: record.recipe, metrics: record.metrics }),
+        metrics,
       })
     : undefined;
   await trainer?.init();
@@ -165,6 +221,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log,
     maxBodyBytes: opts.maxBodyBytes,
     onServed: (served) => {
+      metrics.served(served.result, served.durationMs);
       const write = recordSample(served)
         .then(() => void assembler.nudge())
         .catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }))
@@ -183,17 +240,23 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       weightVersion: weightVersion(),
       sessions: { total: sessions.length, optedIn: sessions.filter((s) => s.optedIn).length },
       counters: store.counters(),
+      mode,
       recipe: recipe.name,
       scoring: scoring.status(),
+      hints: hints.status(),
       training: trainer?.status() ?? null,
     };
   };
 
+  const dashboard = createDashboard({ token: () => token, store, status, stats });
   const routes: Route[] = [
     { path: '/healthz', auth: false, handle: (_req, res) => sendJson(res, 200, { ok: true, version: SERVER_VERSION }) },
     { path: '/status', handle: (_req, res) => sendJson(res, 200, status()) },
-    { path: '/v1/', handle: handleV1 },
+    { path: '/v1/', handle: metrics.timeServing(handleV1) },
+    metrics.route(opts.metricsPublic === true),
+    ...dashboard.routes,
     ...controlRoutes(trainer, store),
+    ...hintRoutes(hints),
     {
       // A new token takes effect at once; plugins connected with the old one are dropped.
       path: '/token/rotate',
@@ -214,7 +277,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const route = findRoute(routes, path);
-    if (route?.auth !== false && !bearerMatches(req.headers.authorization, token)) {
+    if (route?.auth !== false && !bearerMatches(req.headers.authorization, token) && !dashboard.allows(req, path)) {
       return sendError(res, 401, 'missing or wrong bearer token', 'authentication_error');
     }
     if (!route) return sendError(res, 404, `no route for ${req.method} ${path}`, 'not_found');
@@ -258,6 +321,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         }, 3_600_000);
   retention?.start();
   void retention?.run();
+  deriving.start();
   assembler.start();
   scoring.start();
   trainer?.start();
@@ -278,6 +342,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     status,
     assembler,
     scoring,
+    hints,
     trainer,
     async close() {
       // Stop taking work first, then let the loops and in-flight writes finish.
@@ -286,8 +351,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.all(recording);
       await retention?.stop();
+      await deriving.stop();
       await assembler.stop();
       await scoring.stop();
+      await hints.flushed();
       await trainer?.stop();
       await backend?.close();
       await store.close();

@@ -375,14 +375,27 @@ export class Store {
   }
 
   /** Deletes everything stored about a session. Returns false if there was no such session. */
-  async removeSession(sessionKey: string): Promise<boolean> {
+  async removeSession(sessionKey: string, onProgress?: (done: number, total: number) => void): Promise<boolean> {
     return this.root.transaction(() => {
       if (this.sessions.get(sessionKey) === undefined) return false;
       // Collect first: deleting under an open cursor would skip entries.
       const eventKeys = [...this.sessionEvents.getKeys({ start: [sessionKey], end: [sessionKey, Infinity] })];
-      for (const [, log] of eventKeys) this.removeEvent(sessionKey, log);
-      for (const sample of [...this.samplesOf(sessionKey)]) this.removeSample(sample);
-      for (const turn of [...this.turnsOf(sessionKey)]) this.removeTurn([sessionKey, turn.turnIndex]);
+      const samples = [...this.samplesOf(sessionKey)];
+      const turns = [...this.turnsOf(sessionKey)];
+      const total = eventKeys.length + samples.length + turns.length;
+      let done = 0;
+      for (const [, log] of eventKeys) {
+        this.removeEvent(sessionKey, log);
+        onProgress?.(++done, total);
+      }
+      for (const sample of samples) {
+        this.removeSample(sample);
+        onProgress?.(++done, total);
+      }
+      for (const turn of turns) {
+        this.removeTurn([sessionKey, turn.turnIndex]);
+        onProgress?.(++done, total);
+      }
       this.sessions.remove(sessionKey);
       return true;
     });

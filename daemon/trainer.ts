@@ -8,6 +8,7 @@
 import type { FSWatcher } from 'chokidar';
 import type { Store, WeightVersionRecord } from './store.ts';
 import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
 import type { Backend, TrainExample, TrainMetrics, TrainOptions } from './backends/types.ts';
 import type { Recipe, RecipeDefaults } from '../recipes/index.ts';
 import { WeightsDir, versionName, versionNumber } from './weights.ts';
@@ -35,6 +36,8 @@ export interface TrainerOptions {
   pollMs?: number;
   /** Called after a new version serves (or is pinned away); the daemon tells the plugins. */
   onServing?: (record: WeightVersionRecord) => void;
+  /** Times each step. */
+  metrics?: Metrics;
 }
 
 export interface StepProgress {
@@ -221,6 +224,7 @@ export class Trainer {
     this.stepCount++;
     this.waitingSince = undefined;
     log.info('trained a new weight version', { version: record.version, turns: batch.keys.length, ms: Date.now() - startedAt, loss: record.metrics.loss });
+    this.opts.metrics?.trainingStepSeconds.observe((Date.now() - startedAt) / 1000);
     if (!this.meta.get('pinned')) {
       this.progress.phase = 'swapping';
       await backend.loadAdapter(weights.pathOf(record.version), record.version);

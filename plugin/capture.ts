@@ -5,7 +5,7 @@
 // It also tracks, per OpenClaw sessionId, the run, model call and trigger in progress, because
 // the provider's per-turn headers are resolved between `model_call_started` and
 // `model_call_ended` with only `sessionId` and a fresh `turnId` to go on.
-import type { ImageSummary, ToolCallSummary } from '../protocol/index.ts';
+import { stripHintsBlock, type ImageSummary, type ToolCallSummary } from '../protocol/index.ts';
 import type {
   AfterToolCallEvent,
   AgentEndEvent,
@@ -136,10 +136,11 @@ function toolCallsOf(message: unknown): ToolCallSummary[] {
 }
 
 /** The ids of a hook context, keeping only well-formed strings: they end up in events and keys. */
-function hookContext(ctx: unknown): HookContext {
+export function hookContext(ctx: unknown): HookContext {
   if (!isRecord(ctx)) return {};
   return {
     runId: str(ctx.runId),
+    agentId: str(ctx.agentId),
     sessionKey: str(ctx.sessionKey),
     sessionId: str(ctx.sessionId),
     trigger: str(ctx.trigger),
@@ -207,6 +208,11 @@ export class Capture {
     }));
   }
 
+  /** Hint memory put these hints in front of the run's prompt; feedback on the run will count for them. */
+  hintsInjected(sessionKey: string, sessionId: string | undefined, runId: string | undefined, hintIds: string[]): void {
+    this.emit(sessionKey, (key) => ({ kind: 'hints.injected', at: Date.now(), sessionKey: key, sessionId, runId, hintIds }));
+  }
+
   // --- hooks ---
 
   /** Registers the handlers with `api.on`, each wrapped so it can never throw into the host. */
@@ -232,7 +238,8 @@ export class Capture {
 
   private onLlmInput(event: LlmInputEvent, ctx: HookContext): void {
     const track = this.track(ctx, str(event.sessionId) ?? ctx.sessionId, str(event.runId) ?? ctx.runId);
-    const prompt = str(event.prompt);
+    // The prompt OpenClaw reports carries the hints this plugin prepended; the user did not write them.
+    const prompt = str(stripHintsBlock(str(event.prompt) ?? ''));
     // The run's prompt is the user's message on main turns; side turns have no user.
     if (prompt === undefined || isSideTrigger(track.trigger)) return;
     this.userMessage(track.sessionKey, str(event.sessionId) ?? ctx.sessionId, track.runId, prompt);

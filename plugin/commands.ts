@@ -1,10 +1,15 @@
-// `/clawrl on|off|status|good|bad|hint <text>`: per-session opt-in and explicit feedback. The
-// handler answers from memory; whatever it sends goes through the spool like any event.
+// `/clawrl on|off|status|good|bad|hint <text>`: per-session opt-in and explicit feedback;
+// `/clawrl hints|forget <id>`: what hint memory gives this session, and dropping a hint. The
+// handler answers from memory; whatever it sends goes through the spool like any event (forget
+// alone calls the daemon, since it must act even for sessions that send nothing).
 import type { Capture } from './capture.ts';
+import { hintScopeOf, type HintCache } from './hints.ts';
 import type { CommandContext, CommandDefinition, CommandResult } from './host-types.ts';
 import type { LinkStatus } from './link.ts';
 
-const USAGE = 'usage: /clawrl on | off | status | good | bad | hint <what the agent should have done>';
+const USAGE = 'usage: /clawrl on | off | status | good | bad | hint <what the agent should have done> | hints | forget <hint id>';
+/** Hints listed by `/clawrl hints`; `clawrl-daemon hints list` shows them all. */
+const LISTED_HINTS = 20;
 
 function describeLink(status: LinkStatus | undefined): string[] {
   if (!status) return ['daemon: not connected yet (no event captured since start)'];
@@ -17,8 +22,22 @@ function describeLink(status: LinkStatus | undefined): string[] {
   return lines;
 }
 
-export function clawrlCommand(capture: Capture, linkStatus: () => LinkStatus | undefined): CommandDefinition {
-  const handle = (ctx: CommandContext): CommandResult => {
+async function listHints(hints: HintCache, sessionKey: string): Promise<CommandResult> {
+  await hints.ready();
+  const { agent } = hintScopeOf({ sessionKey });
+  const all = hints.inScope(agent, sessionKey);
+  if (all.length === 0) return { text: 'clawrl: no hints for this session yet.' };
+  const lines = all.slice(0, LISTED_HINTS).map((h) => `${h.id} (weight ${h.weight.toFixed(2)}): ${h.text}`);
+  if (all.length > LISTED_HINTS) lines.push(`… and ${all.length - LISTED_HINTS} more (clawrl-daemon hints list)`);
+  return { text: [`clawrl — hints for this session (strongest first; /clawrl forget <id> drops one):`, ...lines].join('\n') };
+}
+
+async function forgetHint(hints: HintCache, id: string): Promise<CommandResult> {
+  return (await hints.forget(id)) === 'removed' ? { text: `clawrl: forgot hint ${id}.` } : { text: `clawrl: there is no hint ${id}.` };
+}
+
+export function clawrlCommand(capture: Capture, linkStatus: () => LinkStatus | undefined, hints: HintCache): CommandDefinition {
+  const handle = (ctx: CommandContext): CommandResult | Promise<CommandResult> => {
     const args = (ctx.args ?? '').trim();
     const verb = args.split(/\s+/, 1)[0] || 'status';
     const sessionKey = ctx.sessionKey;
@@ -46,19 +65,27 @@ export function clawrlCommand(capture: Capture, linkStatus: () => LinkStatus | u
           ? { text: 'clawrl: hint noted for the last turn.' }
           : { text: 'clawrl: this session is not captured; /clawrl on first.' };
       }
+      case 'hints':
+        return listHints(hints, sessionKey);
+      case 'forget': {
+        const id = args.slice(verb.length).trim();
+        return id ? forgetHint(hints, id) : { text: USAGE };
+      }
       default:
         return { text: USAGE };
     }
   };
   return {
     name: 'clawrl',
-    description: 'clawrl: capture this session for training (on/off), show status, or rate the last turn (good/bad/hint)',
+    description: 'clawrl: capture this session for training (on/off), show status, rate the last turn (good/bad/hint), list or forget learned hints',
     acceptsArgs: true,
     handler: (ctx) => {
+      const failed = (err: unknown): CommandResult => ({ text: `clawrl: ${(err as Error).message}` });
       try {
-        return handle(ctx ?? {});
+        const result = handle(ctx ?? {});
+        return result instanceof Promise ? result.catch(failed) : result;
       } catch (err) {
-        return { text: `clawrl: ${(err as Error).message}` };
+        return failed(err);
       }
     },
   };

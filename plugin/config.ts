@@ -11,6 +11,12 @@ export interface PluginConfig {
   notifyOnWeights: boolean;
   spoolMaxEvents: number;
   spoolMaxBytes: number;
+  /** Inject relevant learned hints into the prompts of opted-in sessions. */
+  hints: boolean;
+  /** Also inject hints into sessions that did not opt in (nothing is learned from them). */
+  hintsForAllSessions: boolean;
+  hintsTopK: number;
+  hintsMaxTokens: number;
 }
 
 const readJson = (file: string): unknown => JSON.parse(readFileSync(new URL(file, import.meta.url), 'utf8'));
@@ -37,4 +43,9 @@ export function httpBaseOf(daemonUrl: string): string {
   url.search = '';
   url.hash = '';
   return url.toString().replace(/\/$/, '');
+}
+
+/** ws://host:port/ws → http://host:port/hints: hint memory, on the daemon's one port. */
+export function hintsUrlOf(daemonUrl: string): string {
+  return httpBaseOf(daemonUrl).replace(/\/v1$/, '/hints');
 }

@@ -14,6 +14,7 @@ export interface PluginLogger {
 /** PluginHookAgentContext / PluginHookToolContext / PluginHookSessionContext, merged. */
 export interface HookContext {
   runId?: string;
+  agentId?: string;
   sessionKey?: string;
   sessionId?: string;
   /** 'user' for main turns; 'heartbeat', 'cron', 'memory', ... for side turns. */
@@ -82,7 +83,20 @@ export interface SessionEndEvent {
   reason?: string;
 }
 
-/** The observe hooks this plugin registers, as `(event, ctx) => void`. */
+/** PluginHookBeforePromptBuildEvent. */
+export interface BeforePromptBuildEvent {
+  prompt?: string;
+  /** The current request before history and context are projected in; '' means no text. */
+  currentUserMessage?: string;
+  messages?: unknown[];
+}
+
+/** PluginHookBeforePromptBuildResult, the field this plugin returns. */
+export interface PromptBuildResult {
+  prependContext?: string;
+}
+
+/** The hooks this plugin registers: observe hooks as `(event, ctx) => void`, and the prompt hook. */
 export interface HookHandlers {
   before_agent_run: (event: unknown, ctx: HookContext) => void;
   llm_input: (event: LlmInputEvent, ctx: HookContext) => void;
@@ -94,6 +108,7 @@ export interface HookHandlers {
   agent_end: (event: AgentEndEvent, ctx: HookContext) => void;
   session_start: (event: SessionStartEvent, ctx: HookContext) => void;
   session_end: (event: SessionEndEvent, ctx: HookContext) => void;
+  before_prompt_build: (event: BeforePromptBuildEvent, ctx: unknown) => Promise<PromptBuildResult | undefined>;
 }
 
 export type HookName = keyof HookHandlers;

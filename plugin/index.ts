@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import type { WeightsUpdatedMessage } from '../protocol/index.ts';
 import { Capture } from './capture.ts';
 import { clawrlCommand } from './commands.ts';
-import { PLUGIN_VERSION, parseConfig, type PluginConfig } from './config.ts';
+import { PLUGIN_VERSION, hintsUrlOf, parseConfig, type PluginConfig } from './config.ts';
+import { HintCache, hintsHook } from './hints.ts';
 import type { PluginApi, PluginEntry } from './host-types.ts';
 import { Link } from './link.ts';
 import { OptIns } from './optin.ts';
@@ -24,6 +25,8 @@ import { clawrlProvider } from './provider.ts';
 class Runtime {
   readonly optIns: OptIns;
   readonly capture: Capture;
+  /** The daemon's hints, kept in sync for before_prompt_build; it opens no socket before first use. */
+  readonly hints: HintCache;
   private link: Link | undefined;
   private serviceStopped = false;
 
@@ -44,6 +47,12 @@ class Runtime {
       this.optIns,
       { warn: (message) => this.api.logger.warn(message) },
     );
+    this.hints = new HintCache({ url: hintsUrlOf(config.daemonUrl), token: config.token, logger: { warn: (message) => this.api.logger.warn(message) } });
+  }
+
+  /** The settings in force (a config reload replaces them). */
+  get settings(): PluginConfig {
+    return this.config;
   }
 
   /** A later registration (config reload) brings new settings and a new api object. */
@@ -52,6 +61,7 @@ class Runtime {
     this.config = config;
     this.optIns.byDefault = config.optInByDefault;
     this.link?.reconfigure(this.linkSettings());
+    this.hints.reconfigure(hintsUrlOf(config.daemonUrl), config.token);
   }
 
   linkStatus() {
@@ -61,10 +71,12 @@ class Runtime {
   startService(): void {
     this.serviceStopped = false;
     this.getLink().start();
+    this.hints.start();
   }
 
   async stopService(): Promise<void> {
     this.serviceStopped = true;
+    this.hints.stop();
     await Promise.all([this.link?.stop(), this.optIns.flushed()]);
   }
 
@@ -140,7 +152,8 @@ const entry: PluginEntry = {
     const runtime = runtimeFor(api, config);
     api.registerProvider(clawrlProvider(config, runtime.capture, api.logger));
     runtime.capture.registerHooks(api.on.bind(api));
-    api.registerCommand(clawrlCommand(runtime.capture, () => runtime.linkStatus()));
+    api.on('before_prompt_build', hintsHook(runtime.hints, runtime.capture, () => runtime.settings, api.logger));
+    api.registerCommand(clawrlCommand(runtime.capture, () => runtime.linkStatus(), runtime.hints));
     api.registerService({ id: 'clawrl-link', start: () => runtime.startService(), stop: () => runtime.stopService() });
   },
 };

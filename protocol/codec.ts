@@ -82,6 +82,7 @@ const eventSchemas: Record<string, Schema> = {
   'run.end': { success: req('boolean'), error: opt('string'), durationMs: opt('number') },
   'session.end': { reason: opt('string') },
   feedback: { rating: opt(['good', 'bad']), hint: opt('string') },
+  'hints.injected': { hintIds: req('strings') },
 };
 
 const messageSchemas: Record<string, Schema> = {

@@ -1,2 +1,3 @@
 export * from './messages.ts';
 export * from './codec.ts';
+export * from './hints.ts';

@@ -96,6 +96,12 @@ export interface FeedbackEvent extends EventBase {
   hint?: string;
 }
 
+/** Hints the plugin put in front of this run's prompt: later feedback on the run confirms or contradicts them. */
+export interface HintsInjectedEvent extends EventBase {
+  kind: 'hints.injected';
+  hintIds: string[];
+}
+
 export type Event =
   | SessionOptEvent
   | ModelCallEvent
@@ -104,7 +110,8 @@ export type Event =
   | UserMessageEvent
   | RunEndEvent
   | SessionEndEvent
-  | FeedbackEvent;
+  | FeedbackEvent
+  | HintsInjectedEvent;
 
 export type EventKind = Event['kind'];
 

@@ -139,3 +139,12 @@ export function userMessage(seq: number, sessionKey: string, content = `message 
 export function optIn(seq: number, sessionKey: string): Event {
   return { kind: 'session.optin', seq, at: atCounter++, sessionKey };
 }
+
+/** Polls `fn` until it gives something other than undefined or false. */
+export async function until<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 25))) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

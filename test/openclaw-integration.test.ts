@@ -5,54 +5,27 @@
 // with a command that exits 2, then answers in text once the tool result is in its context.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
-import { repoRoot, runCli, spawnDaemon, tempDir, type DaemonProcess } from './helpers.ts';
+import { runCli, spawnDaemon, tempDir, type DaemonProcess } from './helpers.ts';
+import { openclawHost, pluginCopy, type OpenclawHost } from './openclaw-host.ts';
 
-const run = promisify(execFile);
-let node24 = '';
-let openclaw = '';
+let host: OpenclawHost;
 let fake: FakeVllm;
 let daemon: DaemonProcess;
 const dataDir = tempDir('clawrl-oc-data-');
 
-/** A stable copy of the plugin: OpenClaw copies a linked plugin and refuses one that changes meanwhile. */
-function pluginCopy(): string {
-  const dir = tempDir('clawrl-oc-plugin-');
-  for (const part of ['plugin', 'protocol', 'openclaw.plugin.json']) cpSync(join(repoRoot, part), join(dir, part), { recursive: true });
-  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
-  const runtime = { ws: pkg.dependencies.ws, msgpackr: pkg.dependencies.msgpackr };
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module', openclaw: pkg.openclaw, dependencies: runtime }, null, 2));
-  for (const mod of ['ws', 'msgpackr']) cpSync(join(repoRoot, 'node_modules', mod), join(dir, 'node_modules', mod), { recursive: true });
-  return dir;
-}
-
-async function openclawIn(stateDir: string, args: string[], timeout = 120_000) {
-  return run(node24, [openclaw, ...args], { env: { ...process.env, OPENCLAW_STATE_DIR: stateDir, NO_COLOR: '1' }, timeout, maxBuffer: 64 * 1024 * 1024 });
-}
-
-/** A state dir with the plugin installed and the daemon's provider configured. */
-async function openclawState(optInByDefault: boolean, plugin: string): Promise<string> {
-  const stateDir = tempDir('clawrl-oc-state-');
-  mkdirSync(stateDir, { recursive: true });
-  const file = join(stateDir, 'openclaw.json');
-  const merged = await runCli(dataDir, ['openclaw-config', '--merge', file, '--url', daemon.url, '--primary']);
-  assert.equal(merged.code, 0, merged.stderr);
-  const config = JSON.parse(readFileSync(file, 'utf8'));
-  config.plugins.entries.clawrl.config.optInByDefault = optInByDefault;
-  writeFileSync(file, JSON.stringify(config, null, 2));
-  await openclawIn(stateDir, ['plugins', 'install', '--link', plugin, '--force', '--accept-capabilities']);
-  await openclawIn(stateDir, ['plugins', 'enable', 'clawrl']);
-  return stateDir;
-}
+const openclawIn = (stateDir: string, args: string[]) => host.openclawIn(stateDir, args);
+const openclawState = (optInByDefault: boolean, plugin: string) =>
+  host.state({
+    dataDir,
+    daemonUrl: daemon.url,
+    plugin,
+    configArgs: ['--primary'],
+    edit: (config) => void (config.plugins.entries.clawrl.config.optInByDefault = optInByDefault),
+  });
 
 before(async () => {
-  const env = await run('bash', [join(repoRoot, 'scripts', 'openclaw-host.sh'), '--env'], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
-  node24 = /CLAWRL_NODE24=(\S+)/.exec(env.stdout)![1]!.replace(/^'|'$/g, '');
-  openclaw = /CLAWRL_OPENCLAW=(\S+)/.exec(env.stdout)![1]!.replace(/^'|'$/g, '');
+  host = await openclawHost();
   fake = await startFakeVllm((body) => {
     const messages = body.messages as { role: string }[];
     return messages.some((m) => m.role === 'tool')

@@ -5,35 +5,17 @@ import { test } from 'node:test';
 import { validateMessage, type Event } from '../protocol/index.ts';
 import { Capture, summariseToolResult, MAX_TEXT_CHARS } from '../plugin/capture.ts';
 import { clawrlCommand } from '../plugin/commands.ts';
-import type { CommandDefinition, HookName, PluginApi, ProviderPlugin, ServiceDefinition } from '../plugin/host-types.ts';
+import { HintCache } from '../plugin/hints.ts';
 import { OptIns } from '../plugin/optin.ts';
 import { turnHeaders } from '../plugin/provider.ts';
 import type { NewEvent } from '../plugin/spool.ts';
 import entry from '../plugin/index.ts';
-import { tempDir } from './helpers.ts';
+import { fakeApi } from './fake-openclaw.ts';
 
 const RUN = '7c31c57a-b4b0-42f0-acdf-5c1e3a1f8df3';
 const SESSION_ID = 'a0e29054-1268-4fb2-bfa9-b6e1a318483b';
 const KEY = 'agent:main:main';
 const ctx = { runId: RUN, agentId: 'main', sessionKey: KEY, sessionId: SESSION_ID, trigger: 'user', workspaceDir: '/tmp/ws' };
-
-/** A fake of the OpenClaw plugin api that records what the plugin registers. */
-function fakeApi(pluginConfig: Record<string, unknown>) {
-  const hooks = new Map<string, (event: unknown, ctx: unknown) => void>();
-  const recorded = { providers: [] as ProviderPlugin[], commands: [] as CommandDefinition[], services: [] as ServiceDefinition[], warnings: [] as string[] };
-  const stateRoot = tempDir('clawrl-capture-');
-  const api: PluginApi = {
-    id: 'clawrl',
-    pluginConfig,
-    logger: { info() {}, warn: (m) => void recorded.warnings.push(m), error() {} },
-    runtime: { state: { resolveStateDir: () => stateRoot } },
-    on: (name: HookName, handler: unknown) => void hooks.set(name, handler as (event: unknown, ctx: unknown) => void),
-    registerProvider: (p) => void recorded.providers.push(p),
-    registerCommand: (c) => void recorded.commands.push(c),
-    registerService: (s) => void recorded.services.push(s),
-  };
-  return { api, hooks, recorded, fire: (name: string, event: unknown, c: unknown = ctx) => hooks.get(name)!(event, c) };
-}
 
 /** A Capture wired to an in-memory sink that numbers and validates events like the spool. */
 function recordingCapture(optInByDefault: boolean) {
@@ -228,7 +210,7 @@ test('a handler that fails logs a few times and never throws into the host', () 
 
 test('/clawrl on|off|status|good|bad|hint', () => {
   const { capture, events } = recordingCapture(false);
-  const command = clawrlCommand(capture, () => undefined);
+  const command = clawrlCommand(capture, () => undefined, new HintCache({ url: 'http://127.0.0.1:9/hints', token: '', logger: { warn() {} } }));
   const run = (args: string, sessionKey: string | undefined = KEY) => (command.handler({ args, sessionKey, commandBody: `/clawrl ${args}` }) as { text: string }).text;
   assert.match(run('status'), /not opted in/);
   assert.match(run('good'), /not captured/);
@@ -258,7 +240,7 @@ test('register() wires provider, hooks, command and service; config defaults com
   assert.equal(entry.id, 'clawrl');
   assert.deepEqual(
     [...hooks.keys()].sort(),
-    ['after_tool_call', 'agent_end', 'before_agent_run', 'llm_input', 'llm_output', 'message_received', 'model_call_ended', 'model_call_started', 'session_end', 'session_start'],
+    ['after_tool_call', 'agent_end', 'before_agent_run', 'before_prompt_build', 'llm_input', 'llm_output', 'message_received', 'model_call_ended', 'model_call_started', 'session_end', 'session_start'],
   );
   const [provider] = recorded.providers;
   assert.equal(provider!.id, 'clawrl');

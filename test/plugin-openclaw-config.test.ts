@@ -29,7 +29,7 @@ test('the fragment defines the provider, enables the plugin with conversation ac
       },
     },
     plugins: {
-      entries: { clawrl: { enabled: true, config: { daemonUrl: 'ws://127.0.0.1:7077/ws', token: 'tok' }, hooks: { allowConversationAccess: true } } },
+      entries: { clawrl: { enabled: true, config: { daemonUrl: 'ws://127.0.0.1:7077/ws', token: 'tok' }, hooks: { allowConversationAccess: true, allowPromptInjection: true } } },
       load: { paths: ['/opt/clawrl'] },
     },
     agents: { defaults: { model: { primary: 'clawrl/policy' } } },
@@ -62,7 +62,7 @@ test('merging keeps the user settings, replaces the model list, adds to path lis
   assert.deepEqual(merged.models.providers.clawrl.models.map((m: { id: string }) => m.id), ['policy']);
   assert.deepEqual(merged.plugins.load.paths, ['/other/plugin', '/opt/clawrl']);
   assert.deepEqual(merged.plugins.entries.memory, { enabled: true });
-  assert.deepEqual(merged.plugins.entries.clawrl, { config: { notifyOnWeights: true, daemonUrl: 'ws://127.0.0.1:7077/ws', token: 'tok' }, enabled: true, hooks: { allowConversationAccess: true } });
+  assert.deepEqual(merged.plugins.entries.clawrl, { config: { notifyOnWeights: true, daemonUrl: 'ws://127.0.0.1:7077/ws', token: 'tok' }, enabled: true, hooks: { allowConversationAccess: true, allowPromptInjection: true } });
   assert.deepEqual(merged.agents.defaults.model, { primary: 'clawrl/policy', fallbacks: ['x/y'] });
   assert.equal(statSync(file).mode & 0o777, 0o640);
   assert.deepEqual(readdirSync(dir), ['openclaw.json']);

@@ -9,18 +9,10 @@ import { createLogger } from '../daemon/log.ts';
 import { EmbeddedBackend } from '../daemon/backends/embedded/index.ts';
 import type { Backend } from '../daemon/backends/types.ts';
 import { Store } from '../daemon/store.ts';
-import { TestClient, optIn, tempDir } from './helpers.ts';
+import { TestClient, optIn, tempDir, until } from './helpers.ts';
 
 const tiny = { dim: 32, layers: 1, heads: 2, context: 128, seed: 3 };
 const session = 'agent:main:train';
-
-async function until<T>(fn: () => T | undefined | false, what: string, ms = 20_000): Promise<T> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 25))) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function chat(daemon: Daemon, content: string) {
   return fetch(`${daemon.url}/v1/chat/completions`, {

@@ -1,0 +1,69 @@
+// Samples from the plugin's events, for runs the daemon did not serve. In hints mode (and for any
+// run whose model is not the daemon's) the agent talks to its own hosted model, so no served sample
+// exists; the run's `model.output` event (OpenClaw's llm_output: once per run, with the run's
+// assistant texts and the tool calls of its last message) stands in for one. Such a sample carries
+// the run's user message as its request, its texts and tool calls as the action, and no tokens:
+// TurnAssembler and ScoringLoop treat it like any other (its next state comes from later events),
+// and with no response tokens it is never trainable.
+import type { Store, StoredEvent } from './store.ts';
+
+/** Marks a sample that the daemon's policy did not produce. */
+export const EXTERNAL_WEIGHT_VERSION = 'external';
+const CURSOR_KEY = 'eventSamplesCursor';
+
+/** Its passes run on the daemon's Loop (server.ts), before turn assembly. */
+export class EventSamples {
+  /** Event log position up to which model.output events have been looked at. */
+  private cursor?: number;
+
+  constructor(private readonly store: Store) {}
+
+  /** Records a sample for every model.output since the last pass whose run the daemon did not serve. */
+  async deriveOnce(): Promise<number> {
+    const { store } = this;
+    this.cursor ??= (store.meta.get(CURSOR_KEY) as number | undefined) ?? 0;
+    const end = store.eventLogPosition();
+    let made = 0;
+    for (const { value: event } of store.events.getRange({ start: this.cursor + 1, end: end + 1 })) {
+      if (event.kind === 'model.output' && (await this.derive(event))) made++;
+    }
+    if (end !== this.cursor) await store.meta.put(CURSOR_KEY, end);
+    this.cursor = end;
+    return made;
+  }
+
+  private async derive(output: Extract<StoredEvent, { kind: 'model.output' }>): Promise<boolean> {
+    const { store } = this;
+    // Without a run id there is no telling whether the daemon served the run; a duplicate turn
+    // would be worse than a missing one.
+    if (output.runId === undefined) return false;
+    const id = `event:${output.clientId}:${output.seq}`;
+    if (store.samples.get(id) !== undefined) return false;
+    if ([...store.samplesOf(output.sessionKey)].some((s) => s.runId === output.runId)) return false;
+    const text = output.assistantTexts.join('\n\n');
+    if (text === '' && output.toolCalls.length === 0) return false;
+    const run = [...store.sessionEventsOf(output.sessionKey)].filter((e) => e.runId === output.runId);
+    const call = run.find((e) => e.kind === 'model.call');
+    const user = run.find((e) => e.kind === 'user.message');
+    await store.recordSample({
+      id,
+      sessionKey: output.sessionKey,
+      sessionId: output.sessionId,
+      runId: output.runId,
+      side: call?.side ?? false,
+      createdAt: Date.now(),
+      model: call?.model ?? '',
+      weightVersion: EXTERNAL_WEIGHT_VERSION,
+      requestMessages: user ? [{ role: 'user', content: user.content }] : [],
+      promptTokens: [],
+      responseTokens: [],
+      logprobs: [],
+      text,
+      toolCalls: output.toolCalls,
+      finishReason: output.toolCalls.length > 0 ? 'tool_calls' : 'stop',
+      // What follows the output event is the run's next state, however late this pass runs.
+      logMark: output.log,
+    });
+    return true;
+  }
+}

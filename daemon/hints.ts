@@ -1,0 +1,278 @@
+// Hint memory: the hindsight hints the scoring loop accepts ("should have done X"), kept in the
+// store's LMDB environment and served to the plugin, which puts the relevant ones in front of later
+// prompts. This is learning without a GPU: it works for any model the agent already uses.
+//
+// Rules (each hint has a scope: an agent, or one session of it):
+//  - Learn: every accepted hint of a scored turn (the judge's, or the user's `/clawrl hint`), its
+//    text and its source request redacted of secrets.
+//  - Merge: a new hint whose content words overlap an existing hint of the same scope with a
+//    Jaccard index of at least MERGE_JACCARD is the same lesson: the evidence is summed and the
+//    clearer text kept (the user's own words over a judge's, else the shorter). A turn adds its
+//    evidence to a hint once, however often it is scored again.
+//  - Fade: feedback on a run that had hints injected (`hints.injected` event of the plugin) counts
+//    for them: weight = (evidence + good) / (1 + 2·bad). Hints below FADED_BELOW are no longer served.
+//  - Cap: beyond `maxHints`, the weakest hint goes (lowest weight, then least recently updated).
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Database } from 'lmdb';
+import {
+  agentOf,
+  stripHintsBlock,
+  termJaccard,
+  type HintEntry,
+  type HintScope,
+  type HintsSnapshot,
+} from '../protocol/index.ts';
+import { sendError, sendJson, type Route } from './http.ts';
+import type { Logger } from './log.ts';
+import { redactSecrets } from './redact.ts';
+import { lastRealUserIndex } from '../recipes/types.ts';
+import type { SampleRecord, ScoreRecord, Store, TurnRecord } from './store.ts';
+
+export type HintOrigin = 'feedback' | 'judge';
+
+export interface HintRecord {
+  id: string;
+  text: string;
+  context: string;
+  scope: HintScope;
+  /** Where the kept text came from. */
+  origin: HintOrigin;
+  /** Times the hint was learned (merged duplicates included). */
+  evidence: number;
+  /** Feedback on runs it was injected into. */
+  good: number;
+  bad: number;
+  /** Turns (`sessionKey#turnIndex`) it was learned from, newest last. */
+  sources: string[];
+  /** Turns whose feedback has been counted for it. */
+  rated: string[];
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface HintMemoryOptions {
+  store: Store;
+  log: Logger;
+  /** Hints kept at most; the weakest are evicted beyond it. */
+  maxHints?: number;
+  /** Scope of learned hints: every session of the agent (default), or only the session they came from. */
+  scope?: 'agent' | 'session';
+}
+
+export interface HintMemoryStatus {
+  stored: number;
+  active: number;
+  revision: number;
+}
+
+export const MERGE_JACCARD = 0.6;
+export const FADED_BELOW = 0.5;
+export const DEFAULT_MAX_HINTS = 5000;
+/** Longest source context kept per hint: enough to rank on, small enough to ship 10k hints. */
+const MAX_CONTEXT_CHARS = 500;
+/** Turn keys remembered per hint (for "once per turn"); older ones are dropped. */
+const MAX_TURN_KEYS = 32;
+/** In the store's meta database: the memory's revision, bumped by every change (the ETag of GET /hints). */
+const REVISION_KEY = 'hintsRevision';
+
+export function hintWeight(h: Pick<HintRecord, 'evidence' | 'good' | 'bad'>): number {
+  return (h.evidence + h.good) / (1 + 2 * h.bad);
+}
+
+/** The text to keep of two texts of one lesson: the user's own words over a judge's, else the shorter. */
+function clearer(a: { text: string; origin: HintOrigin }, b: { text: string; origin: HintOrigin }) {
+  if (a.origin !== b.origin) return a.origin === 'feedback' ? a : b;
+  return b.text.length < a.text.length ? b : a;
+}
+
+const pushCapped = (list: string[], item: string) => [...list.filter((x) => x !== item), item].slice(-MAX_TURN_KEYS);
+const turnKey = (turn: Pick<TurnRecord, 'sessionKey' | 'turnIndex'>) => `${turn.sessionKey}#${turn.turnIndex}`;
+const sameScope = (a: HintScope, b: HintScope) => a.agent === b.agent && a.sessionKey === b.sessionKey;
+
+/** The request a turn answered: the user's last real message, without the hints it was shown. */
+function sourceRequest(sample: SampleRecord | undefined): string {
+  const messages = sample?.requestMessages ?? [];
+  const i = lastRealUserIndex(messages);
+  return i < 0 ? '' : stripHintsBlock(messages[i]!.content).trim();
+}
+
+export class HintMemory {
+  readonly hints: Database<HintRecord, string>;
+  private readonly maxHints: number;
+  private readonly writing = new Set<Promise<void>>();
+  /** The last snapshot sent, by revision: GET /hints is polled, the memory changes rarely. */
+  private snapshot?: { revision: number; body: string };
+
+  constructor(private readonly opts: HintMemoryOptions) {
+    this.hints = opts.store.root.openDB({ name: 'hints' });
+    this.maxHints = opts.maxHints ?? DEFAULT_MAX_HINTS;
+  }
+
+  revision(): number {
+    return (this.opts.store.meta.get(REVISION_KEY) as number | undefined) ?? 0;
+  }
+
+  list(): HintRecord[] {
+    return [...this.hints.getRange().map(({ value }) => value)];
+  }
+
+  status(): HintMemoryStatus {
+    const all = this.list();
+    return { stored: all.length, active: all.filter((h) => hintWeight(h) >= FADED_BELOW).length, revision: this.revision() };
+  }
+
+  /** What the plugin gets: every hint that has not faded. */
+  snapshotBody(): { revision: number; body: string } {
+    const revision = this.revision();
+    if (this.snapshot?.revision === revision) return this.snapshot;
+    const hints: HintEntry[] = this.list()
+      .filter((h) => hintWeight(h) >= FADED_BELOW)
+      .map((h) => ({ id: h.id, text: h.text, context: h.context, scope: h.scope, weight: hintWeight(h) }));
+    const snapshot: HintsSnapshot = { revision, hints };
+    this.snapshot = { revision, body: JSON.stringify(snapshot) };
+    return this.snapshot;
+  }
+
+  /** The scoring loop's `onScored`: learns in the background; `flushed()` waits for it. */
+  onScored(turn: TurnRecord, score: ScoreRecord): void {
+    const write = this.learnFrom(turn, score)
+      .catch((err: Error) => this.opts.log.error('hint memory failed to learn from a turn', { turn: turnKey(turn), error: err.message }))
+      .finally(() => this.writing.delete(write));
+    this.writing.add(write);
+  }
+
+  /** Resolves once every write started by onScored has finished (before the store closes). */
+  async flushed(): Promise<void> {
+    await Promise.all(this.writing);
+  }
+
+  /** Learns the turn's hint and counts its feedback for the hints its run was shown. */
+  async learnFrom(turn: TurnRecord, score: ScoreRecord): Promise<void> {
+    const sample = this.opts.store.samples.get(turn.sampleId);
+    if (score.hint) {
+      const origin: HintOrigin = turn.nextState.feedback?.hint?.trim() === score.hint ? 'feedback' : 'judge';
+      await this.learn({ text: score.hint, context: sourceRequest(sample), origin, sessionKey: turn.sessionKey, source: turnKey(turn) });
+    }
+    const rating = turn.nextState.feedback?.rating;
+    if (rating && sample) await this.rate(this.injectedInto(sample), rating, turnKey(turn));
+  }
+
+  /** Stores a hint, or merges it into the near-duplicate of its scope. Returns the hint's id. */
+  async learn(input: { text: string; context: string; origin: HintOrigin; sessionKey: string; source: string }): Promise<string> {
+    const text = redactSecrets(input.text.trim());
+    const context = redactSecrets(input.context).slice(0, MAX_CONTEXT_CHARS);
+    const scope: HintScope = { agent: agentOf(input.sessionKey), ...(this.opts.scope === 'session' && { sessionKey: input.sessionKey }) };
+    const now = Date.now();
+    return this.opts.store.root.transaction(() => {
+      let twin: HintRecord | undefined;
+      let best = MERGE_JACCARD;
+      for (const { value } of this.hints.getRange()) {
+        if (!sameScope(value.scope, scope)) continue;
+        const similarity = termJaccard(value.text, text);
+        if (similarity >= best) [twin, best] = [value, similarity];
+      }
+      if (twin?.sources.includes(input.source)) return twin.id;
+      let record: HintRecord;
+      if (twin) {
+        const kept = clearer(twin, { text, origin: input.origin });
+        const contexts = twin.context.includes(context) ? twin.context : [twin.context, context].filter(Boolean).join('\n');
+        record = {
+          ...twin,
+          text: kept.text,
+          origin: kept.origin,
+          context: contexts.slice(0, MAX_CONTEXT_CHARS),
+          evidence: twin.evidence + 1,
+          sources: pushCapped(twin.sources, input.source),
+          updatedAt: now,
+        };
+      } else {
+        const id = `h${randomBytes(4).toString('hex')}`;
+        record = { id, text, context, scope, origin: input.origin, evidence: 1, good: 0, bad: 0, sources: [input.source], rated: [], createdAt: now, updatedAt: now };
+        this.evictFor(record.id);
+      }
+      this.hints.put(record.id, record);
+      this.bump();
+      return record.id;
+    });
+  }
+
+  /** Deletes a hint; false if there was none with this id. */
+  async remove(id: string): Promise<boolean> {
+    return this.opts.store.root.transaction(() => {
+      if (this.hints.get(id) === undefined) return false;
+      this.hints.remove(id);
+      this.bump();
+      return true;
+    });
+  }
+
+  /** The hints the plugin injected into the sample's run (or, without a run id, the last injection before it). */
+  private injectedInto(sample: SampleRecord): string[] {
+    let ids: string[] = [];
+    for (const e of this.opts.store.sessionEventsOf(sample.sessionKey)) {
+      if (e.kind !== 'hints.injected') continue;
+      if (sample.runId !== undefined ? e.runId === sample.runId : e.log <= sample.logMark) ids = e.hintIds;
+    }
+    return ids;
+  }
+
+  private async rate(ids: string[], rating: 'good' | 'bad', source: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.opts.store.root.transaction(() => {
+      let changed = false;
+      for (const id of ids) {
+        const hint = this.hints.get(id);
+        if (!hint || hint.rated.includes(source)) continue;
+        this.hints.put(id, { ...hint, [rating]: hint[rating] + 1, rated: pushCapped(hint.rated, source), updatedAt: Date.now() });
+        changed = true;
+      }
+      if (changed) this.bump();
+    });
+    this.opts.log.debug('hint feedback counted', { ids, rating, source });
+  }
+
+  /** Makes room for one more hint: removes the weakest while the memory is full. */
+  private evictFor(newId: string): void {
+    let count = this.hints.getCount();
+    while (count >= this.maxHints) {
+      let weakest: HintRecord | undefined;
+      for (const { value } of this.hints.getRange()) {
+        if (value.id === newId) continue;
+        if (!weakest || hintWeight(value) < hintWeight(weakest) || (hintWeight(value) === hintWeight(weakest) && value.updatedAt < weakest.updatedAt)) weakest = value;
+      }
+      if (!weakest) return;
+      this.hints.remove(weakest.id);
+      count--;
+    }
+  }
+
+  private bump(): void {
+    this.opts.store.meta.put(REVISION_KEY, this.revision() + 1);
+  }
+}
+
+/** `GET /hints` (ETag: the revision) and `DELETE /hints/<id>`. */
+export function hintRoutes(memory: HintMemory): Route[] {
+  const list = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== 'GET') return sendError(res, 405, 'use GET for /hints', 'invalid_request_error');
+    const { revision, body } = memory.snapshotBody();
+    const etag = `"${revision}"`;
+    if (req.headers['if-none-match'] === etag) {
+      res.writeHead(304, { etag }).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), etag });
+    res.end(body);
+  };
+  const one = async (req: IncomingMessage, res: ServerResponse, path: string) => {
+    const id = decodeURIComponent(path.slice('/hints/'.length));
+    if (req.method !== 'DELETE') return sendError(res, 405, `use DELETE for ${path}`, 'invalid_request_error');
+    if (!(await memory.remove(id))) return sendError(res, 404, `no hint ${JSON.stringify(id)}`, 'not_found');
+    sendJson(res, 200, { removed: id });
+  };
+  return [
+    { path: '/hints', handle: list },
+    { path: '/hints/', handle: one },
+  ];
+}

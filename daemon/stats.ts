@@ -1,0 +1,108 @@
+// Learning curves per weight version, read from the store: how the turns each version served
+// were rewarded (is the policy getting better?), and what its training batch looked like.
+// Shared by /metrics, the dashboard and `status --watch`.
+import type { Store, WeightVersionRecord } from './store.ts';
+import { versionNumber } from './weights.ts';
+
+export interface VersionStats {
+  version: string;
+  /** 0 for base; the x axis of the learning curves. */
+  number: number;
+  parent: string | null;
+  recipe: string;
+  createdAt: number;
+  /** The turns this version's responses became; reward is over the scored ones (+1 counts as a hit). */
+  served: { turns: number; scored: number; meanReward: number | null; hitRate: number | null };
+  /** The batch that trained this version: turns, their mean reward, the mean advantage per trained token. */
+  batch: { turns: number; meanReward: number | null; meanAdvantage: number | null };
+  loss: number | null;
+  trainMs: number | null;
+}
+
+const BASE: WeightVersionRecord = { version: 'base', parent: null, recipe: 'base', createdAt: 0, turnIds: [], metrics: {} };
+/** Several readers (a scrape, the dashboard, `status --watch`) often ask within the same second; one scan serves them. */
+const CACHE_MS = 1_000;
+
+const mean = (sum: number, n: number) => (n > 0 ? sum / n : null);
+const metric = (record: WeightVersionRecord, name: string) => (typeof record.metrics[name] === 'number' ? record.metrics[name] : null);
+
+export class VersionStatsReader {
+  /** A trained batch never changes, so its summary is computed once per version. */
+  private readonly batches = new Map<string, VersionStats['batch']>();
+  private cached?: { at: number; stats: VersionStats[] };
+
+  constructor(private readonly store: Store) {}
+
+  /** base first, then every version that is recorded or served a turn, oldest first. O(turns) per second at most. */
+  read(now = Date.now()): VersionStats[] {
+    if (this.cached && now - this.cached.at < CACHE_MS) return this.cached.stats;
+    const served = new Map<string, { turns: number; scored: number; sum: number; hits: number }>();
+    for (const turn of this.store.turnsOf()) {
+      const s = served.get(turn.weightVersion) ?? { turns: 0, scored: 0, sum: 0, hits: 0 };
+      s.turns++;
+      if (turn.reward !== null) {
+        s.scored++;
+        s.sum += turn.reward;
+        if (turn.reward > 0) s.hits++;
+      }
+      served.set(turn.weightVersion, s);
+    }
+    const records = new Map<string, WeightVersionRecord>([['base', BASE]]);
+    for (const { value } of this.store.versions.getRange()) records.set(value.version, value);
+    for (const version of served.keys()) if (!records.has(version)) records.set(version, { ...BASE, version, recipe: 'unknown' });
+    const stats = [...records.values()]
+      .sort((a, b) => versionNumber(a.version) - versionNumber(b.version))
+      .map((record): VersionStats => {
+        const s = served.get(record.version) ?? { turns: 0, scored: 0, sum: 0, hits: 0 };
+        return {
+          version: record.version,
+          number: versionNumber(record.version),
+          parent: record.parent,
+          recipe: record.recipe,
+          createdAt: record.createdAt,
+          served: { turns: s.turns, scored: s.scored, meanReward: mean(s.sum, s.scored), hitRate: mean(s.hits, s.scored) },
+          batch: this.batchOf(record),
+          loss: metric(record, 'loss'),
+          trainMs: metric(record, 'durationMs'),
+        };
+      });
+    this.cached = { at: now, stats };
+    return stats;
+  }
+
+  private batchOf(record: WeightVersionRecord): VersionStats['batch'] {
+    const known = this.batches.get(record.version);
+    if (known) return known;
+    let rewards = 0;
+    let rewarded = 0;
+    let advantage = 0;
+    let tokens = 0;
+    for (const id of record.turnIds) {
+      const hash = id.lastIndexOf('#');
+      const score = this.store.scores.get([id.slice(0, hash), Number(id.slice(hash + 1))]);
+      if (!score) continue;
+      if (score.score !== null) {
+        rewards += score.score;
+        rewarded++;
+      }
+      score.advantages?.forEach((a, i) => {
+        if ((score.mask?.[i] ?? 1) === 0) return;
+        advantage += a;
+        tokens++;
+      });
+    }
+    const batch = { turns: record.turnIds.length, meanReward: mean(rewards, rewarded), meanAdvantage: mean(advantage, tokens) };
+    this.batches.set(record.version, batch);
+    return batch;
+  }
+}
+
+/** How long the step in progress should take: the median training time of the last few versions. */
+export function expectedStepMs(stats: VersionStats[]): number | null {
+  const recent = stats
+    .map((s) => s.trainMs)
+    .filter((ms): ms is number => ms !== null)
+    .slice(-5)
+    .sort((a, b) => a - b);
+  return recent.length ? recent[Math.floor(recent.length / 2)]! : null;
+}

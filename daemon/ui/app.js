@@ -1,0 +1,291 @@
+// The dashboard's script: a plain ES module, no build step. Data comes from /ui/api/* with the
+// session cookie; rollback and pin call the daemon's own /weights routes with the same cookie.
+// Values from the daemon reach the page only as text (textContent), never as HTML.
+/* global uPlot */
+const $ = (selector) => document.querySelector(selector);
+const REFRESH_MS = 3000;
+
+class LoggedOut extends Error {}
+
+async function request(path, init) {
+  const res = await fetch(path, init);
+  if (res.status === 401) {
+    showLogin();
+    throw new LoggedOut();
+  }
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error?.message ?? `${path} answered ${res.status}`);
+  return body;
+}
+
+const postJson = (path, body) => request(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+const fixed = (n, digits = 3) => (n === null || n === undefined ? '–' : n.toFixed(digits));
+const signed = (n) => (n === null || n === undefined ? '–' : n > 0 ? `+${n}` : String(n));
+const seconds = (ms) => `${Math.round(ms / 1000)} s`;
+const versionLabel = (n) => (n === 0 ? 'base' : `v${n}`);
+
+// ---- login ----
+
+function showLogin() {
+  stopRefresh();
+  $('#nav').hidden = true;
+  for (const page of document.querySelectorAll('.page')) page.hidden = true;
+  $('#login').hidden = false;
+}
+
+$('#login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const res = await fetch('/ui/login', { method: 'POST', body: new URLSearchParams(new FormData(event.target)) });
+  const error = $('#login-error');
+  if (res.status !== 204) {
+    error.textContent = res.status === 401 ? 'That token is not right.' : `Login failed (${res.status}).`;
+    error.hidden = false;
+    return;
+  }
+  error.hidden = true;
+  event.target.reset();
+  $('#login').hidden = true;
+  $('#nav').hidden = false;
+  show();
+});
+
+$('#logout').addEventListener('click', async () => {
+  await fetch('/ui/logout', { method: 'POST' });
+  showLogin();
+});
+
+// ---- charts ----
+
+const charts = new Map();
+
+/** Draws (or redraws with new data) one uPlot chart of per-version series. */
+function drawChart(id, series, data, scales) {
+  const target = document.getElementById(id);
+  const existing = charts.get(id);
+  if (existing && existing.series.length === series.length + 1) {
+    existing.setData(data);
+    return;
+  }
+  existing?.destroy();
+  const axes = [
+    { values: (_u, ticks) => ticks.map(versionLabel), incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] },
+    ...Object.keys(scales).map((scale, i) => ({ scale, side: i === 0 ? 3 : 1, grid: { show: i === 0 } })),
+  ];
+  const chart = new uPlot(
+    {
+      width: target.clientWidth || 480,
+      height: 240,
+      scales: { x: { time: false }, ...scales },
+      axes,
+      series: [{ label: 'version', value: (_u, v) => (v === null ? '–' : versionLabel(v)) }, ...series.map((s) => ({ spanGaps: true, width: 2, points: { size: 7 }, ...s }))],
+    },
+    data,
+    target,
+  );
+  charts.set(id, chart);
+}
+
+function drawCharts(versions) {
+  const x = versions.map((v) => v.number);
+  drawChart(
+    'chart-reward',
+    [
+      { label: 'mean reward', scale: 'reward', stroke: '#2563eb' },
+      { label: 'hit rate', scale: 'reward', stroke: '#16a34a' },
+    ],
+    [x, versions.map((v) => v.served.meanReward), versions.map((v) => v.served.hitRate)],
+    { reward: { range: [-1, 1] } },
+  );
+  const trained = versions.filter((v) => v.loss !== null);
+  drawChart(
+    'chart-training',
+    [
+      { label: 'loss', scale: 'value', stroke: '#dc2626' },
+      { label: 'mean advantage', scale: 'value', stroke: '#9333ea' },
+    ],
+    [trained.map((v) => v.number), trained.map((v) => v.loss), trained.map((v) => v.batch.meanAdvantage)],
+    { value: {} },
+  );
+}
+
+// ---- overview ----
+
+function renderOverview({ status, versions, step }) {
+  const pinned = status.training?.pinned === status.weightVersion;
+  $('#current-version').textContent = status.weightVersion;
+  $('#pinned').hidden = !pinned;
+  $('#connections').textContent = status.connections;
+  $('#sessions').textContent = `${status.sessions.optedIn} of ${status.sessions.total}`;
+  $('#scoring-queue').textContent = status.scoring.queueDepth;
+  $('#training-queue').textContent = status.training ? `${status.training.waiting} / ${status.training.batchSize}` : 'off';
+  $('#steps').textContent = status.training?.steps ?? '–';
+  $('#step').hidden = !step;
+  if (step) {
+    const fraction = step.expectedMs ? Math.min(0.99, step.elapsedMs / step.expectedMs) : undefined;
+    if (fraction === undefined) $('#step-progress').removeAttribute('value');
+    else $('#step-progress').value = fraction;
+    const eta = step.expectedMs ? `, about ${seconds(Math.max(0, step.expectedMs - step.elapsedMs))} left` : '';
+    $('#step-text').textContent = `${step.phase} ${step.version} on ${step.turns} turns: ${seconds(step.elapsedMs)}${eta}`;
+  }
+  drawCharts(versions);
+}
+
+// ---- turns ----
+
+function nextStateText(next) {
+  const parts = [];
+  if (next.userMessage !== undefined) parts.push(`user: ${next.userMessage}`);
+  for (const r of next.toolResults) parts.push(`${r.toolName}${r.exitCode !== undefined ? ` (exit ${r.exitCode})` : ''}${r.isError ? ' error' : ''}: ${r.output}`);
+  if (next.feedback?.rating) parts.push(`feedback: ${next.feedback.rating}`);
+  if (next.feedback?.hint) parts.push(`feedback hint: ${next.feedback.hint}`);
+  if (next.none) parts.push('(nothing followed)');
+  return parts.join('\n');
+}
+
+function turnRow(turn) {
+  const row = document.createElement('tr');
+  const action = [turn.action.text, ...turn.action.toolCalls.map((c) => `${c.name}(${c.arguments})`)].filter(Boolean).join('\n');
+  const votes = turn.score ? `${turn.score.votes.map((v) => (v === null ? '✗' : signed(v))).join(' ') || '–'} (${turn.score.source})` : 'unscored';
+  const adv = turn.score?.advantages;
+  row.append(
+    el('td', `${turn.sessionKey} #${turn.turnIndex}`),
+    el('td', turn.trainedIn ? `${turn.weightVersion} → ${turn.trainedIn}` : turn.weightVersion),
+    el('td', action, 'text'),
+    el('td', nextStateText(turn.nextState), 'text'),
+    el('td', votes),
+    el('td', signed(turn.reward), 'reward'),
+    el('td', turn.hint ?? '', 'text'),
+    el('td', adv ? `mean ${fixed(adv.mean)} [${fixed(adv.min)}, ${fixed(adv.max)}] on ${adv.trained}/${adv.tokens} tokens` : '–'),
+  );
+  return row;
+}
+
+async function loadTurns() {
+  const filter = new FormData($('#turn-filter'));
+  const select = $('#turn-filter select[name=session]');
+  const { sessions } = await request('/ui/api/sessions');
+  const chosen = select.value;
+  select.replaceChildren(el('option', 'all'), ...sessions.map((s) => el('option', `${s.sessionKey} (${s.turns})`)));
+  select.options[0].value = '';
+  sessions.forEach((s, i) => (select.options[i + 1].value = s.sessionKey));
+  select.value = chosen;
+  const query = new URLSearchParams([...filter].filter(([, v]) => v !== ''));
+  const { turns, total } = await request(`/ui/api/turns?${query}`);
+  $('#turn-count').textContent = `${total} turn${total === 1 ? '' : 's'}${total > turns.length ? `, newest ${turns.length} shown` : ''}`;
+  $('#turn-table tbody').replaceChildren(...turns.map(turnRow));
+}
+
+$('#turn-filter').addEventListener('change', () => void loadTurns().catch(report));
+
+// ---- weights ----
+
+async function control(path, body) {
+  const error = $('#weights-error');
+  try {
+    await postJson(path, body);
+    error.hidden = true;
+  } catch (err) {
+    if (err instanceof LoggedOut) return;
+    error.textContent = err.message;
+    error.hidden = false;
+  }
+  await refresh();
+}
+
+function renderWeights({ status, versions }) {
+  const pinned = status.training?.pinned ?? null;
+  $('#weights-serving').textContent = status.training
+    ? `Serving ${status.weightVersion}${pinned ? ' (pinned)' : ''}.`
+    : `Serving ${status.weightVersion}; this backend cannot train, so there are no versions to roll back to.`;
+  $('#unpin').hidden = !pinned;
+  const rows = [...versions].reverse().map((v) => {
+    const row = document.createElement('tr');
+    if (v.version === status.weightVersion) row.className = 'serving';
+    const buttons = el('div', undefined, 'actions');
+    if (status.training && v.version !== status.weightVersion) {
+      const rollback = el('button', 'Roll back to this');
+      rollback.dataset.action = 'rollback';
+      rollback.dataset.version = v.version;
+      buttons.append(rollback);
+    }
+    if (status.training && v.version !== 'base' && v.version !== pinned) {
+      const pin = el('button', 'Pin');
+      pin.dataset.action = 'pin';
+      pin.dataset.version = v.version;
+      buttons.append(pin);
+    }
+    row.append(
+      el('td', v.version),
+      el('td', v.parent ?? (v.version === 'base' ? '' : 'base')),
+      el('td', v.createdAt ? new Date(v.createdAt).toLocaleString() : ''),
+      el('td', v.batch.turns ? `${v.batch.turns} turns, reward ${fixed(v.batch.meanReward, 2)}` : ''),
+      el('td', fixed(v.loss, 4)),
+      el('td', fixed(v.batch.meanAdvantage)),
+      el('td', v.served.turns),
+      el('td', v.served.meanReward === null ? '–' : `${fixed(v.served.meanReward, 2)} (hit ${Math.round(v.served.hitRate * 100)} %)`),
+      el('td'),
+    );
+    row.lastChild.append(buttons);
+    return row;
+  });
+  $('#weights-table tbody').replaceChildren(...rows);
+}
+
+$('#weights-table').addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-action]');
+  if (!button) return;
+  const { action, version } = button.dataset;
+  if (action === 'rollback' && !confirm(`Serve ${version} again and continue training from it?`)) return;
+  void control(action === 'rollback' ? '/weights/rollback' : '/weights/pin', { version });
+});
+
+$('#unpin').addEventListener('click', () => void control('/weights/pin', { version: null }));
+
+// ---- navigation ----
+
+let timer;
+
+function stopRefresh() {
+  clearInterval(timer);
+  timer = undefined;
+}
+
+function report(err) {
+  if (!(err instanceof LoggedOut)) console.error(err);
+}
+
+const pageName = () => (['overview', 'turns', 'weights'].includes(location.hash.slice(1)) ? location.hash.slice(1) : 'overview');
+
+async function refresh() {
+  const page = pageName();
+  if (page === 'turns') return loadTurns();
+  const overview = await request('/ui/api/overview');
+  if (page === 'overview') renderOverview(overview);
+  else renderWeights(overview);
+}
+
+function show() {
+  const page = pageName();
+  for (const section of document.querySelectorAll('.page')) section.hidden = section.id !== `page-${page}`;
+  for (const link of document.querySelectorAll('#nav a')) link.classList.toggle('active', link.hash === `#${page}`);
+  stopRefresh();
+  refresh()
+    .then(() => {
+      $('#login').hidden = true;
+      $('#nav').hidden = false;
+      // The turn list keeps still while being read; the live pages poll.
+      if (page !== 'turns') timer = setInterval(() => void refresh().catch(report), REFRESH_MS);
+    })
+    .catch(report);
+}
+
+window.addEventListener('hashchange', show);
+show();

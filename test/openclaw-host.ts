@@ -1,0 +1,61 @@
+// The real OpenClaw for integration tests (openclaw@2026.9.6 on Node 24, installed once by
+// scripts/openclaw-host.sh): a stable copy of the plugin, and state dirs with it installed and the
+// daemon's `openclaw-config` fragment merged in.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { repoRoot, runCli, tempDir } from './helpers.ts';
+
+const run = promisify(execFile);
+/** What the plugin needs at run time inside OpenClaw. */
+const PLUGIN_MODULES = ['ws', 'msgpackr', 'minisearch'];
+
+/** A stable copy of the plugin: OpenClaw copies a linked plugin and refuses one that changes meanwhile. */
+export function pluginCopy(): string {
+  const dir = tempDir('clawrl-oc-plugin-');
+  for (const part of ['plugin', 'protocol', 'openclaw.plugin.json']) cpSync(join(repoRoot, part), join(dir, part), { recursive: true });
+  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
+  const runtime = Object.fromEntries(PLUGIN_MODULES.map((mod) => [mod, pkg.dependencies[mod]]));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module', openclaw: pkg.openclaw, dependencies: runtime }, null, 2));
+  for (const mod of PLUGIN_MODULES) cpSync(join(repoRoot, 'node_modules', mod), join(dir, 'node_modules', mod), { recursive: true });
+  return dir;
+}
+
+export interface StateOptions {
+  /** The daemon's data dir (for its token) and URL. */
+  dataDir: string;
+  daemonUrl: string;
+  plugin: string;
+  /** More `clawrl-daemon openclaw-config` flags. */
+  configArgs: string[];
+  /** Changes to openclaw.json after the merge. */
+  edit(config: Record<string, any>): void;
+}
+
+export type OpenclawHost = Awaited<ReturnType<typeof openclawHost>>;
+
+/** Installs (once) and finds Node 24 and OpenClaw; returns how to run it in a state dir. */
+export async function openclawHost() {
+  const env = await run('bash', [join(repoRoot, 'scripts', 'openclaw-host.sh'), '--env'], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
+  const node24 = /CLAWRL_NODE24=(\S+)/.exec(env.stdout)![1]!.replace(/^'|'$/g, '');
+  const openclaw = /CLAWRL_OPENCLAW=(\S+)/.exec(env.stdout)![1]!.replace(/^'|'$/g, '');
+  const openclawIn = (stateDir: string, args: string[], timeout = 120_000) =>
+    run(node24, [openclaw, ...args], { env: { ...process.env, OPENCLAW_STATE_DIR: stateDir, NO_COLOR: '1' }, timeout, maxBuffer: 64 * 1024 * 1024 });
+  /** A state dir with the plugin installed and the daemon's fragment merged. */
+  const state = async (opts: StateOptions): Promise<string> => {
+    const stateDir = tempDir('clawrl-oc-state-');
+    mkdirSync(stateDir, { recursive: true });
+    const file = join(stateDir, 'openclaw.json');
+    const merged = await runCli(opts.dataDir, ['openclaw-config', '--merge', file, '--url', opts.daemonUrl, ...opts.configArgs]);
+    assert.equal(merged.code, 0, merged.stderr);
+    const config = JSON.parse(readFileSync(file, 'utf8'));
+    opts.edit(config);
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    await openclawIn(stateDir, ['plugins', 'install', '--link', opts.plugin, '--force', '--accept-capabilities']);
+    await openclawIn(stateDir, ['plugins', 'enable', 'clawrl']);
+    return stateDir;
+  };
+  return { openclawIn, state };
+}

@@ -103,11 +103,12 @@ program
   .option('--insecure', 'allow plain HTTP on a non-loopback address (not recommended)')
   .option('--max-connections <n>', 'plugin WebSocket connections at once', (v) => Number.parseInt(v, 10), 64)
   .option('--max-store-mb <n>', 'refuse new events once the store holds this much (plugins keep spooling)', Number.parseFloat)
+  .option('--max-sessions <n>', 'sessions kept at most; opting in one more is refused', (v) => Number.parseInt(v, 10))
   .option('--retention-days <n>', 'delete events and turns older than this many days', Number.parseFloat)
   .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', Number.parseFloat, 600)
   .option('--metrics-public', 'serve GET /metrics without the token (for a Prometheus scraper on a trusted network)')
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number } & { mode: string; maxHints: number; hintScope: string } & { metricsPublic?: boolean }) => {
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: string; maxHints: number; hintScope: string } & { metricsPublic?: boolean }) => {
     if (!opts.tlsCert !== !opts.tlsKey) fail('--tls-cert and --tls-key go together');
     const readPem = (file: string, what: string) => {
       try {
@@ -155,6 +156,7 @@ program
       maxConnections: opts.maxConnections,
       maxStoreBytes: opts.maxStoreMb === undefined ? undefined : opts.maxStoreMb * 1024 * 1024,
       retentionDays: opts.retentionDays,
+      maxSessions: opts.maxSessions,
     }).catch((err: Error) => fail(err.message));
     writeRuntimeInfo(dir, { pid: process.pid, host: daemon.host, port: daemon.port, startedAt: Date.now() });
     process.stdout.write(`clawrl daemon on ${daemon.url} (plugin: ${daemon.wsUrl}; data: ${dir})\n`);

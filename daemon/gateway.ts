@@ -113,6 +113,9 @@ export class Gateway {
         try {
           const result = await store.appendEvents(id, events);
           send({ type: 'ack', seq: result.ackedSeq });
+          for (const sessionKey of result.refusedSessions) {
+            refuse('limit_reached', `session ${sessionKey} is not stored: the daemon keeps at most ${store.limits.maxSessions} sessions (--max-sessions); remove some with \`clawrl-daemon sessions rm\``);
+          }
           this.opts.metrics?.eventsAcked.inc(events.length);
           if (result.stored > 0) this.opts.onStored?.();
         } catch (err) {

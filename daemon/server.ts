@@ -37,6 +37,8 @@ export interface DaemonOptions {
   maxConnections?: number;
   /** Live store data above this refuses new events (plugins keep spooling). */
   maxStoreBytes?: number;
+  /** Sessions kept at most; a plugin opting in one more is told so with an error frame. */
+  maxSessions?: number;
   /** Delete events and turns older than this many days (checked hourly); unset keeps everything. */
   retentionDays?: number;
   /** 0 picks a free port. */
@@ -127,7 +129,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
     log.warn('serving plain HTTP on a non-loopback address: tokens and conversations cross the network unencrypted', { host });
   }
-  const store = await Store.open(opts.dataDir, { maxBytes: opts.maxStoreBytes });
+  const store = await Store.open(opts.dataDir, { maxBytes: opts.maxStoreBytes, maxSessions: opts.maxSessions });
   const startedAt = Date.now();
   const backend = opts.backend;
   const weightVersion = () => backend?.currentVersion() ?? 'base';

@@ -125,6 +125,8 @@ export interface AppendResult {
   stored: number;
   duplicates: number;
   dropped: number;
+  /** Sessions whose opt-in was refused because the store keeps `maxSessions` already. */
+  refusedSessions: string[];
 }
 
 /** The line format of `sessions export --json`: one object per turn. */
@@ -157,6 +159,8 @@ export interface StoreLimits {
   maxBytes?: number;
   /** Free disk below this refuses new events, before LMDB could fail mid-write. */
   minFreeDiskBytes?: number;
+  /** Sessions kept at most; opting in one more is refused (its events are then dropped). */
+  maxSessions?: number;
 }
 
 const DEFAULT_MIN_FREE_DISK = 64 * 1024 * 1024;
@@ -195,7 +199,7 @@ export class Store {
 
   private constructor(
     readonly path: string,
-    private readonly limits: StoreLimits,
+    readonly limits: StoreLimits,
   ) {
     // Room for the sub-databases modules open beside these (hint memory's `hints`).
     this.root = open({ path, maxDbs: 32 });
@@ -281,7 +285,8 @@ export class Store {
     }
     return this.root.transaction(() => {
       let ackedSeq = this.ackedSeq(clientId);
-      const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0 };
+      const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0, refusedSessions: [] };
+      const { maxSessions } = this.limits;
       let log = this.eventLogPosition();
       for (const event of events) {
         if (event.seq <= ackedSeq) {
@@ -292,6 +297,11 @@ export class Store {
         const session = this.sessions.get(event.sessionKey);
         const isOpt = event.kind === 'session.optin' || event.kind === 'session.optout';
         if (!isOpt && !session?.optedIn) {
+          result.dropped++;
+          continue;
+        }
+        if (!session && maxSessions !== undefined && (this.sessions.getStats() as { entryCount: number }).entryCount >= maxSessions) {
+          result.refusedSessions.push(event.sessionKey);
           result.dropped++;
           continue;
         }

@@ -157,6 +157,7 @@ export type ErrorCode =
   | 'unsupported_protocol'
   | 'not_ready'
   | 'storage_full'
+  | 'limit_reached'
   | 'internal';
 
 export interface ErrorMessage {

@@ -141,3 +141,21 @@ test('a full store refuses new events with storage_full, keeps what it had, and 
     await daemon.close();
   }
 });
+
+test('opting in more sessions than --max-sessions is refused with a clear error; the others go on', async () => {
+  const daemon = await startDaemon({ dataDir: tempDir(), port: 0, log, maxSessions: 2 });
+  try {
+    const client = await TestClient.connect(daemon.wsUrl, daemon.token);
+    await client.hello('many');
+    const acked = await client.sendEvents([optIn(1, 'one'), optIn(2, 'two'), optIn(3, 'three'), userMessage(4, 'three', 'not kept'), userMessage(5, 'one', 'kept')]);
+    assert.equal(acked, 5);
+    const refusal = await client.next((m) => m.type === 'error');
+    assert.deepEqual(refusal.type === 'error' && refusal.code, 'limit_reached');
+    assert.match((refusal as { message: string }).message, /session three is not stored: the daemon keeps at most 2 sessions \(--max-sessions\)/);
+    assert.deepEqual(daemon.store.listSessions().map((s) => s.sessionKey).sort(), ['one', 'two']);
+    assert.equal([...daemon.store.sessionEventsOf('one')].length, 2);
+    client.close();
+  } finally {
+    await daemon.close();
+  }
+});

@@ -54,7 +54,8 @@ export async function trainTo(ops: Ops, steps: number, rating: 'good' | 'bad' = 
       await serve(ops, `request ${ops.seq}`);
       await ops.client.sendEvents([{ kind: 'feedback', seq: ++ops.seq, at: Date.now(), sessionKey: SESSION, rating }]);
     }
-    await until(() => trainer.status().steps > before, 'a training step', 30_000);
+    // Counted once its version is written; done once the swap after it has finished too.
+    await until(() => trainer.status().steps > before && trainer.status().step === null, 'a training step', 30_000);
   }
 }
 

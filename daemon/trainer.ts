@@ -221,7 +221,6 @@ export class Trainer {
       this.meta.put('servingVersion', record.version);
       this.meta.remove('pendingBatch');
     });
-    this.stepCount++;
     this.waitingSince = undefined;
     log.info('trained a new weight version', { version: record.version, turns: batch.keys.length, ms: Date.now() - startedAt, loss: record.metrics.loss });
     this.opts.metrics?.trainingStepSeconds.observe((Date.now() - startedAt) / 1000);
@@ -229,6 +228,8 @@ export class Trainer {
       this.progress.phase = 'swapping';
       await backend.loadAdapter(weights.pathOf(record.version), record.version);
     }
+    // Counted once the new version serves, so `steps` never runs ahead of the swap.
+    this.stepCount++;
     this.opts.onServing?.(record);
     return record;
   }

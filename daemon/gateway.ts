@@ -62,6 +62,8 @@ export class Gateway {
     let pending: Promise<void> = Promise.resolve();
     /** Set once a batch could not be stored: nothing later from this connection may be. */
     let refused = false;
+    /** The client's acked seq once every batch queued so far is stored. */
+    let expectedSeq = 0;
     const send = (message: ServerMessage) => {
       if (socket.readyState === socket.OPEN) socket.send(encode(message));
     };
@@ -92,6 +94,7 @@ export class Gateway {
         }
         clearTimeout(helloTimer);
         clientId = message.clientId;
+        expectedSeq = store.ackedSeq(clientId);
         this.clients.add(socket);
         log.info('plugin connected', { clientId, clientVersion: message.clientVersion });
         send({
@@ -108,10 +111,17 @@ export class Gateway {
       const id = clientId;
       const events = message.events;
       this.opts.metrics?.eventsReceived.inc(events.length);
+      // Queued at once so LMDB can commit several batches together; each is stored only if the
+      // one before it was (afterSeq), and the acks go out in order.
+      const after = expectedSeq;
+      for (const e of events) expectedSeq = Math.max(expectedSeq, e.seq);
+      const stored = refused ? Promise.resolve(null) : store.appendEvents(id, events, after);
+      stored.catch(() => {}); // handled in order below
       pending = pending.then(async () => {
         if (refused) return;
         try {
-          const result = await store.appendEvents(id, events);
+          const result = await stored;
+          if (!result) throw new Error('an earlier batch of this connection was not stored');
           send({ type: 'ack', seq: result.ackedSeq });
           for (const sessionKey of result.refusedSessions) {
             refuse('limit_reached', `session ${sessionKey} is not stored: the daemon keeps at most ${store.limits.maxSessions} sessions (--max-sessions); remove some with \`clawrl-daemon sessions rm\``);

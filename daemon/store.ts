@@ -276,8 +276,12 @@ export class Store {
    * Stores a client's events in one transaction. A seq at or below the client's acked seq is a
    * replay and is not stored again. Opt-in events set the session's state; other events of a
    * session that has not opted in are dropped (and counted), never stored.
+   *
+   * `afterSeq` lets a caller queue batches without awaiting each: the batch is stored only if
+   * the client's acked seq is still exactly that (the batch before it was stored), else it
+   * resolves to null and nothing is written.
    */
-  appendEvents(clientId: string, events: Event[]): Promise<AppendResult> {
+  appendEvents(clientId: string, events: Event[], afterSeq?: number): Promise<AppendResult | null> {
     try {
       this.checkCapacity();
     } catch (err) {
@@ -285,6 +289,8 @@ export class Store {
     }
     return this.root.transaction(() => {
       let ackedSeq = this.ackedSeq(clientId);
+      // Checked before any write: lmdb-js does not undo the writes of a callback that throws.
+      if (afterSeq !== undefined && ackedSeq !== afterSeq) return null;
       const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0, refusedSessions: [] };
       const { maxSessions } = this.limits;
       let log = this.eventLogPosition();

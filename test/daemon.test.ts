@@ -195,3 +195,17 @@ test('status reports a running daemon and a stopped one', async () => {
   assert.deepEqual(JSON.parse(down.stdout), { running: false });
   await d.stop();
 });
+
+test('a queued batch is stored only if the batch before it was (afterSeq)', async () => {
+  const store = await Store.open(tempDir());
+  try {
+    assert.equal((await store.appendEvents('q', [optIn(1, 's'), userMessage(2, 's')], 0))?.ackedSeq, 2);
+    // As if the batch 3..4 had been refused: 5..6 was queued expecting acked seq 4.
+    assert.equal(await store.appendEvents('q', [userMessage(5, 's'), userMessage(6, 's')], 4), null);
+    assert.equal(store.ackedSeq('q'), 2);
+    assert.equal([...store.sessionEventsOf('s')].length, 2, 'nothing of the refused batch was written');
+    assert.equal((await store.appendEvents('q', [userMessage(3, 's')], 2))?.ackedSeq, 3);
+  } finally {
+    await store.close();
+  }
+});

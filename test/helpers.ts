@@ -68,13 +68,15 @@ export async function runCli(dataDir: string, args: string[], env: NodeJS.Proces
 /** A bare protocol client: what the plugin's link does, without spool or reconnects. */
 export class TestClient {
   readonly received: ServerMessage[] = [];
-  private waiters: { match: (m: ServerMessage) => boolean; resolve: (m: ServerMessage) => void }[] = [];
+  private readonly waiters: { match: (m: ServerMessage) => boolean; resolve: (m: ServerMessage) => void }[] = [];
 
   private constructor(readonly socket: WebSocket) {
+    // A message goes to the first waiter it matches, else it waits in `received`.
     socket.on('message', (data: Buffer) => {
       const message = decode(data) as ServerMessage;
-      this.received.push(message);
-      this.waiters = this.waiters.filter((w) => (w.match(message) ? (w.resolve(message), false) : true));
+      const i = this.waiters.findIndex((w) => w.match(message));
+      if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(message);
+      else this.received.push(message);
     });
   }
 
@@ -99,15 +101,18 @@ export class TestClient {
       return Promise.resolve(seen);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timed out waiting for a server message')), timeoutMs);
-      this.waiters.push({
+      const waiter = {
         match,
-        resolve: (m) => {
+        resolve: (m: ServerMessage) => {
           clearTimeout(timer);
-          this.received.splice(this.received.indexOf(m), 1);
           resolve(m);
         },
-      });
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error('timed out waiting for a server message'));
+      }, timeoutMs);
+      this.waiters.push(waiter);
     });
   }
 

@@ -151,6 +151,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     onScored: (turn, score) => {
       hints.onScored(turn, score);
       metrics.scored(score);
+      // A batch may just have filled: train now rather than at the trainer's next poll.
+      if (score.advantages) void trainer?.maybeTrain();
     },
     metrics,
   });

@@ -20,8 +20,6 @@ export interface VersionStats {
 }
 
 const BASE: WeightVersionRecord = { version: 'base', parent: null, recipe: 'base', createdAt: 0, turnIds: [], metrics: {} };
-/** Several readers (a scrape, the dashboard, `status --watch`) often ask within the same second; one scan serves them. */
-const CACHE_MS = 1_000;
 
 const mean = (sum: number, n: number) => (n > 0 ? sum / n : null);
 const metric = (record: WeightVersionRecord, name: string) => (typeof record.metrics[name] === 'number' ? record.metrics[name] : null);
@@ -29,13 +27,15 @@ const metric = (record: WeightVersionRecord, name: string) => (typeof record.met
 export class VersionStatsReader {
   /** A trained batch never changes, so its summary is computed once per version. */
   private readonly batches = new Map<string, VersionStats['batch']>();
-  private cached?: { at: number; stats: VersionStats[] };
+  /** Several readers (a scrape, the dashboard, `status --watch`) ask often; one scan serves them until the store changes. */
+  private cached?: { txn: number; stats: VersionStats[] };
 
   constructor(private readonly store: Store) {}
 
-  /** base first, then every version that is recorded or served a turn, oldest first. O(turns) per second at most. */
-  read(now = Date.now()): VersionStats[] {
-    if (this.cached && now - this.cached.at < CACHE_MS) return this.cached.stats;
+  /** base first, then every version that is recorded or served a turn, oldest first. O(turns) after each write. */
+  read(): VersionStats[] {
+    const txn = (this.store.root.getStats() as { lastTxnId: number }).lastTxnId;
+    if (this.cached?.txn === txn) return this.cached.stats;
     const served = new Map<string, { turns: number; scored: number; sum: number; hits: number }>();
     for (const turn of this.store.turnsOf()) {
       const s = served.get(turn.weightVersion) ?? { turns: 0, scored: 0, sum: 0, hits: 0 };
@@ -66,7 +66,7 @@ export class VersionStatsReader {
           trainMs: metric(record, 'durationMs'),
         };
       });
-    this.cached = { at: now, stats };
+    this.cached = { txn, stats };
     return stats;
   }
 

@@ -164,7 +164,10 @@ export class TurnAssembler {
     this.feedbackCursor = await store.root.transaction(() => {
       for (const { value: e } of feedback) {
         if (e.kind !== 'feedback') continue;
-        const target = [...store.samplesOf(e.sessionKey)].filter((s) => s.logMark < e.log && !s.side).at(-1);
+        // The plugin names the run the feedback is about; without it, the last response before it.
+        const candidates = [...store.samplesOf(e.sessionKey)].filter((s) => !s.side);
+        const ofRun = candidates.filter((s) => e.runId !== undefined && s.runId === e.runId);
+        const target = (ofRun.length > 0 ? ofRun : candidates.filter((s) => s.logMark < e.log)).at(-1);
         if (target && store.openSamples.get(target.id) !== undefined) {
           store.meta.put('feedbackCursor', e.log - 1);
           return e.log - 1;

@@ -12,13 +12,14 @@ import { tempDir } from './helpers.ts';
 const log = createLogger('silent');
 
 /** A FAKE judge endpoint (OpenAI chat completions) answering from a list; records the prompts. */
-async function fakeJudge(answers: string[]) {
+async function fakeJudge(answers: string[], delayMs = 0) {
   const prompts: string[] = [];
   let i = 0;
   const server = createServer(async (req, res) => {
     let body = '';
     for await (const p of req) body += p;
     prompts.push(JSON.stringify(JSON.parse(body).messages));
+    await new Promise((r) => setTimeout(r, delayMs));
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ choices: [{ message: { role: 'assistant', content: answers[i++ % answers.length] } }] }));
   });
@@ -107,4 +108,34 @@ test('OPD with an explicit hint but no scoring backend stores the hint and train
   assert.equal(score.advantages, null, 'no teacher logprobs without a backend that scores');
   assert.ok(!queued);
   await store.close();
+});
+
+test('feedback that arrives while the judge is voting is not lost: the turn is scored again with it', async () => {
+  const judge = await fakeJudge(['\\boxed{1}'], 300);
+  const store = await Store.open(tempDir());
+  try {
+    await store.recordSample({
+      id: 'x', sessionKey: 's', side: false, createdAt: Date.now(), model: 'm', weightVersion: 'base',
+      requestMessages: [{ role: 'user', content: 'q' }], promptTokens: [1], responseTokens: [2, 3], logprobs: [-1, -1],
+      text: 'a', toolCalls: [], finishReason: 'stop',
+    });
+    await new TurnAssembler({ store, log }).assembleOnce(Date.now() + 3_600_000);
+    await store.turns.put(['s', 0], { ...store.turns.get(['s', 0])!, nextState: { userMessage: 'ok, next', toolResults: [] } });
+    const loop = new ScoringLoop({ store, log, recipe: recipes['binary-rl'], judge: { kind: 'endpoint', baseUrl: judge.url, model: 'j' }, timeoutMs: 5_000 });
+    const scoring = loop.scoreOnce();
+    // While the votes are out, late feedback changes the turn, as the assembler does.
+    await new Promise((r) => setTimeout(r, 100));
+    const turn = store.turns.get(['s', 0])!;
+    await store.turns.put(['s', 0], { ...turn, nextState: { ...turn.nextState, feedback: { rating: 'bad' } } });
+    await store.unscored.put(['s', 0], null);
+    assert.equal(await scoring, 0, 'the stale verdict is not written');
+    assert.equal(await loop.scoreOnce(), 1);
+    const score = store.scores.get(['s', 0])!;
+    assert.deepEqual([score.source, score.score], ['feedback', -1]);
+    assert.deepEqual(store.turns.get(['s', 0])!.nextState.feedback, { rating: 'bad' });
+    assert.equal(judge.prompts.length, 3, 'the judge was asked once, before the feedback came');
+  } finally {
+    judge.close();
+    await store.close();
+  }
 });

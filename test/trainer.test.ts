@@ -14,10 +14,11 @@ import { TestClient, optIn, tempDir, until } from './helpers.ts';
 const tiny = { dim: 32, layers: 1, heads: 2, context: 128, seed: 3 };
 const session = 'agent:main:train';
 
-function chat(daemon: Daemon, content: string) {
+/** A chat request; `record` sends the opted-in session's headers, so its reply becomes a sample. */
+function chat(daemon: Daemon, content: string, record = true) {
   return fetch(`${daemon.url}/v1/chat/completions`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${daemon.token}`, 'x-clawrl-session-key': session, 'x-clawrl-opt-in': '1' },
+    headers: { authorization: `Bearer ${daemon.token}`, ...(record && { 'x-clawrl-session-key': session, 'x-clawrl-opt-in': '1' }) },
     body: JSON.stringify({ model: 'clawrl-embedded', messages: [{ role: 'user', content }], max_tokens: 6 }),
   });
 }
@@ -48,15 +49,17 @@ async function harness(dataDir = tempDir(), backend?: Backend, batchSize = 4): P
 
 /** n served replies, each followed by `/clawrl good`: n trainable turns. */
 async function goodTurns(h: Harness, n: number): Promise<void> {
-  const before = h.daemon.trainer!.status().waiting;
+  const turns: [string, number][] = [];
   for (let i = 0; i < n; i++) {
     const res = await chat(h.daemon, `request ${i}`);
     assert.equal(res.status, 200);
     const { id } = (await res.json()) as { id: string };
-    await until(() => h.daemon.store.samples.get(id), 'the sample');
+    const sample = await until(() => h.daemon.store.samples.get(id), 'the sample');
+    turns.push([session, sample.ordinal]);
     await h.client.sendEvents([{ kind: 'feedback', seq: ++h.seq, at: Date.now(), sessionKey: session, rating: 'good' }]);
   }
-  await until(() => h.daemon.trainer!.status().waiting >= before + n, 'scored turns');
+  // Scored (a full batch may already be training: the queue alone cannot tell).
+  await until(() => turns.every((key) => h.daemon.store.scores.get(key)), 'scored turns');
 }
 
 async function close(h: Harness) {
@@ -140,7 +143,8 @@ test('requests keep succeeding through several hot swaps, and later samples carr
   const results: { status: number; version: string }[] = [];
   const load = (async () => {
     while (!stop) {
-      const res = await chat(h.daemon, 'keep going');
+      // Not recorded: only goodTurns decides what trains.
+      const res = await chat(h.daemon, 'keep going', false);
       const body = (await res.json()) as { system_fingerprint?: string };
       results.push({ status: res.status, version: body.system_fingerprint ?? '?' });
     }

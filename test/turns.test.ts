@@ -147,3 +147,17 @@ test('restart in the middle of assembly loses nothing and duplicates nothing', a
   assert.equal([...reopened.openSamples.getKeys()].length, 0);
   await reopened.close();
 });
+
+test('late feedback naming its run goes to that run, even if it arrives after a later response', async () => {
+  const { store, assembler } = await setup();
+  await store.recordSample(sample('a', { runId: 'r1' }));
+  await store.appendEvents('c', [ev({ kind: 'user.message', content: 'next request' })]);
+  await store.recordSample(sample('b', { runId: 'r2' }));
+  await store.appendEvents('c', [ev({ kind: 'user.message', content: 'and another' })]);
+  assert.equal(await assembler.assembleOnce(), 2);
+  await store.appendEvents('c', [ev({ kind: 'feedback', rating: 'bad', runId: 'r1' })]);
+  await assembler.assembleOnce();
+  assert.deepEqual(store.turns.get(['s', 0])!.nextState.feedback, { rating: 'bad' });
+  assert.equal(store.turns.get(['s', 1])!.nextState.feedback, undefined);
+  await store.close();
+});

@@ -226,8 +226,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     maxBodyBytes: opts.maxBodyBytes,
     onServed: (served) => {
       metrics.served(served.result, served.durationMs);
+      // No assembly pass here: a response's next state comes with later events, which nudge it.
       const write = recordSample(served)
-        .then(() => void assembler.nudge())
         .catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }))
         .finally(() => recording.delete(write));
       recording.add(write);

@@ -54,6 +54,22 @@ export interface SampleRecord {
   redacted?: true;
 }
 
+/**
+ * The few fields of an open sample that turn assembly reads on every pass; the full sample (with
+ * its prompt and token ids) is read only when its turn is written.
+ */
+export type OpenSample = Pick<SampleRecord, 'id' | 'sessionKey' | 'callId' | 'runId' | 'logMark' | 'createdAt'> & { toolCallIds: string[] };
+
+const openSampleOf = (s: SampleRecord): OpenSample => ({
+  id: s.id,
+  sessionKey: s.sessionKey,
+  callId: s.callId,
+  runId: s.runId,
+  logMark: s.logMark,
+  createdAt: s.createdAt,
+  toolCallIds: s.toolCalls.map((c) => c.id),
+});
+
 export interface ToolResultState {
   toolCallId: string;
   toolName: string;
@@ -183,8 +199,8 @@ export class Store {
   readonly sessionSamples: Database<string, [string, number]>;
   /** Tool call id the model wrote → the sample that wrote it (tool results join by it). */
   readonly toolCallSamples: Database<string, string>;
-  /** Samples still waiting for their next state. */
-  readonly openSamples: Database<null, string>;
+  /** Samples still waiting for their next state, with what turn assembly needs to decide. */
+  readonly openSamples: Database<OpenSample, string>;
   /** [sessionKey, turnIndex] → turn. */
   readonly turns: Database<TurnRecord, [string, number]>;
   readonly scores: Database<ScoreRecord, [string, number]>;
@@ -358,7 +374,7 @@ export class Store {
       this.samples.put(record.id, record);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
       for (const call of record.toolCalls) if (call.id) this.toolCallSamples.put(call.id, record.id);
-      if (!record.side) this.openSamples.put(record.id, null);
+      if (!record.side) this.openSamples.put(record.id, openSampleOf(record));
       return record;
     });
   }

@@ -7,7 +7,7 @@
 // model.call event) when the plugin sent one, else by arrival order in the daemon's event log.
 // All state lives in LMDB and each turn is written in the same transaction that closes its
 // sample, so a restart in the middle loses nothing and makes no duplicate turn.
-import type { Store, SampleRecord, StoredEvent, NextState, TurnRecord, ToolResultState } from './store.ts';
+import type { Store, SampleRecord, StoredEvent, NextState, OpenSample, TurnRecord, ToolResultState } from './store.ts';
 import type { Logger } from './log.ts';
 import { Loop } from './loop.ts';
 
@@ -77,17 +77,26 @@ export class TurnAssembler {
   async assembleOnce(now = Date.now()): Promise<number> {
     const { store } = this.opts;
     let made = 0;
-    for (const id of [...store.openSamples.getKeys()]) {
-      const sample = store.samples.get(id);
-      if (!sample) continue;
-      const outcome = this.decide(sample, [...store.sessionEventsOf(sample.sessionKey)], now);
-      if (outcome && (await this.writeTurn(sample, outcome.nextState))) made++;
+    // One read of a session's events serves all of its open samples in this pass.
+    const bySession = new Map<string, OpenSample[]>();
+    for (const { value } of store.openSamples.getRange()) {
+      const open = bySession.get(value.sessionKey);
+      if (open) open.push(value);
+      else bySession.set(value.sessionKey, [value]);
+    }
+    for (const [sessionKey, open] of bySession) {
+      const events = [...store.sessionEventsOf(sessionKey)];
+      for (const sample of open) {
+        const outcome = this.decide(sample, events, now);
+        const full = outcome && store.samples.get(sample.id);
+        if (full && (await this.writeTurn(full, outcome.nextState))) made++;
+      }
     }
     await this.applyLateFeedback();
     return made;
   }
 
-  private decide(sample: SampleRecord, events: StoredEvent[], now: number): Outcome {
+  private decide(sample: OpenSample, events: StoredEvent[], now: number): Outcome {
     const call = sample.callId ? events.find((e) => e.kind === 'model.call' && e.callId === sample.callId) : undefined;
     const isAfter = (e: StoredEvent) => (call ? e.at > call.at && e.log > call.log : e.log > sample.logMark);
     const idle = now - sample.createdAt >= this.idleMs;
@@ -95,8 +104,8 @@ export class TurnAssembler {
     // of this very run that is still in flight could pass for one that came after.
     if (sample.callId && !call && !idle && now - sample.createdAt < SETTLE_MS) return undefined;
 
-    if (sample.toolCalls.length > 0) {
-      const ids = sample.toolCalls.map((c) => c.id);
+    if (sample.toolCallIds.length > 0) {
+      const ids = sample.toolCallIds;
       const results = ids
         .map((id) => events.find((e): e is Extract<StoredEvent, { kind: 'tool.result' }> => e.kind === 'tool.result' && e.toolCallId === id))
         .filter((e) => e !== undefined)

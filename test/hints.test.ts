@@ -16,20 +16,10 @@ import type { PromptBuildResult } from '../plugin/host-types.ts';
 import entry from '../plugin/index.ts';
 import { HINTS_BLOCK_START, formatHintsBlock, type HintEntry, type HintsSnapshot } from '../protocol/index.ts';
 import { fakeApi } from './fake-openclaw.ts';
-import { runCli, tempDir } from './helpers.ts';
+import { runCli, tempDir, until } from './helpers.ts';
 
 const log = createLogger('silent');
 const HINT = 'Run npm test with --verbose in packages/api and read the first failure before answering.';
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** The plugin, registered with a fake OpenClaw, pointed at a daemon; `run` drives one agent run through its hooks. */
 function plugin(daemonUrl: string, token: string, config: Record<string, unknown> = {}) {
@@ -66,7 +56,7 @@ test('hints mode: a hint learned in one session reaches a later, related request
   try {
     await first.run('agent:main:alpha', 'run the tests for the api package', 'All green.');
     assert.match(await first.command('agent:main:alpha', `hint ${HINT}`), /hint noted/);
-    const [learned] = await waitFor('the hint to be learned', () => daemon.hints.list().length === 1 && daemon.hints.list());
+    const [learned] = await until(() => daemon.hints.list().length === 1 && daemon.hints.list(), 'the hint to be learned', 10_000);
     assert.equal(learned!.text, HINT);
     assert.equal(learned!.origin, 'feedback');
     assert.deepEqual(learned!.scope, { agent: 'main' });
@@ -86,16 +76,16 @@ test('hints mode: a hint learned in one session reaches a later, related request
     assert.equal(unrelated.injected, undefined);
 
     // The daemon hears which hints the run was shown; the stored user message is the user's alone.
-    const betaEvents = await waitFor('beta events', () => {
+    const betaEvents = await until(() => {
       const events = [...daemon.store.sessionEventsOf('agent:main:beta')];
       return events.some((e) => e.kind === 'model.output') && events;
-    });
+    }, 'beta events', 10_000);
     assert.deepEqual(betaEvents.filter((e) => e.kind === 'hints.injected').map((e) => e.kind === 'hints.injected' && [e.runId, e.hintIds]), [[related.runId, [learned!.id]]]);
     assert.deepEqual(betaEvents.filter((e) => e.kind === 'user.message').map((e) => e.kind === 'user.message' && e.content), ['please run the api tests again']);
 
     // `/clawrl bad` on the run that was shown the hint contradicts it: it fades and is no longer served.
     assert.match(await later.command('agent:main:beta', 'bad'), /last turn was bad/);
-    const faded = await waitFor('the hint to fade', () => daemon.hints.hints.get(learned!.id)?.bad === 1 && daemon.hints.hints.get(learned!.id));
+    const faded = await until(() => daemon.hints.hints.get(learned!.id)?.bad === 1 && daemon.hints.hints.get(learned!.id), 'the hint to fade', 10_000);
     assert.ok(hintWeight(faded) < FADED_BELOW);
     const served = (await (await fetch(`${daemon.url}/hints`, { headers: { authorization: 'Bearer tok' } })).json()) as HintsSnapshot;
     assert.deepEqual(served.hints, []);

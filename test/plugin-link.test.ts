@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
 import { Link } from '../plugin/link.ts';
 import { Spool, type NewEvent } from '../plugin/spool.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir, until } from './helpers.ts';
 
 const quiet = { info() {}, warn() {}, debug() {} };
 
@@ -20,14 +20,6 @@ function recordingLogger() {
 
 function userMessage(sessionKey: string, i: number): NewEvent {
   return { kind: 'user.message', at: Date.now(), sessionKey, content: `message ${i}` };
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 function storedContents(daemon: Daemon, sessionKey: string): string[] {
@@ -53,14 +45,14 @@ test('events reach the daemon exactly once and in order across a daemon restart 
       link.enqueue(userMessage(sessionKey, i));
       if (i === 200) {
         // Mid-stream: the daemon goes away while events keep coming, then returns on the same data dir.
-        await waitFor('some events acked', () => link.status().acked > 0);
+        await until(() => link.status().acked > 0, 'some events acked', 15_000);
         await daemon.close();
-        await waitFor('link notices', () => link.status().state !== 'connected');
+        await until(() => link.status().state !== 'connected', 'link notices', 15_000);
       }
       if (i === 400) daemon = await startDaemon({ dataDir, token: 'secret', port });
       if (i % 50 === 0) await sleep(5);
     }
-    await waitFor('all acked', () => link.status().pending === 0 && link.status().ackedSeq === total + 1);
+    await until(() => link.status().pending === 0 && link.status().ackedSeq === total + 1, 'all acked', 15_000);
     const contents = storedContents(daemon, sessionKey);
     assert.deepEqual(contents, Array.from({ length: total }, (_, i) => `message ${i}`));
     assert.equal(link.status().dropped, 0);
@@ -93,7 +85,7 @@ test('a restarted link resumes its seq and sends what it spooled while the daemo
       const next = link.enqueue(userMessage(sessionKey, 5));
       assert.equal(next.seq, 7);
       link.start();
-      await waitFor('all acked', () => link.status().pending === 0);
+      await until(() => link.status().pending === 0, 'all acked', 15_000);
       assert.deepEqual(storedContents(daemon, sessionKey), ['message 0', 'message 1', 'message 2', 'message 3', 'message 4', 'message 5']);
       assert.equal(daemon.store.ackedSeq(firstId), 7);
     } finally {

@@ -11,16 +11,10 @@ import WebSocket from 'ws';
 import { startDaemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
 import { Link } from '../plugin/link.ts';
-import { TestClient, optIn, tempDir, userMessage } from './helpers.ts';
+import { TestClient, optIn, tempDir, until, userMessage } from './helpers.ts';
 
 const log = createLogger('silent');
 const quiet = { info() {}, warn() {}, debug() {} };
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  for (const end = Date.now() + timeoutMs; !check(); await sleep(20)) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-  }
-}
 
 /** A self-signed certificate for 127.0.0.1 (it is its own CA). */
 function selfSigned(): { cert: Buffer; key: Buffer; certFile: string } {
@@ -53,7 +47,7 @@ test('with TLS the plugin link connects over wss:// trusting a custom CA, and re
     trusting.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey: 'tls' });
     trusting.enqueue({ kind: 'user.message', at: Date.now(), sessionKey: 'tls', content: 'over tls' });
     trusting.start();
-    await waitFor('acks over wss', () => trusting.status().acked >= 2);
+    await until(() => trusting.status().acked >= 2, 'acks over wss', 15_000);
     await trusting.close();
     assert.deepEqual([...daemon.store.sessionEventsOf('tls')].map((e) => e.kind), ['session.optin', 'user.message']);
 
@@ -61,7 +55,7 @@ test('with TLS the plugin link connects over wss:// trusting a custom CA, and re
     const doubting = new Link({ url: daemon.wsUrl, token: daemon.token, stateDir: tempDir(), logger: { ...quiet, warn: (m: string) => void warnings.push(m) }, clientVersion: 't', spoolMaxEvents: 100, spoolMaxBytes: 1 << 20, minBackoffMs: 20, maxBackoffMs: 100 });
     doubting.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey: 'nope' });
     doubting.start();
-    await waitFor('a certificate error', () => /self[- ]signed|certificate/i.test(doubting.status().lastError ?? ''));
+    await until(() => /self[- ]signed|certificate/i.test(doubting.status().lastError ?? ''), 'a certificate error', 15_000);
     assert.equal(doubting.status().acked, 0);
     await doubting.close();
   } finally {
@@ -136,7 +130,7 @@ test('a full store refuses new events with storage_full, keeps what it had, and 
     assert.equal(daemon.store.ackedSeq('full'), acked);
     assert.equal((await fetch(`${daemon.url}/status`, { headers: { authorization: `Bearer ${daemon.token}` } })).status, 200);
     // The connection was closed so that later batches cannot overtake the refused one.
-    await waitFor('the connection to close', () => client.socket.readyState === WebSocket.CLOSED);
+    await until(() => client.socket.readyState === WebSocket.CLOSED, 'the connection to close', 15_000);
   } finally {
     await daemon.close();
   }

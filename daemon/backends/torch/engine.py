@@ -4,6 +4,8 @@ One process serves and trains. LoRA slots (lora.py) let one copy of the base wei
 served policy, the training policy, or the frozen reference. Under torchrun (world > 1) every rank
 runs every operation on the same inputs, because FSDP's forward is a collective: rank 0 alone
 talks to the daemon and shares each request and each sampled token with the other ranks (Dist).
+On the CPU (tests, CI) the ranks run the same protocol on gloo with a whole model each, gradients
+averaged as FSDP averages them: FSDP itself needs CUDA in torch 1.13.
 """
 
 import contextlib
@@ -22,14 +24,20 @@ class Cancelled(Exception):
 
 
 class Dist:
-    """torch.distributed glue for running under torchrun; with one process every method is the identity."""
+    """torch.distributed glue for running under torchrun; with one process every method is the identity.
 
-    def __init__(self):
+    `device` is the requested one; `self.device` is this rank's: GPU LOCAL_RANK (NCCL) or the CPU (gloo).
+    """
+
+    def __init__(self, device):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
         if self.world > 1:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            torch.distributed.init_process_group("nccl")
+            if device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     def share(self, obj):
         """Rank 0's `obj`, on every rank."""
@@ -51,6 +59,12 @@ class Dist:
         t = torch.tensor(values, dtype=torch.float64, device=device)
         torch.distributed.all_reduce(t)
         return t.tolist()
+
+    def average(self, tensors):
+        """Each tensor averaged over the ranks, in place (gloo has no AVG: a sum, then a division)."""
+        for t in tensors:
+            torch.distributed.all_reduce(t)
+            t /= self.world
 
 
 def policy_loss(logp, old_logp, adv, mask, clip_low, clip_high, kl_coef, ref_logp=None, weight=None):
@@ -198,11 +212,17 @@ class Engine:
         if grad_ckpt and hasattr(net, "gradient_checkpointing_enable"):
             # Non-reentrant: the frozen base's inputs need no requires_grad for LoRA grads to flow.
             net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.policy = Policy(net)
-        if dist.world > 1:
-            self.policy = _wrap_fsdp(self.policy, net)
-        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        # Counted before FSDP leaves each rank a shard.
         self.lora_params = sum(p.numel() for layer in self.layers.values() for p in (layer.lora.A, layer.lora.B))
+        self.policy = Policy(net)
+        self.sharded = dist.world > 1 and device.type == "cuda"
+        if self.sharded:
+            self.policy = _wrap_fsdp(self.policy, net)
+        elif dist.world > 1:
+            # CPU ranks each hold the whole model, rank 0's (as FSDP's sync_module_states makes it).
+            for t in self.policy.state_dict().values():
+                dist.share_tensor(t)
+        self.params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = self._new_optimizer()
         self.served_version = "base"
         self.counters = {"genTokens": 0, "genSeconds": 0.0, "trainTokens": 0, "trainSeconds": 0.0, "steps": 0, "lastStepMs": 0.0}
@@ -225,7 +245,7 @@ class Engine:
     @contextlib.contextmanager
     def full_lora(self, writeback):
         """The training adapter's full (unsharded) tensors, for reading or writing them."""
-        if self.dist.world == 1:
+        if not self.sharded:
             yield
             return
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -342,8 +362,9 @@ class Engine:
                     generated += 1
                     if row.finish:
                         on_done(row.id, row.result(self.served_version))
-                # Rank 0 alone knows of cancellations: its word decides whether the batch goes on.
-                if not self.dist.share_tensor(torch.tensor([any(not r.finish for r in rows)], device=self.device)).item():
+                # Rank 0 alone knows of cancellations: its word decides whether the batch goes on
+                # (an int: gloo cannot broadcast a bool).
+                if not self.dist.share_tensor(torch.tensor([int(any(not r.finish for r in rows))], device=self.device)).item():
                     break
                 mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
                 positions = positions[:, -1:] + 1
@@ -418,7 +439,8 @@ class Engine:
             with self.mode("train", training=True):
                 out = policy_loss(self.logprobs(pairs), flat("oldLogprobs"), flat("advantages"), flat("mask"),
                                   float(opts["clipLow"]), float(opts["clipHigh"]), kl_coef, ref, weight=total)
-                # FSDP averages gradients over ranks; scaling by the world size makes that a sum.
+                # The ranks' gradients are averaged (by FSDP, or below); scaling by the world size
+                # makes that their sum.
                 (out["loss"] * self.dist.world).backward()
             for k, key in enumerate(("loss", "clipFraction", "meanRatio", "kl")):
                 sums[k] += out[key].item()
@@ -427,9 +449,11 @@ class Engine:
                 between()
         sums = self.dist.sum(sums, self.device)
         max_norm = float(opts.get("maxGradNorm") or 1.0)
-        if self.dist.world > 1:
+        if self.sharded:
             grad_norm = self.policy.clip_grad_norm_(max_norm)
         else:
+            if self.dist.world > 1:
+                self.dist.average([p.grad for p in self.params])  # CPU ranks: what FSDP's backward does
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

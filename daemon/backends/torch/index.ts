@@ -40,7 +40,8 @@ export interface TorchBackendOptions {
   python?: string;
   /** tiny-test, module:factory, a local model directory or a Hugging Face id. */
   model: string;
-  /** GPUs on this host; above 1 the worker runs under torchrun with FSDP. Default 1. */
+  /** GPUs on this host; above 1 the worker runs under torchrun with FSDP (with workerArgs
+   *  ['--device', 'cpu']: that many CPU processes on gloo, each with the whole model; for tests). Default 1. */
   gpus?: number;
   lora?: { rank?: number; alpha?: number };
   /** Model id served under /v1/models; default the model spec. */
@@ -260,7 +261,10 @@ export class TorchBackend implements Backend {
       ...(opts.workerArgs ?? []),
     ];
     // torchrun's children inherit stdin/stdout; rank 0 alone reads and writes frames on them.
-    const args = gpus > 1 ? ['-m', 'torch.distributed.run', '--standalone', `--nproc_per_node=${gpus}`, ...workerArgs] : workerArgs;
+    // --redirects/--tee name a local rank that does not exist, so no rank's output is redirected:
+    // torch 1.13 on Python 3.11 cannot parse their default "0" (IntFlag iteration changed).
+    const torchrun = ['-m', 'torch.distributed.run', '--standalone', `--nproc_per_node=${gpus}`, '--redirects', '9:0', '--tee', '9:0'];
+    const args = gpus > 1 ? [...torchrun, ...workerArgs] : workerArgs;
     opts.log?.info('starting torch worker', { python, model: opts.model, gpus });
     return new WorkerProcess(python, args, opts.log, `torch worker (${opts.model})`);
   }

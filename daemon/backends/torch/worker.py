@@ -20,7 +20,8 @@ generate requests waiting during a multi-microbatch training step are answered b
 microbatches. The worker exits when stdin closes.
 
 Under torchrun (--gpus N in the daemon) every rank runs this script; rank 0 talks to the daemon
-and the others follow it (engine.Dist). Stray prints from any library go to stderr, never into
+and the others follow it (engine.Dist): one GPU each with NCCL, or with --device cpu processes on
+gloo (how the tests run it). Stray prints from any library go to stderr, never into
 the frames.
 """
 
@@ -217,11 +218,9 @@ def main():
     from models import ModelLoadError, load_model
 
     try:
-        dist = Dist()
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              "cpu" if args.device == "auto" else args.device)
-        if dist.world > 1:
-            device = torch.device("cuda", torch.cuda.current_device())
+        dist = Dist(torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                                 "cpu" if args.device == "auto" else args.device))
+        device = dist.device
         dtype = getattr(torch, args.dtype) if args.dtype != "auto" else torch.bfloat16 if device.type == "cuda" else torch.float32
         loaded = load_model(args.model, device, dtype, args.context)
         engine = Engine(loaded, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, seed=args.seed, device=device,

@@ -40,14 +40,18 @@ interface BackendFlags {
   upstreamUrl?: string;
   upstreamModel?: string;
   upstreamApiKey?: string;
+  upstreamAdapterRoot?: string;
   seed: number;
 }
 
 async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend> {
+  const torch = async () => {
+    const { TorchBackend } = await import('./backends/torch/index.ts');
+    return TorchBackend.create({ model: flags.model!, gpus: flags.gpus, python: flags.python, log });
+  };
   if (flags.backend === 'torch') {
     if (!flags.model) fail('--backend torch needs --model (a local model directory, a Hugging Face id, or tiny-test)');
-    const { TorchBackend } = await import('./backends/torch/index.ts');
-    return TorchBackend.create({ model: flags.model, gpus: flags.gpus, python: flags.python, log });
+    return torch();
   }
   if (flags.backend === 'embedded') {
     const { EmbeddedBackend } = await import('./backends/embedded/index.ts');
@@ -56,7 +60,24 @@ async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend>
   if (flags.backend === 'upstream') {
     if (!flags.upstreamUrl) fail('--backend upstream needs --upstream-url (e.g. http://127.0.0.1:8000/v1)');
     const { UpstreamBackend } = await import('./backends/upstream.ts');
-    return UpstreamBackend.create({ url: flags.upstreamUrl, model: flags.upstreamModel, apiKey: flags.upstreamApiKey ?? process.env.CLAWRL_UPSTREAM_API_KEY });
+    const upstream = await UpstreamBackend.create({
+      url: flags.upstreamUrl,
+      model: flags.upstreamModel,
+      apiKey: flags.upstreamApiKey ?? process.env.CLAWRL_UPSTREAM_API_KEY,
+      adapterRoot: flags.upstreamAdapterRoot,
+      log,
+    });
+    if (!flags.model) return upstream;
+    // Serving at scale: the server serves and hot-loads each version, the torch worker trains.
+    const { SplitBackend } = await import('./backends/split.ts');
+    const training = await torch().catch(async (err: Error) => {
+      await upstream.close();
+      throw err;
+    });
+    return SplitBackend.create(upstream, training, log).catch(async (err: Error) => {
+      await Promise.all([upstream.close(), training.close()]);
+      throw err;
+    });
   }
   fail(`unknown backend ${JSON.stringify(flags.backend)}; use embedded, torch or upstream`);
 }
@@ -85,12 +106,13 @@ program
   .option('--max-hints <n>', 'hints kept at most; the weakest are evicted beyond it', (v) => Number.parseInt(v, 10), 5000)
   .option('--hint-scope <scope>', 'learned hints apply to every session of the agent (agent) or only to their own session (session)', 'agent')
   .option('--backend <name>', 'policy backend: embedded (CPU toy model), torch (a Hugging Face model on GPU) or upstream (an OpenAI-compatible server)', 'embedded')
-  .option('--model <model>', 'torch: a local model directory, a Hugging Face id, or tiny-test')
+  .option('--model <model>', 'torch, or upstream to train: a local model directory, a Hugging Face id, or tiny-test')
   .option('--gpus <n>', 'torch: GPUs to train on (more than 1 runs torchrun with FSDP; rank 0 serves)', (v) => Number.parseInt(v, 10), 1)
   .option('--python <path>', 'torch: the Python that has torch (env CLAWRL_PYTHON; default python3)')
   .option('--upstream-url <url>', "upstream server's OpenAI API base, e.g. http://127.0.0.1:8000/v1")
   .option('--upstream-model <name>', "model to ask upstream for (default: the first it lists)")
   .option('--upstream-api-key <key>', 'API key for upstream (env CLAWRL_UPSTREAM_API_KEY)')
+  .option('--upstream-adapter-root <dir>', "the daemon's weights folder as the upstream server sees it (default: the same path)")
   .option('--seed <n>', 'seed of the embedded model', (v) => Number.parseInt(v, 10), 1)
   .option('--recipe <name>', 'binary-rl, opd or combined', 'binary-rl')
   .option('--judge <judge>', 'rules (no model; default for embedded), policy (the served model; default otherwise), or an OpenAI-compatible base URL')
@@ -211,7 +233,7 @@ program
         [
           `clawrl daemon ${s.version}, pid ${s.pid}, up ${s.uptimeS} s`,
           `plugins connected: ${s.connections}`,
-          `weights: serving ${s.weightVersion}${t?.pinned ? ' (pinned)' : ''}`,
+          `weights: serving ${s.weightVersion}${t?.pinned ? ' (pinned)' : ''}${t?.swapError ? `; newest not serving: ${t.swapError}` : ''}`,
           `sessions: ${s.sessions.optedIn} opted in of ${s.sessions.total}`,
           `events: ${s.counters.eventsStored} stored, ${s.counters.duplicates} duplicates, ${s.counters.droppedNotOptedIn} dropped (not opted in)`,
           `scoring (${s.recipe}): ${s.scoring.queueDepth} waiting, ${s.scoring.scored} scored, ${s.scoring.trainable} trainable, ${s.scoring.judgeFailures} judge failures`,

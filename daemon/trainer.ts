@@ -55,6 +55,8 @@ export interface TrainerStatus {
   steps: number;
   step: StepProgress | null;
   lastMetrics: TrainMetrics | null;
+  /** Why the newest version is not serving (an upstream server refused it); null once one swaps. */
+  swapError: string | null;
 }
 
 export class Trainer {
@@ -67,6 +69,7 @@ export class Trainer {
   private progress: StepProgress | null = null;
   private stepCount = 0;
   private lastMetrics: TrainMetrics | null = null;
+  private swapError: string | null = null;
 
   constructor(private readonly opts: TrainerOptions) {
     this.batchSize = opts.batchSize ?? opts.recipeOptions?.batchSize ?? opts.recipe.defaults.batchSize;
@@ -121,6 +124,7 @@ export class Trainer {
       steps: this.stepCount,
       step: this.progress,
       lastMetrics: this.lastMetrics,
+      swapError: this.swapError,
     };
   }
 
@@ -224,14 +228,32 @@ export class Trainer {
     this.waitingSince = undefined;
     log.info('trained a new weight version', { version: record.version, turns: batch.keys.length, ms: Date.now() - startedAt, loss: record.metrics.loss });
     this.opts.metrics?.trainingStepSeconds.observe((Date.now() - startedAt) / 1000);
+    let serving = true;
     if (!this.meta.get('pinned')) {
       this.progress.phase = 'swapping';
-      await backend.loadAdapter(weights.pathOf(record.version), record.version);
+      serving = await this.serve(record.version);
     }
-    // Counted once the new version serves, so `steps` never runs ahead of the swap.
+    // Counted once the swap is over, so `steps` never runs ahead of it.
     this.stepCount++;
-    this.opts.onServing?.(record);
+    if (serving) this.opts.onServing?.(record);
     return record;
+  }
+
+  /**
+   * Swaps serving to a trained version. A refusal (an upstream server that cannot load adapters,
+   * or is down) leaves the current version serving and training going on; the next version tries again.
+   */
+  private async serve(version: string): Promise<boolean> {
+    const { backend, weights, log } = this.opts;
+    try {
+      await backend.loadAdapter(weights.pathOf(version), version);
+      this.swapError = null;
+      return true;
+    } catch (err) {
+      this.swapError = `${version}: ${(err as Error).message}`;
+      log.error(`trained ${version} but could not serve it: ${(err as Error).message}; still serving ${backend.currentVersion()}`);
+      return false;
+    }
   }
 
   /** Serves an earlier version again and continues training from it. */
@@ -284,14 +306,14 @@ export class Trainer {
       }
       // Loading proves the files: a truncated adapter is refused here and the current one stays.
       await backend.loadTrainingAdapter(weights.pathOf(version));
-      if (!this.meta.get('pinned')) await backend.loadAdapter(weights.pathOf(version), version);
+      const serving = this.meta.get('pinned') ? true : await this.serve(version);
       await store.root.transaction(() => {
         store.versions.put(version, record);
         this.meta.put('servingVersion', version);
         this.meta.put('versionCounter', Math.max(versionNumber(version), (this.meta.get('versionCounter') as number | undefined) ?? 0));
       });
       log.info('picked up a weight version from the versions folder', { version });
-      this.opts.onServing?.(record);
+      if (serving) this.opts.onServing?.(record);
     } catch (err) {
       log.error(`rejected weight version ${version}: ${(err as Error).message}; still serving ${backend.currentVersion()}`);
     }

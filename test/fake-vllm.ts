@@ -2,12 +2,21 @@
 // answers /v1/chat/completions from a script of replies (text or tool calls), streaming or
 // not, with per-token logprobs, token ids (`return_token_ids`) and prompt token ids, as vLLM
 // does. It records every request it receives.
-import { createServer, type Server } from 'node:http';
+//
+// With `lora`, it also loads and unloads LoRA adapters at runtime as vLLM
+// (VLLM_ALLOW_RUNTIME_LORA_UPDATING: /v1/load_lora_adapter, requests name the adapter as their
+// model) or SGLang (/load_lora_adapter, requests name it in `lora_path`) do, with their error
+// shapes; a request naming an adapter that is not loaded is refused, as the real servers do.
+import { existsSync } from 'node:fs';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 
 export interface ScriptedReply {
   text?: string;
   toolCalls?: { id: string; name: string; arguments: string }[];
+  /** Wait this long before answering (a long generation). */
+  delayMs?: number;
 }
 
 export interface FakeVllm {
@@ -15,34 +24,73 @@ export interface FakeVllm {
   requests: { headers: Record<string, string | string[] | undefined>; body: Record<string, unknown> }[];
   /** Replies used in order (the last one repeats), or chosen from each request's body. */
   script: ScriptedReply[] | ((body: Record<string, unknown>) => ScriptedReply);
+  /** Loaded adapters: name -> path. */
+  adapters: Map<string, string>;
+  /** Every load/unload call, in order, with the status it got. */
+  loraCalls: { op: 'load' | 'unload'; name: string; path?: string; status: number }[];
   close(): Promise<void>;
+}
+
+export interface FakeVllmOptions {
+  /** Runtime LoRA loading, as vLLM or SGLang; none by default (the routes answer 404). */
+  lora?: 'vllm' | 'sglang';
+  /** The prompt ids a request reports (default: one per character of its messages' JSON). */
+  promptIds?: (body: Record<string, unknown>) => number[];
 }
 
 // One "token" per character keeps the fake's token ids checkable: id = code point.
 const tokenize = (text: string) => [...text].map((ch) => ({ id: ch.codePointAt(0)!, text: ch }));
 const logprobOf = (id: number) => -((id % 7) + 1) / 10;
 
-export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello from the fake.' }], model = 'fake-model'): Promise<FakeVllm> {
-  const fake: FakeVllm = { url: '', requests: [], script, close: async () => {} };
+const json = (res: ServerResponse, status: number, body: unknown) => {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+};
+
+export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello from the fake.' }], model = 'fake-model', opts: FakeVllmOptions = {}): Promise<FakeVllm> {
+  const fake: FakeVllm = { url: '', requests: [], script, adapters: new Map(), loraCalls: [], close: async () => {} };
+  const loraRoute = opts.lora === 'vllm' ? '/v1/' : opts.lora === 'sglang' ? '/' : null;
+  // Each server's error shape: vLLM's error object, SGLang's {success, error_message}.
+  const loraError = (res: ServerResponse, status: number, message: string) =>
+    json(res, status, opts.lora === 'vllm' ? { error: { message, type: status === 404 ? 'NotFoundError' : 'BadRequestError', code: status } } : { success: false, error_message: message });
+  const loraCall = (res: ServerResponse, op: 'load' | 'unload', body: { lora_name?: string; lora_path?: string }) => {
+    const name = body.lora_name ?? '';
+    const record = (status: number) => fake.loraCalls.push({ op, name, ...(op === 'load' && { path: body.lora_path }), status });
+    if (op === 'load') {
+      if (fake.adapters.has(name)) return record(400), loraError(res, 400, `The lora adapter '${name}' has already been loaded.`);
+      if (!body.lora_path || !existsSync(join(body.lora_path, 'adapter_config.json'))) return record(404), loraError(res, 404, `Loading lora ${name} failed: No adapter found for ${body.lora_path}`);
+      fake.adapters.set(name, body.lora_path);
+    } else {
+      if (!fake.adapters.delete(name)) return record(404), loraError(res, 404, `The lora adapter '${name}' cannot be found.`);
+    }
+    record(200);
+    if (opts.lora === 'sglang') return json(res, 200, { success: true, error_message: '', loaded_adapters: Object.fromEntries(fake.adapters) });
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`Success: LoRA adapter '${name}' ${op === 'load' ? 'added' : 'removed'} successfully.`);
+  };
   let served = 0;
   const server: Server = createServer(async (req, res) => {
     const parts: Buffer[] = [];
     for await (const p of req) parts.push(p as Buffer);
-    if (req.url === '/v1/models') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
-    }
-    if (req.url !== '/v1/chat/completions') {
-      res.writeHead(404);
-      return res.end();
-    }
+    if (req.url === '/v1/models') return json(res, 200, { object: 'list', data: [{ id: model, object: 'model' }] });
+    const op = loraRoute && req.method === 'POST' && /^(load|unload)_lora_adapter$/.exec(req.url?.slice(loraRoute.length) ?? '')?.[1];
+    if (op && req.url!.startsWith(loraRoute)) return loraCall(res, op as 'load' | 'unload', JSON.parse(Buffer.concat(parts).toString('utf8')));
+    if (req.url !== '/v1/chat/completions') return json(res, 404, { detail: 'Not Found' });
     const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as Record<string, unknown>;
     fake.requests.push({ headers: req.headers, body });
+    // Without `lora` any model name is served (judge tests name their own).
+    const adapter = opts.lora === 'sglang' ? (body.lora_path as string | undefined) : opts.lora && body.model !== model ? (body.model as string) : undefined;
+    if (adapter !== undefined && !fake.adapters.has(adapter)) {
+      return opts.lora === 'vllm'
+        ? json(res, 404, { error: { message: `The model \`${adapter}\` does not exist.`, type: 'NotFoundError', code: 404 } })
+        : json(res, 400, { error: { message: `LoRA adapter ${adapter} is not loaded`, code: 400 } });
+    }
     const { script } = fake;
     const reply = typeof script === 'function' ? script(body) : script[Math.min(served++, script.length - 1)]!;
+    if (reply.delayMs) await new Promise((resolve) => setTimeout(resolve, reply.delayMs));
     const text = reply.text ?? '';
     const tokens = tokenize(text);
-    const promptIds = tokenize(JSON.stringify(body.messages)).slice(0, 64).map((t) => t.id);
+    const promptIds = opts.promptIds?.(body) ?? tokenize(JSON.stringify(body.messages)).slice(0, 64).map((t) => t.id);
     const logprobs = (toks: typeof tokens) => ({
       content: toks.map((t) => ({ token: t.text, logprob: logprobOf(t.id), bytes: [...Buffer.from(t.text)], top_logprobs: [] })),
     });

@@ -2,8 +2,15 @@
 // Each request asks the server for logprobs and token ids, and records exactly what it returns.
 // vLLM returns token ids with `return_token_ids` (prompt_token_ids, choices[].token_ids); other
 // servers ignore the field and the sample keeps its text and logprobs without ids.
+//
+// New weight versions are hot-loaded into the server as LoRA adapters named `clawrl-<version>`
+// (vLLM: POST /v1/load_lora_adapter, then requests name the adapter as their model; SGLang:
+// POST /load_lora_adapter, then requests name it in `lora_path`). Which of the two the server is
+// shows at the first load. An adapter no longer served is unloaded once its requests are done.
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { basename, join } from 'node:path';
+import type { Logger } from '../log.ts';
 import type {
   Backend,
   ChatMessage,
@@ -23,7 +30,26 @@ export interface UpstreamOptions {
   model?: string;
   apiKey?: string;
   timeoutMs?: number;
+  /**
+   * The weights folder as the server sees it, when that differs from the daemon's (a server in a
+   * container, or on another host with a shared mount): version vNNNNNN loads from <this>/vNNNNNN.
+   */
+  adapterRoot?: string;
+  /** Adapters kept loaded at the server: the serving one and the ones before it (default 2). */
+  keepAdapters?: number;
+  log?: Logger;
 }
+
+/** The two runtime LoRA APIs: where to load and unload, and how a request names the adapter. */
+const LORA_APIS = {
+  vllm: { path: '', adapterField: 'model' },
+  sglang: { path: '/', adapterField: 'lora_path' },
+} as const;
+type LoraApi = keyof typeof LORA_APIS;
+
+const LORA_HELP =
+  'the upstream server cannot load LoRA adapters at runtime. vLLM: start it with --enable-lora --max-lora-rank <r> and ' +
+  'the environment VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; SGLang: --enable-lora --max-lora-rank <r> --lora-target-modules all';
 
 export class UpstreamError extends Error {
   constructor(
@@ -144,6 +170,12 @@ export class UpstreamBackend implements Backend {
   private readonly agent: HttpAgent;
   private model: string;
   private version = 'base';
+  /** The adapter requests name now; null: the base model. */
+  private adapter: string | null = null;
+  private loraApi: LoraApi | null = null;
+  /** Adapters loaded at the server by this daemon, oldest first, with their requests in flight. */
+  private readonly loaded = new Map<string, number>();
+  private swaps: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly opts: UpstreamOptions) {
     this.base = new URL(opts.url.endsWith('/') ? opts.url : opts.url + '/');
@@ -175,9 +207,12 @@ export class UpstreamBackend implements Backend {
   async generate(req: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
     const stream = onChunk !== undefined;
     const { sampling } = req;
+    // The version and adapter at the start: a swap during the request does not change its model.
+    const { version, adapter } = this;
     const body = {
       ...req.passthrough,
       model: this.model,
+      ...(adapter && { [LORA_APIS[this.loraApi!].adapterField]: adapter }),
       messages: req.messages.map(toOpenAIMessage),
       ...(req.tools?.length && { tools: req.tools.map(toOpenAITool) }),
       temperature: sampling.temperature,
@@ -191,11 +226,20 @@ export class UpstreamBackend implements Backend {
       stream,
       ...(stream && { stream_options: { include_usage: true } }),
     };
-    const res = await this.call('POST', 'chat/completions', body, req.signal);
+    if (adapter) this.loaded.set(adapter, (this.loaded.get(adapter) ?? 0) + 1);
+    try {
+      return await this.complete(body, version, req.signal, onChunk);
+    } finally {
+      if (adapter) this.release(adapter);
+    }
+  }
+
+  private async complete(body: Record<string, unknown>, version: string, signal?: AbortSignal, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
+    const res = await this.call('POST', 'chat/completions', body, signal);
     const acc = new Accumulator();
-    if (!stream) {
+    if (!onChunk) {
       acc.add(JSON.parse(await readAll(res)) as OpenAIResponse);
-      return acc.result(this.version);
+      return acc.result(version);
     }
     let buffered = '';
     res.setEncoding('utf8');
@@ -214,7 +258,7 @@ export class UpstreamBackend implements Backend {
         }
       }
     }
-    return acc.result(this.version);
+    return acc.result(version);
   }
 
   encodeChat(): Promise<number[]> {
@@ -233,8 +277,82 @@ export class UpstreamBackend implements Backend {
     return this.trainStep();
   }
 
-  async loadAdapter(_dir: string | null, version: string): Promise<void> {
+  /** Hot-loads the version into the server (one swap at a time) and names it in later requests. */
+  loadAdapter(dir: string | null, version: string): Promise<void> {
+    const swap = this.swaps.then(() => this.swap(dir, version));
+    this.swaps = swap.catch(() => {});
+    return swap;
+  }
+
+  private async swap(dir: string | null, version: string): Promise<void> {
+    const previous = this.adapter;
+    let adapter: string | null = null;
+    if (dir !== null) {
+      adapter = `clawrl-${version}`;
+      const path = this.opts.adapterRoot ? join(this.opts.adapterRoot, basename(dir)) : dir;
+      // A name left loaded by an earlier run of the daemon may hold other weights: load it afresh.
+      if (!this.loaded.has(adapter)) await this.loadAtServer(adapter, path);
+      const inFlight = this.loaded.get(adapter) ?? 0;
+      this.loaded.delete(adapter);
+      this.loaded.set(adapter, inFlight); // now the newest
+    }
+    this.adapter = adapter;
     this.version = version;
+    if (previous !== adapter) this.unloadStale();
+  }
+
+  private async loadAtServer(name: string, path: string): Promise<void> {
+    const load = (api: LoraApi) => this.loraCall(api, 'load', { lora_name: name, lora_path: path });
+    let api = this.loraApi;
+    let res = api ? await load(api) : null;
+    if (!api) {
+      for (const candidate of Object.keys(LORA_APIS) as LoraApi[]) {
+        res = await load(candidate);
+        if (!res.missing) {
+          api = candidate;
+          break;
+        }
+      }
+      if (!api) throw new UpstreamError(`cannot hot-load ${name} from ${path}: ${LORA_HELP}`, 501);
+      this.loraApi = api;
+      this.opts.log?.info('upstream server loads LoRA adapters at runtime', { api });
+    }
+    if (!res!.ok) {
+      // Most often "already loaded" (by an earlier run): unload that copy and load once more.
+      await this.loraCall(api, 'unload', { lora_name: name });
+      res = await load(api);
+    }
+    if (!res!.ok) throw new UpstreamError(`upstream could not load adapter ${name} from ${path}: ${res!.message}`, 502);
+  }
+
+  /** POST to the server's load/unload endpoint; `missing` when the server has no such endpoint. */
+  private async loraCall(api: LoraApi, op: 'load' | 'unload', body: Record<string, string>): Promise<{ ok: boolean; missing: boolean; message: string }> {
+    const url = new URL(`${LORA_APIS[api].path}${op}_lora_adapter`, this.base);
+    const res = await this.send('POST', url, body);
+    const text = await readAll(res);
+    if (res.statusCode! < 400) return { ok: true, missing: false, message: text };
+    const message = errorMessage(text);
+    // A route the server lacks answers a bare 404 ({"detail": "Not Found"}); a failed load says why.
+    return { ok: false, missing: (res.statusCode === 404 || res.statusCode === 405) && message === undefined, message: message ?? text.slice(0, 500) };
+  }
+
+  private release(adapter: string): void {
+    const left = (this.loaded.get(adapter) ?? 1) - 1;
+    if (this.loaded.has(adapter)) this.loaded.set(adapter, left);
+    if (left === 0) this.unloadStale();
+  }
+
+  /** Unloads adapters beyond the newest keepAdapters that have no request in flight. */
+  private unloadStale(): void {
+    const keep = this.opts.keepAdapters ?? 2;
+    const names = [...this.loaded.keys()];
+    for (const name of names.slice(0, Math.max(0, names.length - keep))) {
+      if (name === this.adapter || this.loaded.get(name)! > 0) continue;
+      this.loaded.delete(name);
+      void this.loraCall(this.loraApi!, 'unload', { lora_name: name })
+        .then((r) => r.ok || this.opts.log?.warn('upstream did not unload an old adapter', { adapter: name, message: r.message }))
+        .catch((err: Error) => this.opts.log?.warn('upstream did not unload an old adapter', { adapter: name, error: err.message }));
+    }
   }
 
   async loadTrainingAdapter(): Promise<void> {}
@@ -243,8 +361,16 @@ export class UpstreamBackend implements Backend {
     this.agent.destroy();
   }
 
-  private call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<IncomingMessage> {
+  /** A request to the server's OpenAI API; an error status rejects with the server's message. */
+  private async call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<IncomingMessage> {
     const url = new URL(path, this.base);
+    const res = await this.send(method, url, body, signal);
+    if (res.statusCode! < 400) return res;
+    const text = await readAll(res).catch(() => '');
+    throw new UpstreamError(`upstream ${url.href} answered ${res.statusCode}: ${errorMessage(text) ?? text.slice(0, 500)}`, res.statusCode!);
+  }
+
+  private send(method: string, url: URL, body?: unknown, signal?: AbortSignal): Promise<IncomingMessage> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
@@ -260,22 +386,22 @@ export class UpstreamBackend implements Backend {
             ...(this.opts.apiKey && { authorization: `Bearer ${this.opts.apiKey}` }),
           },
         },
-        async (res) => {
-          if (res.statusCode! < 400) return resolve(res);
-          const text = await readAll(res).catch(() => '');
-          let message = text.slice(0, 500);
-          try {
-            message = (JSON.parse(text) as OpenAIResponse).error?.message ?? message;
-          } catch {
-            // not JSON: keep the text
-          }
-          reject(new UpstreamError(`upstream ${url.href} answered ${res.statusCode}: ${message}`, res.statusCode!));
-        },
+        resolve,
       );
       req.on('timeout', () => req.destroy(new Error(`upstream ${url.href} timed out`)));
-      req.on('error', (err) => reject(err instanceof UpstreamError ? err : new UpstreamError(`upstream ${url.href} failed: ${err.message}`, 502)));
+      req.on('error', (err) => reject(new UpstreamError(`upstream ${url.href} failed: ${err.message}`, 502)));
       req.end(payload);
     });
+  }
+}
+
+/** The message of an error body: OpenAI's {error: {message}}, older vLLM's {message}, SGLang's {error_message}. */
+function errorMessage(text: string): string | undefined {
+  try {
+    const body = JSON.parse(text) as { error?: { message?: string }; message?: string; error_message?: string };
+    return body.error?.message ?? body.message ?? body.error_message ?? undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -101,6 +101,52 @@ print(json.dumps(results))`, JSON.stringify(cases.map((c) => ({ ...c, logp }))))
   assert.ok(policyLoss(logp, cases[1].old, cases[1].adv, cases[1].mask, { clipLow: 0.2, clipHigh: 0.28, klCoef: 0 }).clipFraction > 0.3);
 });
 
+test('activation checkpointing: the same step with or without it; auto turns it on when a step runs out of memory', { skip }, () => {
+  // The out-of-memory error is a FAKE (a GPU's, raised by a wrapped forward): nothing here has a GPU to fill.
+  const out = python(`import json, torch
+from engine import Dist, Engine
+from models import load_model
+
+def engine(mode):
+    return Engine(load_model("tiny-test", torch.device("cpu"), torch.float32), lora_rank=4, lora_alpha=8, seed=1,
+                  device=torch.device("cpu"), grad_ckpt=mode, micro_batch_tokens=64, dist=Dist(torch.device("cpu")))
+
+batch = [{"promptTokens": [257, 104, 105, 260, 258], "responseTokens": [111 + i, 107, 260], "oldLogprobs": [-5.6, -5.6, -5.6],
+          "advantages": [1.0, 1.0, 1.0]} for i in range(3)]
+opts = {"lr": 1e-2, "clipLow": 0.2, "clipHigh": 0.28, "klCoef": 0.0}
+result = {}
+for mode in ("off", "on", "auto"):
+    e = engine(mode)
+    calls = {"forwards": 0, "checkpointing": []}
+    forward = e.policy.forward
+    def fake_oom(*args, **kwargs):
+        calls["forwards"] += 1
+        calls["checkpointing"].append(e.checkpointing)
+        if mode == "auto" and not e.checkpointing and calls["forwards"] == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake)")
+        return forward(*args, **kwargs)
+    e.policy.forward = fake_oom
+    m = [e.train_step([dict(ex) for ex in batch], opts) for _ in range(2)]
+    with torch.no_grad(), e.mode("train"):
+        after = e.logprobs([([257, 104, 105, 260, 258], [111, 107, 260])]).tolist()
+    result[mode] = {"loss": [x["loss"] for x in m], "gradNorm": [x["gradNorm"] for x in m], "after": after,
+                    "checkpointing": calls["checkpointing"], "stats": e.stats()["gradCheckpointing"], "tokens": e.counters["trainTokens"]}
+print(json.dumps(result))`, '');
+  const r = JSON.parse(out.toString()) as Record<'off' | 'on' | 'auto', { loss: number[]; gradNorm: number[]; after: number[]; checkpointing: boolean[]; stats: boolean; tokens: number }>;
+  assert.ok(r.off.checkpointing.every((c) => !c) && !r.off.stats);
+  assert.ok(r.on.checkpointing.every((c) => c) && r.on.stats);
+  // auto: the first microbatch ran, the second ran out of memory, and the step ran again, checkpointed.
+  assert.deepEqual(r.auto.checkpointing.slice(0, 3), [false, false, true]);
+  assert.ok(r.auto.checkpointing.slice(2).every((c) => c) && r.auto.stats);
+  for (const mode of ['on', 'auto'] as const) {
+    assert.ok(close(r[mode].loss, r.off.loss, 1e-6), `${mode}: loss ${r[mode].loss} vs ${r.off.loss}`);
+    assert.ok(close(r[mode].gradNorm, r.off.gradNorm, 1e-5), `${mode}: grad norm ${r[mode].gradNorm} vs ${r.off.gradNorm}`);
+    assert.ok(close(r[mode].after, r.off.after, 1e-5), `${mode}: trained logprobs ${r[mode].after} vs ${r.off.after}`);
+    assert.equal(r[mode].tokens, r.off.tokens, `${mode}: the failed try's tokens are not counted`);
+  }
+  assert.ok(r.off.after[0]! > -5.6, 'the step trained');
+});
+
 test('generate: streamed, batched, and its logprobs equal score of the same tokens', { skip }, async () => {
   const chunks: GenerateChunk[] = [];
   const prompts = ['Say hello.', 'A much longer prompt, so the batch needs left padding: ' + 'la '.repeat(30), 'Short'];

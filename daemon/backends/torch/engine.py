@@ -10,6 +10,7 @@ averaged as FSDP averages them: FSDP itself needs CUDA in torch 1.13.
 
 import contextlib
 import os
+import sys
 import time
 
 import torch
@@ -209,9 +210,10 @@ class Engine:
         self.base_params = sum(p.numel() for p in net.parameters())
         self.lora_state, self.layers = add_lora(net, lora_rank, lora_alpha, seed)
         self.lora_rank, self.lora_alpha = lora_rank, lora_alpha
-        if grad_ckpt and hasattr(net, "gradient_checkpointing_enable"):
-            # Non-reentrant: the frozen base's inputs need no requires_grad for LoRA grads to flow.
-            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Recomputing activations costs a third more compute, so "auto" keeps them until a step
+        # runs out of memory. Under torchrun it recomputes from the start: ranks cannot retry alone.
+        self.net, self.grad_ckpt, self.checkpointing = net, grad_ckpt, False
+        self._set_checkpointing(grad_ckpt == "on" or (grad_ckpt == "auto" and dist.world > 1))
         # Counted before FSDP leaves each rank a shard.
         self.lora_params = sum(p.numel() for layer in self.layers.values() for p in (layer.lora.A, layer.lora.B))
         self.policy = Policy(net)
@@ -229,6 +231,16 @@ class Engine:
 
     def _new_optimizer(self):
         return torch.optim.AdamW(self.params, lr=0.0, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+    def _set_checkpointing(self, on):
+        if not hasattr(self.net, "gradient_checkpointing_enable"):
+            return
+        if on:
+            # Non-reentrant: the frozen base's inputs need no requires_grad for LoRA grads to flow.
+            self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.net.gradient_checkpointing_disable()
+        self.checkpointing = on
 
     @contextlib.contextmanager
     def mode(self, slot, training=False):
@@ -422,9 +434,40 @@ class Engine:
             return {**metrics, "durationMs": (time.perf_counter() - started) * 1000}
         for group in self.optimizer.param_groups:
             group["lr"], group["weight_decay"] = float(opts["lr"]), float(opts.get("weightDecay") or 0)
+        try:
+            sums, tokens = self._accumulate(examples, opts, total, between)
+        except torch.cuda.OutOfMemoryError as err:
+            if self.grad_ckpt != "auto" or self.checkpointing:
+                raise
+            self.forget_gradients()
+            self._set_checkpointing(True)
+            print(f"torch worker: a training step ran out of memory keeping activations ({str(err).splitlines()[0]}); "
+                  f"recomputing them from now on (--grad-ckpt on skips this first try)", file=sys.stderr)
+            sums, tokens = self._accumulate(examples, opts, total, between)
+        self.counters["trainTokens"] += tokens
+        sums = self.dist.sum(sums, self.device)
+        max_norm = float(opts.get("maxGradNorm") or 1.0)
+        if self.sharded:
+            grad_norm = self.policy.clip_grad_norm_(max_norm)
+        else:
+            if self.dist.world > 1:
+                self.dist.average([p.grad for p in self.params])  # CPU ranks: what FSDP's backward does
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        duration = time.perf_counter() - started
+        self.counters["trainSeconds"] += duration
+        self.counters["steps"] += 1
+        self.counters["lastStepMs"] = duration * 1000
+        metrics.update(zip(("loss", "clipFraction", "meanRatio", "kl"), sums))
+        return {**metrics, "gradNorm": float(grad_norm), "durationMs": duration * 1000}
+
+    def _accumulate(self, examples, opts, total, between):
+        """Forward and backward of every microbatch, gradients summed; returns the metric sums
+        (loss, clipFraction, meanRatio, kl) and the tokens that went through the model."""
         kl_coef = float(opts.get("klCoef") or 0)
         self.optimizer.zero_grad(set_to_none=True)
-        sums = [0.0, 0.0, 0.0, 0.0]
+        sums, tokens = [0.0, 0.0, 0.0, 0.0], 0
         # Every rank runs the same number of forward/backward passes (FSDP's are collective); a
         # rank with no example in a microbatch runs a zero-weight one.
         idle = {"promptTokens": [0], "responseTokens": [0], "oldLogprobs": [0.0], "advantages": [0.0], "mask": [0]}
@@ -444,25 +487,10 @@ class Engine:
                 (out["loss"] * self.dist.world).backward()
             for k, key in enumerate(("loss", "clipFraction", "meanRatio", "kl")):
                 sums[k] += out[key].item()
-            self.counters["trainTokens"] += sum(len(ex["promptTokens"]) + len(ex["responseTokens"]) for ex in micro)
+            tokens += sum(len(ex["promptTokens"]) + len(ex["responseTokens"]) for ex in micro)
             if between:
                 between()
-        sums = self.dist.sum(sums, self.device)
-        max_norm = float(opts.get("maxGradNorm") or 1.0)
-        if self.sharded:
-            grad_norm = self.policy.clip_grad_norm_(max_norm)
-        else:
-            if self.dist.world > 1:
-                self.dist.average([p.grad for p in self.params])  # CPU ranks: what FSDP's backward does
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        duration = time.perf_counter() - started
-        self.counters["trainSeconds"] += duration
-        self.counters["steps"] += 1
-        self.counters["lastStepMs"] = duration * 1000
-        metrics.update(zip(("loss", "clipFraction", "meanRatio", "kl"), sums))
-        return {**metrics, "gradNorm": float(grad_norm), "durationMs": duration * 1000}
+        return sums, tokens
 
     def forget_gradients(self):
         """After a failed step (e.g. out of memory): drop partial gradients and cached blocks."""
@@ -523,6 +551,7 @@ class Engine:
             "vocab": self.vocab,
             "params": self.base_params,
             "loraParams": self.lora_params,
+            "gradCheckpointing": self.checkpointing,
             "servedVersion": self.served_version,
             "generate": {"tokens": c["genTokens"], "seconds": c["genSeconds"], "tokensPerSecond": rate(c["genTokens"], c["genSeconds"])},
             "train": {"steps": c["steps"], "tokens": c["trainTokens"], "seconds": c["trainSeconds"],

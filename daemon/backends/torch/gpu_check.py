@@ -4,20 +4,25 @@ Prints a markdown table shaped like DESIGN.md's baseline table ("The GPU baselin
 
     python gpu_check.py                 # both models on the GPU (~5 min on one H100)
     python gpu_check.py --models 0.6b
-    python gpu_check.py --dry-run       # the same path on the CPU with the tiny test model
+    python gpu_check.py --dry-run       # the same path on the CPU, small sizes, the torch-only test model
+    python gpu_check.py --dry-run --models tiny-qwen3   # ... a tiny Qwen3 through transformers
 
 Workloads, as the baseline's: generation of batch 16 (16 concurrent requests, batched by the
 worker), 512-token prompts, 128 new tokens; training batch 4 x 2048 tokens (128 prompt + 1920
-response tokens each), LoRA r=16 on q/k/v/o/gate/up/down, AdamW, bf16, gradient checkpointing.
+response tokens each; one example 256 tokens shorter, so padding and masks are exercised),
+LoRA r=16 on q/k/v/o/gate/up/down, AdamW, bf16; activations are kept unless they do not fit
+(the worker's --grad-ckpt auto), and the table says which.
 
 MFU counts N = all base parameters (embeddings included) and no attention FLOPs: 6N per trained
 token for a full forward + backward, 4N for LoRA (the frozen base needs no weight gradients:
-forward 2N + input-gradient 2N). Both against 989 TFLOPS, the H100's dense bf16 peak. Tokens per
-step count prompt and response tokens (all of them go through the model; the worker applies the
-vocabulary head only to response positions).
+forward 2N + input-gradient 2N); 4N is the work LoRA training needs, 6N is the baseline's
+counting. Recomputed activations (checkpointing) count in neither. Both against 989 TFLOPS, the
+H100's dense bf16 peak. Tokens per step count prompt and response tokens (all of them go
+through the model; the worker applies the vocabulary head only to response positions).
 """
 
 import argparse
+import math
 import os
 import random
 import shutil
@@ -37,6 +42,9 @@ QWEN3 = {
                  num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
     "8b": dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
                num_key_value_heads=8, head_dim=128, tie_word_embeddings=False),
+    # The transformers path at CPU size, for --dry-run.
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, tie_word_embeddings=True),
 }
 VOCAB = 151936
 
@@ -48,7 +56,7 @@ def qwen3(size, device, dtype):
     from models import ToyTokenizer, dtype_kwarg, import_transformers
 
     transformers = import_transformers()
-    config = transformers.Qwen3Config(vocab_size=VOCAB, max_position_embeddings=40960, **QWEN3[size])
+    config = transformers.Qwen3Config(vocab_size=VOCAB, max_position_embeddings=40960, rope_theta=1e6, **QWEN3[size])
     with torch.device(device):
         net = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **dtype_kwarg(transformers, dtype))
     return net, ToyTokenizer(vocab_size=VOCAB)
@@ -67,6 +75,10 @@ def qwen3_0_6b(device, dtype):
 
 def qwen3_8b(device, dtype):
     return qwen3("8b", device, dtype)
+
+
+def qwen3_tiny(device, dtype):
+    return qwen3("tiny", device, dtype)
 
 
 class Client:
@@ -109,22 +121,41 @@ class Client:
         return self.wait(self.send(op, **args))
 
     def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        """Ends the worker (it exits when stdin closes), killing it if it does not: the next model needs the memory."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
 
 
 def check(python, model, extra, sizes):
     """Runs one model through the whole path; returns its table row."""
-    gen_batch, prompt_len, new_tokens, train_batch, seq, steps = sizes
     started = time.perf_counter()
     w = Client(python, model, extra)
+    try:
+        return measure(w, model, sizes, started)
+    finally:
+        w.close()
+
+
+def measure(w, model, sizes, started):
+    gen_batch, prompt_len, new_tokens, train_batch, seq, steps = sizes
     print(f"# {model}: loaded in {time.perf_counter() - started:.0f} s, {w.info['params'] / 1e9:.2f} B params, "
           f"{w.info['device']} {w.info['dtype']}", file=sys.stderr)
     rng = random.Random(0)
     vocab_bytes = lambda n: "".join(chr(rng.randrange(97, 123)) for _ in range(n))
     # <|user|> content <|end|> <|assistant|>: three marker tokens around one byte per letter.
-    messages = lambda: [{"role": "user", "content": vocab_bytes(prompt_len - 3)}]
+    messages = lambda n=prompt_len: [{"role": "user", "content": vocab_bytes(n - 3)}]
     sampling = {"temperature": 1.0, "topP": 1.0, "maxTokens": new_tokens, "stop": [], "topLogprobs": 0}
+
+    # Prompts of four lengths in one batch: left padding and its mask, checked against score.
+    shorter = [w.send("generate", messages=messages(prompt_len - 8 * i), sampling={**sampling, "maxTokens": 8, "seed": i}) for i in range(4)]
+    for r in [w.wait(i) for i in shorter]:
+        s = w.call("score", prompt=r["promptTokens"], response=r["responseTokens"], reference=False)
+        gap = max(abs(a - b) for a, b in zip(s, r["logprobs"]))
+        assert all(map(math.isfinite, r["logprobs"])) and gap < 0.1, f"left-padded generate disagrees with score by {gap}"
 
     # Generation: a warm-up request, then gen_batch requests sent together (the worker batches them).
     w.call("generate", messages=messages(), sampling={**sampling, "maxTokens": 4})
@@ -144,20 +175,22 @@ def check(python, model, extra, sizes):
 
     # Training: old logprobs from the reference (ratio ~1 at the first step), random advantages.
     batch = []
-    for _ in range(train_batch):
+    for i in range(train_batch):
         prompt = [rng.randrange(256) for _ in range(128)]
-        response = [rng.randrange(w.info["vocab"]) for _ in range(seq - 128)]
+        response = [rng.randrange(w.info["vocab"]) for _ in range(seq - 128 - (seq // 8 if i == train_batch - 1 else 0))]
         old = w.call("score", prompt=prompt, response=response, reference=True)
         batch.append({"promptTokens": prompt, "responseTokens": response, "oldLogprobs": old,
                       "advantages": [rng.choice((-1.0, 1.0))] * len(response)})
     opts = {"lr": 1e-4, "clipLow": 0.2, "clipHigh": 0.28, "klCoef": 0.0}
     w.call("trainStep", batch=batch, opts=opts)  # warm-up (allocator, kernels)
     w.call("stats", resetPeak=True)
-    step_ms = [w.call("trainStep", batch=batch, opts=opts)["durationMs"] for _ in range(steps)]
+    step_metrics = [w.call("trainStep", batch=batch, opts=opts) for _ in range(steps)]
+    step_ms, step_losses = [m["durationMs"] for m in step_metrics], [m["loss"] for m in step_metrics]
     stats = w.call("stats")
     train_peak = stats["memory"].get("peakAllocatedBytes", 0)
     step_s = sum(step_ms) / len(step_ms) / 1000
-    train_tps = train_batch * seq / step_s
+    train_tps = sum(len(ex["promptTokens"]) + len(ex["responseTokens"]) for ex in batch) / step_s
+    assert all(math.isfinite(m) for m in step_losses), f"non-finite training loss: {step_losses}"
 
     # Save -> serve -> reload for training -> save -> serve: the same logprobs both times.
     folder = tempfile.mkdtemp(prefix="clawrl-gpu-check-")
@@ -173,7 +206,6 @@ def check(python, model, extra, sizes):
         assert s1 != scored, "training did not change the served adapter"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    w.close()
 
     n = stats["params"]
     on_gpu = stats["device"].startswith("cuda")
@@ -181,23 +213,32 @@ def check(python, model, extra, sizes):
     gib = lambda b: f"{b / 2**30:.1f} GiB" if on_gpu else f"{stats['memory']['rssBytes'] / 2**30:.1f} GiB RSS"
     print(f"# {model}: done in {time.perf_counter() - started:.0f} s; gen/score max |Δlogprob| {score_gap:.2e}", file=sys.stderr)
     return (f"| {model} | {train_tps:,.0f} | {mfu(6)} | {mfu(4)} | {gib(max(gen_peak, train_peak))} | "
-            f"{gen_tokens / gen_seconds:,.0f} | {step_s * 1000:,.0f} ms | {score_gap:.1e} |")
+            f"{gen_tokens / gen_seconds:,.0f} | {step_s * 1000:,.0f} ms | {'on' if stats['gradCheckpointing'] else 'off'} | {score_gap:.1e} |")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="0.6b,8b", help="comma-separated: 0.6b, 8b")
-    p.add_argument("--dry-run", action="store_true", help="CPU, tiny test model, small sizes: checks the path, not the speed")
+    p.add_argument("--models", default=None, help="comma-separated: 0.6b, 8b (default both); with --dry-run: toy (default), tiny-qwen3")
+    p.add_argument("--dry-run", action="store_true", help="CPU, small sizes: checks the path, not the speed")
     p.add_argument("--python", default=sys.executable, help="interpreter for the worker")
     args = p.parse_args()
-    if args.dry_run:
-        runs = [("gpu_check:tiny", ["--device", "cpu"], (4, 64, 16, 2, 256, 2))]
-    else:
-        runs = [(f"gpu_check:qwen3_{size.replace('.', '_')}", [], (16, 512, 128, 4, 2048, 3)) for size in args.models.split(",")]
-    rows = [check(args.python, model, extra, sizes) for model, extra, sizes in runs]
-    print("| model | train tokens/s | MFU (6N) | MFU (4N, LoRA) | peak memory | generate tokens/s (b16) | step time | gen/score max abs diff |")
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    factories = {"0.6b": "qwen3_0_6b", "8b": "qwen3_8b", "toy": "tiny", "tiny-qwen3": "qwen3_tiny"}
+    names = (args.models or ("toy" if args.dry_run else "0.6b,8b")).split(",")
+    unknown = [n for n in names if n not in factories]
+    if unknown:
+        p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(factories)}")
+    extra, sizes = (["--device", "cpu"], (4, 64, 16, 2, 256, 2)) if args.dry_run else ([], (16, 512, 128, 4, 2048, 3))
+    print("| model | train tokens/s | MFU (6N) | MFU (4N, LoRA) | peak memory | generate tokens/s (b16) | step time | activations recomputed | gen/score max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    failed = False
+    for name in names:
+        # Each row as soon as it is measured: a model that fails (out of memory, say) keeps the others'.
+        try:
+            print(check(args.python, f"gpu_check:{factories[name]}", extra, sizes), flush=True)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 -- reported, then the next model runs
+            failed = True
+            print(f"| gpu_check:{factories[name]} | failed: {str(err).splitlines()[0] if str(err) else type(err).__name__} |", flush=True)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

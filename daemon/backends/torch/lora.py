@@ -112,10 +112,14 @@ class LoraState:
         self.active = None
 
 
-def lora_delta(x, A, B, scale):
-    # x [..., in] -> [..., r] -> [..., out]; A and B are cast to x's dtype (bf16 on GPU) so the
-    # fp32 training parameters get their gradient through the cast.
-    return (x @ A.to(x.dtype).t()) @ B.to(x.dtype).t() * scale
+def add_lora_delta(y, x, A, B, scale):
+    """y + scale · (x Aᵀ) Bᵀ, with x [..., in], y [..., out], A [r, in], B [out, r].
+
+    The second product, the scale and the sum are one addmm (one pass over y, not three). A and B
+    are cast to x's dtype (bf16 on GPU) so the fp32 training parameters get gradients through it.
+    """
+    xa = x.reshape(-1, x.shape[-1]) @ A.to(x.dtype).t()  # [N, r]
+    return torch.addmm(y.reshape(-1, y.shape[-1]), xa, B.to(x.dtype).t(), alpha=scale).view(y.shape)
 
 
 class LoraPair(nn.Module):
@@ -134,9 +138,9 @@ class LoraPair(nn.Module):
             self.A.copy_((torch.rand(self.A.shape, generator=generator) * 2 - 1) * bound)
             self.B.zero_()
 
-    def forward(self, x):
-        # Unscaled: the scale lives on LoraLinear, outside any FSDP wrapper, so it can be changed.
-        return lora_delta(x, self.A, self.B, 1.0)
+    def forward(self, y, x, scale):
+        # The scale is LoraLinear's, outside any FSDP wrapper, so it can be changed.
+        return add_lora_delta(y, x, self.A, self.B, scale)
 
 
 class LoraLinear(nn.Module):
@@ -151,9 +155,9 @@ class LoraLinear(nn.Module):
     def forward(self, x):
         y = self.base(x)
         if self.state.active == "train":
-            return y + self.scale * self.lora(x)
+            return self.lora(y, x, self.scale)
         if self.state.active == "serve" and self.served is not None:
-            return y + lora_delta(x, *self.served)
+            return add_lora_delta(y, x, *self.served)
         return y
 
 

@@ -146,6 +146,8 @@ class TinyBackbone(nn.Module):
         self.layers = nn.ModuleList(TinyBlock(c) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.dim)
 
+    checkpointing = False  # recompute each block's activations in the backward pass (training only)
+
     def forward(self, input_ids, attention_mask, position_ids, past_key_values=None, use_cache=False):
         # input_ids, position_ids [B, T]; attention_mask [B, S] over past + new tokens (0 = padding)
         T, S = input_ids.shape[1], attention_mask.shape[1]
@@ -157,7 +159,11 @@ class TinyBackbone(nn.Module):
         bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
         caches = []
         for i, layer in enumerate(self.layers):
-            x, cache = layer(x, bias, past_key_values[i] if past_key_values else None)
+            past = past_key_values[i] if past_key_values else None
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                x, cache = torch.utils.checkpoint.checkpoint(layer, x, bias, past, use_reentrant=False)
+            else:
+                x, cache = layer(x, bias, past)
             caches.append(cache)
         return SimpleNamespace(last_hidden_state=self.norm(x), past_key_values=caches if use_cache else None)
 
@@ -179,6 +185,13 @@ class TinyLM(nn.Module):
 
     def get_output_embeddings(self):
         return self.lm_head
+
+    # transformers' names, so the worker switches checkpointing on either kind of model.
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.model.checkpointing = True
+
+    def gradient_checkpointing_disable(self):
+        self.model.checkpointing = False
 
 
 # ---------------------------------------------------------------------------------------------

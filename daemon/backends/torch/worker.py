@@ -191,7 +191,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh training adapter")
     p.add_argument("--context", type=int, default=None, help="cap on prompt + reply tokens (default: the model's)")
     p.add_argument("--micro-batch-tokens", type=int, default=8192, help="padded tokens per forward/backward in a training step")
-    p.add_argument("--no-grad-ckpt", action="store_true", help="keep activations instead of recomputing them (GPU default: recompute)")
+    p.add_argument("--grad-ckpt", default="auto", choices=["auto", "on", "off"],
+                   help="recompute activations in the backward pass: auto keeps them until a step runs out of GPU memory")
     return p.parse_args()
 
 
@@ -221,10 +222,14 @@ def main():
         dist = Dist(torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                                  "cpu" if args.device == "auto" else args.device))
         device = dist.device
+        if device.type == "cuda" and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+            # torch >= 2.11 tries cuDNN's attention first on Hopper; with attention masks (padded
+            # batches) it has produced NaNs (pytorch#196678): flash and mem-efficient remain.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         dtype = getattr(torch, args.dtype) if args.dtype != "auto" else torch.bfloat16 if device.type == "cuda" else torch.float32
         loaded = load_model(args.model, device, dtype, args.context)
         engine = Engine(loaded, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, seed=args.seed, device=device,
-                        grad_ckpt=device.type == "cuda" and not args.no_grad_ckpt,
+                        grad_ckpt=args.grad_ckpt,
                         micro_batch_tokens=args.micro_batch_tokens, dist=dist)
     except ModelLoadError as err:
         fatal(str(err))

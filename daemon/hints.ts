@@ -105,7 +105,7 @@ export class HintMemory {
   private snapshot?: { revision: number; body: string };
 
   constructor(private readonly opts: HintMemoryOptions) {
-    this.hints = opts.store.root.openDB({ name: 'hints' });
+    this.hints = opts.store.openDB('hints');
     this.maxHints = opts.maxHints ?? DEFAULT_MAX_HINTS;
   }
 

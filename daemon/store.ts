@@ -1,7 +1,7 @@
 // The daemon's durable state, in one LMDB environment under <data-dir>/store.
 // Writes resolve only once LMDB has committed and flushed them, so whatever the gateway acks
 // survives a kill -9.
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { join } from 'node:path';
 import { statfsSync } from 'node:fs';
 import type { Event, ToolCallSummary } from '../protocol/index.ts';
@@ -212,6 +212,8 @@ export class Store {
 
   private capacityCheckedAt = 0;
   private capacityError: StorageFullError | undefined;
+  /** Every sub-database, this class's and those other modules open (hint memory's), for usedBytes. */
+  private readonly dbs: Database<unknown, Key>[] = [];
 
   private constructor(
     readonly path: string,
@@ -219,20 +221,27 @@ export class Store {
   ) {
     // Room for the sub-databases modules open beside these (hint memory's `hints`).
     this.root = open({ path, maxDbs: 32 });
-    this.meta = this.root.openDB({ name: 'meta' });
-    this.sessions = this.root.openDB({ name: 'sessions' });
-    this.clients = this.root.openDB({ name: 'clients' });
-    this.events = this.root.openDB({ name: 'events' });
-    this.sessionEvents = this.root.openDB({ name: 'sessionEvents' });
-    this.samples = this.root.openDB({ name: 'samples' });
-    this.sessionSamples = this.root.openDB({ name: 'sessionSamples' });
-    this.toolCallSamples = this.root.openDB({ name: 'toolCallSamples' });
-    this.openSamples = this.root.openDB({ name: 'openSamples' });
-    this.turns = this.root.openDB({ name: 'turns' });
-    this.scores = this.root.openDB({ name: 'scores' });
-    this.unscored = this.root.openDB({ name: 'unscored' });
-    this.trainQueue = this.root.openDB({ name: 'trainQueue' });
-    this.versions = this.root.openDB({ name: 'versions' });
+    this.meta = this.openDB('meta');
+    this.sessions = this.openDB('sessions');
+    this.clients = this.openDB('clients');
+    this.events = this.openDB('events');
+    this.sessionEvents = this.openDB('sessionEvents');
+    this.samples = this.openDB('samples');
+    this.sessionSamples = this.openDB('sessionSamples');
+    this.toolCallSamples = this.openDB('toolCallSamples');
+    this.openSamples = this.openDB('openSamples');
+    this.turns = this.openDB('turns');
+    this.scores = this.openDB('scores');
+    this.unscored = this.openDB('unscored');
+    this.trainQueue = this.openDB('trainQueue');
+    this.versions = this.openDB('versions');
+  }
+
+  /** A sub-database of the store, counted in usedBytes (and so in --max-store-mb). */
+  openDB<V, K extends Key = Key>(name: string): Database<V, K> {
+    const db = this.root.openDB<V, K>({ name });
+    this.dbs.push(db as Database<unknown, Key>);
+    return db;
   }
 
   static async open(dataDir: string, limits: StoreLimits = {}): Promise<Store> {
@@ -253,11 +262,9 @@ export class Store {
 
   /** Bytes in live pages across the sub-databases (freed pages are reused, so they do not count). */
   usedBytes(): number {
-    const dbs = [this.root, this.meta, this.sessions, this.clients, this.events, this.sessionEvents, this.samples, this.sessionSamples,
-      this.toolCallSamples, this.openSamples, this.turns, this.scores, this.unscored, this.trainQueue, this.versions];
     let pages = 0;
     let pageSize = 4096;
-    for (const db of dbs) {
+    for (const db of [this.root, ...this.dbs]) {
       const s = db.getStats() as { pageSize: number; treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number };
       pageSize = s.pageSize;
       pages += s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages;

@@ -178,6 +178,19 @@ test('the weakest hint is evicted beyond the cap; secrets are redacted before st
   await store.close();
 });
 
+test("hint memory counts in the store's size (--max-store-mb)", async () => {
+  const store = await Store.open(tempDir());
+  const memory = new HintMemory({ store, log });
+  const before = store.usedBytes();
+  // Distinct hints (no two merge): enough to fill several pages.
+  for (let i = 0; i < 200; i++) {
+    await memory.learn({ text: `Rule ${i}: before task${i} run checker${i} with flag${i} on target${i}.`, context: `context ${i} `.repeat(20), origin: 'judge', sessionKey: 'agent:main:s', source: `s#${i}` });
+  }
+  assert.equal(memory.list().length, 200);
+  assert.ok(store.usedBytes() >= before + 200 * 200, `${store.usedBytes()} bytes after 200 hints, ${before} before`);
+  await store.close();
+});
+
 test('the plugin copy: ETag polling, scope, top-k and the token budget', async () => {
   const long = (topic: string, i: number) => `When you ${topic}, first check the staging server health page and the deploy log number ${i}; then retry once.`;
   const hints: HintEntry[] = [

@@ -319,12 +319,16 @@ program
   .option('--url <url>', 'daemon URL as OpenClaw reaches it (default: the running daemon, else http://127.0.0.1:7077)')
   .option('--plugin-dir <dir>', 'also load the plugin from this checkout (plugins.load.paths)')
   .option('--primary', "make the daemon's model the agents' default model")
-  .action(async (opts: { merge?: string; model?: string; url?: string; pluginDir?: string; primary?: boolean }) => {
+  .option('--hints-only', 'the plugin entry alone, no clawrl provider: for a daemon in --mode hints (the default when the running daemon is in that mode)')
+  .action(async (opts: { merge?: string; model?: string; url?: string; pluginDir?: string; primary?: boolean; hintsOnly?: boolean }) => {
     const { openclawConfigFragment, mergeOpenclawConfig } = await import('./openclaw-config.ts');
     const url = opts.url ?? runningDaemonUrl() ?? `http://${DEFAULT_HOST}:${DEFAULT_PORT}`;
-    const listed = opts.model ? undefined : ((await callDaemon('GET', '/v1/models'))?.body as { data?: { id: string }[] } | undefined);
-    const models = opts.model ? [opts.model] : (listed?.data?.map((m) => m.id) ?? []);
-    if (models.length === 0) fail('no running daemon to ask for its models; start it, or pass --model <id>');
+    const running = opts.model || opts.hintsOnly ? undefined : await callDaemon('GET', '/status');
+    const hintsOnly = opts.hintsOnly || (running?.body as { mode?: string } | undefined)?.mode === 'hints';
+    if (hintsOnly && (opts.primary || opts.model)) fail('in hints mode the daemon serves no model (the agent keeps its own): drop --primary and --model');
+    const listed = opts.model || hintsOnly ? undefined : ((await callDaemon('GET', '/v1/models'))?.body as { data?: { id: string }[] } | undefined);
+    const models = hintsOnly ? [] : opts.model ? [opts.model] : (listed?.data?.map((m) => m.id) ?? []);
+    if (!hintsOnly && models.length === 0) fail('no running daemon to ask for its models; start it, or pass --model <id> (or --hints-only)');
     const fragment = openclawConfigFragment({
       daemonHttpUrl: url,
       token: loadOrCreateToken(dataDir()),
@@ -341,7 +345,7 @@ program
     } catch (err) {
       fail((err as Error).message);
     }
-    process.stdout.write(`merged the clawrl provider and plugin entry into ${opts.merge}\n`);
+    process.stdout.write(`merged the ${hintsOnly ? '' : 'clawrl provider and '}plugin entry into ${opts.merge}\n`);
   });
 
 const sessions = program.command('sessions').description('list, show, export or delete stored sessions');

@@ -20,6 +20,7 @@ export interface OpenclawConfigOptions {
   /** http://host:port of the daemon (no path). */
   daemonHttpUrl: string;
   token: string;
+  /** The daemon's models; none for a daemon in hints mode (the agent keeps its own model). */
   models: (string | OpenclawModel)[];
   /** A checkout of this package to load the plugin from (what `plugins install --link` records). */
   pluginDir?: string;
@@ -51,11 +52,13 @@ export function openclawConfigFragment(opts: OpenclawConfigOptions): JsonObject 
   const base = `${http.protocol}//${http.host}`;
   const ws = `${http.protocol === 'https:' ? 'wss' : 'ws'}://${http.host}/ws`;
   const fragment: JsonObject = {
-    models: {
-      providers: {
-        clawrl: { baseUrl: `${base}/v1`, apiKey: opts.token, api: 'openai-completions', models: opts.models.map(modelEntry) },
+    ...(opts.models.length > 0 && {
+      models: {
+        providers: {
+          clawrl: { baseUrl: `${base}/v1`, apiKey: opts.token, api: 'openai-completions', models: opts.models.map(modelEntry) },
+        },
       },
-    },
+    }),
     plugins: {
       entries: {
         clawrl: {

@@ -49,11 +49,12 @@ test('real OpenClaw on its own model: a hint learned in one session is in the pr
     dataDir,
     daemonUrl: daemon.url,
     plugin: pluginCopy(),
-    // The fragment's plugin entry (token, hook permissions); its clawrl provider goes unused here.
-    configArgs: ['--model', 'unused'],
+    // The daemon is in hints mode: the fragment is the plugin entry alone (token, hook permissions).
+    configArgs: [],
     edit: (config) => {
+      assert.equal(config.models, undefined, 'no clawrl provider for a daemon that serves no model');
       config.plugins.entries.clawrl.config.optInByDefault = true;
-      config.models.providers.hosted = { baseUrl: fake.url, apiKey: 'hosted-key', api: 'openai-completions', models: [MODEL] };
+      config.models = { providers: { hosted: { baseUrl: fake.url, apiKey: 'hosted-key', api: 'openai-completions', models: [MODEL] } } };
       config.agents = { defaults: { model: { primary: `hosted/${MODEL.id}` } } };
     },
   });

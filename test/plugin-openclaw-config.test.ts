@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { mergeOpenclawConfig, openclawConfigFragment } from '../daemon/openclaw-config.ts';
-import { tempDir } from './helpers.ts';
+import { runCli, spawnDaemon, tempDir } from './helpers.ts';
 
 test('the fragment defines the provider, enables the plugin with conversation access, and can pick the model', () => {
   const fragment = openclawConfigFragment({
@@ -37,6 +37,25 @@ test('the fragment defines the provider, enables the plugin with conversation ac
   assert.throws(() => openclawConfigFragment({ daemonHttpUrl: 'http://h:1', token: 't', models: ['a'], primaryModel: 'b' }), /not among/);
   const tls = openclawConfigFragment({ daemonHttpUrl: 'https://gpu.example:8443/', token: 't', models: [] });
   assert.equal((tls.plugins as { entries: { clawrl: { config: { daemonUrl: string } } } }).entries.clawrl.config.daemonUrl, 'wss://gpu.example:8443/ws');
+});
+
+test('for a daemon in hints mode: the plugin entry alone, from the running daemon or --hints-only', async (t) => {
+  assert.equal(openclawConfigFragment({ daemonHttpUrl: 'http://h:1', token: 't', models: [] }).models, undefined);
+  const dataDir = tempDir();
+  const daemon = await spawnDaemon(dataDir, ['--mode', 'hints']);
+  t.after(() => daemon.stop());
+  const printed = await runCli(dataDir, ['openclaw-config']);
+  assert.equal(printed.code, 0, printed.stderr);
+  const fragment = JSON.parse(printed.stdout) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(fragment), ['plugins']);
+  const refused = await runCli(dataDir, ['openclaw-config', '--primary']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /in hints mode the daemon serves no model/);
+  await daemon.stop();
+  // No daemon running: --hints-only says what the fragment is for.
+  const offline = await runCli(dataDir, ['openclaw-config', '--hints-only']);
+  assert.deepEqual(Object.keys(JSON.parse(offline.stdout) as object), ['plugins']);
+  assert.match((await runCli(dataDir, ['openclaw-config'])).stderr, /no running daemon to ask for its models.*--hints-only/);
 });
 
 test('merging keeps the user settings, replaces the model list, adds to path lists, and writes atomically', () => {

@@ -99,7 +99,10 @@ export class Trainer {
     const serving = this.servingVersion();
     const trainFrom = (this.meta.get('servingVersion') as string | undefined) ?? 'base';
     const dirOf = (v: string) => (v === 'base' ? null : this.opts.weights.pathOf(v));
-    await this.opts.backend.loadAdapter(dirOf(serving), serving);
+    // A server that refuses the version (down, no runtime LoRA) must not keep the daemon from
+    // starting: the base model serves meanwhile and status says why.
+    if (serving === 'base') await this.opts.backend.loadAdapter(null, 'base');
+    else await this.serve(serving);
     await this.opts.backend.loadTrainingAdapter(dirOf(trainFrom));
     if (this.meta.get('pendingBatch')) await this.step(true);
     this.watcher = this.opts.weights.watch((version) => void this.adoptExternal(version));
@@ -262,6 +265,7 @@ export class Trainer {
     const dir = version === 'base' ? null : this.opts.weights.pathOf(version);
     await this.steps.settled();
     await this.opts.backend.loadAdapter(dir, version);
+    this.swapError = null;
     await this.opts.backend.loadTrainingAdapter(dir);
     await this.opts.store.root.transaction(() => {
       this.meta.put('servingVersion', version);
@@ -274,15 +278,14 @@ export class Trainer {
 
   /** Keeps serving one version while training goes on; null unpins and serves the latest. */
   async pin(version: string | null): Promise<string> {
-    if (version === null) {
-      await this.meta.remove('pinned');
-    } else {
-      this.checkedRecord(version);
-      await this.meta.put('pinned', version);
-    }
-    const serving = this.servingVersion();
+    const serving = version ?? (this.meta.get('servingVersion') as string | undefined) ?? 'base';
+    const record = this.checkedRecord(serving);
+    // Swapped first: a pin the backend refuses is not remembered.
     await this.opts.backend.loadAdapter(serving === 'base' ? null : this.opts.weights.pathOf(serving), serving);
-    this.opts.onServing?.(this.checkedRecord(serving));
+    this.swapError = null;
+    if (version === null) await this.meta.remove('pinned');
+    else await this.meta.put('pinned', version);
+    this.opts.onServing?.(record);
     return serving;
   }
 

@@ -17,6 +17,8 @@ export interface ScriptedReply {
   toolCalls?: { id: string; name: string; arguments: string }[];
   /** Wait this long before answering (a long generation). */
   delayMs?: number;
+  /** Streaming: fail after the first chunk with this error event, as vLLM does when its engine fails. */
+  failMidStream?: string;
 }
 
 export interface FakeVllm {
@@ -126,6 +128,10 @@ export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello
     for (let i = 0; i < tokens.length; i += 2) {
       const piece = tokens.slice(i, i + 2);
       send(chunk({ content: piece.map((t) => t.text).join('') }, { logprobs: logprobs(piece), token_ids: piece.map((t) => t.id) }));
+      if (reply.failMidStream) {
+        send({ error: { message: reply.failMidStream, type: 'InternalServerError', code: 500 } });
+        return res.end('data: [DONE]\n\n');
+      }
     }
     if (toolCalls) send(chunk({ tool_calls: toolCalls }));
     send(chunk({}, { finish_reason: finish }));
@@ -134,6 +140,7 @@ export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  fake.close = () => new Promise((resolve) => server.close(() => resolve()));
+  // Keep-alive clients (the daemon's agent) would hold server.close() open: end them too.
+  fake.close = () => new Promise((resolve) => (server.close(() => resolve()), server.closeAllConnections()));
   return fake;
 }

@@ -4,13 +4,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UpstreamBackend } from '../daemon/backends/upstream.ts';
 import { SplitBackend } from '../daemon/backends/split.ts';
 import { TorchBackend } from '../daemon/backends/torch/index.ts';
 import type { Backend, GenerateRequest } from '../daemon/backends/types.ts';
-import { startDaemon, type Daemon } from '../daemon/server.ts';
+import { startDaemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
 import { startFakeVllm, type FakeVllm, type FakeVllmOptions } from './fake-vllm.ts';
 import { TestClient, optIn, runCli, spawnDaemon, tempDir, until } from './helpers.ts';
@@ -82,6 +82,47 @@ test('an adapter with a request in flight stays loaded until that request is don
   assert.deepEqual([...fake.adapters.keys()], ['clawrl-v000002']);
 });
 
+test('a server that lost the adapter (a restart) gets it again, and the request goes through', async (t) => {
+  const { fake, backend } = await upstream(t, 'vllm');
+  const [v1] = versions(tempDir(), ['v000001']);
+  await backend.loadAdapter(v1!, 'v000001');
+  fake.adapters.clear(); // the server restarted
+  const [first, second] = await Promise.all([backend.generate(request), backend.generate(request, () => {})]);
+  assert.deepEqual([first.weightVersion, second.weightVersion], ['v000001', 'v000001']);
+  assert.equal(fake.loraCalls.filter((c) => c.op === 'load' && c.status === 200).length, 2, 'loaded again once for both requests');
+  assert.equal(fake.requests.at(-1)!.body.model, 'clawrl-v000001');
+
+  // Lost again, and its folder is gone too: the base model serves rather than every request failing.
+  fake.adapters.clear();
+  rmSync(v1!, { recursive: true });
+  const fallback = await backend.generate(request);
+  assert.equal(fallback.weightVersion, 'base');
+  assert.equal(backend.currentVersion(), 'base');
+  assert.equal(fake.requests.at(-1)!.body.model, 'fake-model');
+});
+
+test('swaps without waiting land in order; a rollback waits for the unload of the same name; close unloads', async (t) => {
+  const { fake, backend } = await upstream(t, 'vllm', { keepAdapters: 1 });
+  const [v1, v2, v3] = versions(tempDir(), ['v000001', 'v000002', 'v000003']);
+  await Promise.all([backend.loadAdapter(v1!, 'v000001'), backend.loadAdapter(v2!, 'v000002')]);
+  assert.equal(backend.currentVersion(), 'v000002');
+  // v000001 is being unloaded (keep 1); rolling back to it at once must end with it loaded.
+  await backend.loadAdapter(v1!, 'v000001');
+  assert.ok(fake.adapters.has('clawrl-v000001'), 'the rollback target is loaded at the server');
+  assert.equal((await backend.generate(request)).weightVersion, 'v000001');
+  await backend.loadAdapter(v3!, 'v000003');
+  await backend.close();
+  assert.equal(fake.adapters.size, 0, 'close unloads what this run loaded');
+});
+
+test('a reply that fails mid-stream is an error, not a shorter reply', async (t) => {
+  const { fake, backend } = await upstream(t, 'vllm');
+  fake.script = [{ text: 'a long reply', failMidStream: 'engine died' }];
+  const chunks: string[] = [];
+  await assert.rejects(backend.generate(request, (c) => chunks.push(c.text)), /upstream failed mid-reply: engine died/);
+  assert.equal(chunks.join(''), 'a ', 'what came before the error was streamed');
+});
+
 test('SGLang: loaded at /load_lora_adapter and named in lora_path', async (t) => {
   const { fake, backend } = await upstream(t, 'sglang');
   const [v1] = versions(tempDir(), ['v000001']);
@@ -130,18 +171,23 @@ const toyPromptIds = (body: Record<string, unknown>) => [
 ];
 const session = 'agent:main:split';
 
-async function splitDaemon(t: TestContext, lora: FakeVllmOptions['lora']): Promise<{ daemon: Daemon; fake: FakeVllm; client: TestClient; seq: number; dataDir: string }> {
-  const fake = await startFakeVllm([{ text: 'ok then' }], 'fake-model', { lora, promptIds: toyPromptIds });
+/** A daemon serving through the fake and training on the tiny model; `again` restarts on the same data and server. */
+async function splitDaemon(t: TestContext, lora: FakeVllmOptions['lora'], again?: { dataDir: string; fake: FakeVllm }) {
+  const fake = again?.fake ?? (await startFakeVllm([{ text: 'ok then' }], 'fake-model', { lora, promptIds: toyPromptIds }));
+  if (!again) t.after(() => fake.close());
   const training = await TorchBackend.create({ python: PYTHON, model: 'tiny-test', lora: { rank: 4, alpha: 8 }, workerArgs: ['--device', 'cpu'] });
   const backend: Backend = await SplitBackend.create(await UpstreamBackend.create({ url: fake.url }), training);
-  const dataDir = tempDir();
+  const dataDir = again?.dataDir ?? tempDir();
   const daemon = await startDaemon({ dataDir, port: 0, log: createLogger('silent'), backend, recipeOptions: { batchSize: 2, lr: 1e-3 } });
   const client = await TestClient.connect(daemon.wsUrl, daemon.token);
-  // One hook, in this order: the daemon closes its backend's connections before the fake closes.
-  t.after(async () => (client.close(), await daemon.close(), await fake.close()));
-  await client.hello('split-test');
-  await client.sendEvents([optIn(1, session)]);
-  return { daemon, fake, client, seq: 1, dataDir };
+  let open = true;
+  const close = async () => {
+    if (open) (open = false), client.close(), await daemon.close();
+  };
+  t.after(close);
+  const { ackedSeq } = await client.hello('split-test');
+  if (ackedSeq === 0) await client.sendEvents([optIn(1, session)]);
+  return { daemon, fake, client, seq: Math.max(ackedSeq, 1), dataDir, close };
 }
 
 /** A served reply in the opted-in session, then `/clawrl good` on it. */
@@ -182,6 +228,13 @@ test('a server that refuses the new version: training goes on, status says why, 
   assert.equal(status.serving, 'base');
   assert.match(status.swapError ?? '', /^v000001: .*cannot load LoRA adapters at runtime/);
   assert.ok(h.daemon.store.versions.get('v000001'), 'the version is kept for when the server can load it');
+
+  // A restart against the same server: the daemon starts, the base model serves, status says why.
+  await h.close();
+  const again = await splitDaemon(t, undefined, h);
+  const restarted = again.daemon.trainer!.status();
+  assert.equal(restarted.serving, 'base');
+  assert.match(restarted.swapError ?? '', /^v000001: .*cannot load LoRA adapters at runtime/);
 });
 
 test('serving and training models that tokenize differently are refused at start', { skip: noTorch }, async (t) => {

@@ -55,6 +55,7 @@ export class SplitBackend implements Backend {
     return this.training.encodeChat(messages, tools);
   }
 
+  /** With reference: false this is the trainer's serving slot, the base model here: callers ask for the reference. */
   score(promptTokens: number[], responseTokens: number[], opts?: { reference?: boolean }): Promise<number[]> {
     return this.training.score(promptTokens, responseTokens, opts);
   }

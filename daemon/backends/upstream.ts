@@ -10,6 +10,7 @@
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import type {
   Backend,
@@ -40,10 +41,10 @@ export interface UpstreamOptions {
   log?: Logger;
 }
 
-/** The two runtime LoRA APIs: where to load and unload, and how a request names the adapter. */
+/** The two runtime LoRA APIs: where to load and unload (beside the OpenAI API, or above it), and how a request names the adapter. */
 const LORA_APIS = {
   vllm: { path: '', adapterField: 'model' },
-  sglang: { path: '/', adapterField: 'lora_path' },
+  sglang: { path: '../', adapterField: 'lora_path' },
 } as const;
 type LoraApi = keyof typeof LORA_APIS;
 
@@ -85,6 +86,9 @@ interface OpenAIResponse {
   choices?: OpenAIChoice[];
   prompt_token_ids?: number[] | null;
   error?: { message?: string };
+  /** Older vLLM's error shape: {object: "error", message}. */
+  object?: string;
+  message?: string;
 }
 
 function toOpenAIMessage(m: ChatMessage): Record<string, unknown> {
@@ -119,6 +123,8 @@ class Accumulator {
   private calls: ToolCall[] = [];
 
   add(body: OpenAIResponse): GenerateChunk | undefined {
+    // A server that fails mid-stream sends an error event (then [DONE]): the reply is not whole.
+    if (body.error || body.object === 'error') throw new UpstreamError(`upstream failed mid-reply: ${body.error?.message ?? body.message ?? 'unknown error'}`, 502);
     if (body.prompt_token_ids) this.promptTokens = body.prompt_token_ids;
     const choice = body.choices?.[0];
     if (!choice) return undefined;
@@ -170,12 +176,19 @@ export class UpstreamBackend implements Backend {
   private readonly agent: HttpAgent;
   private model: string;
   private version = 'base';
-  /** The adapter requests name now; null: the base model. */
-  private adapter: string | null = null;
+  /** The adapter requests name now, and where the server reads it; null: the base model. */
+  private adapter: { name: string; path: string } | null = null;
   private loraApi: LoraApi | null = null;
-  /** Adapters loaded at the server by this daemon, oldest first, with their requests in flight. */
-  private readonly loaded = new Map<string, number>();
+  /** Adapters this daemon loaded at the server, oldest first. */
+  private readonly loaded = new Set<string>();
+  /** Requests in flight per adapter: an adapter is unloaded only when none uses it. */
+  private readonly inFlight = new Map<string, number>();
+  /** Unloads not yet answered: a load of the same name waits for its unload. */
+  private readonly unloading = new Map<string, Promise<void>>();
+  /** Swaps and reloads, one at a time. */
   private swaps: Promise<unknown> = Promise.resolve();
+  private reloading: Promise<void> | null = null;
+  private reloads = 0;
 
   private constructor(private readonly opts: UpstreamOptions) {
     this.base = new URL(opts.url.endsWith('/') ? opts.url : opts.url + '/');
@@ -205,10 +218,25 @@ export class UpstreamBackend implements Backend {
   }
 
   async generate(req: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
+    // The version and adapter at the start: a swap during the request does not change its model.
+    const served = { version: this.version, adapter: this.adapter?.name ?? null };
+    const reloads = this.reloads;
+    try {
+      return await this.generateOn(served, req, onChunk);
+    } catch (err) {
+      const lost = served.adapter !== null && err instanceof UpstreamError && (err.status === 404 || err.status === 400) && err.message.includes(served.adapter);
+      if (!lost) throw err;
+      // The server no longer has the adapter (it restarted): load it again, once, and retry
+      // (nothing was streamed: the request failed at its start).
+      if (this.reloads === reloads) await this.reload(served.adapter!);
+      return this.generateOn({ version: this.version, adapter: this.adapter?.name ?? null }, req, onChunk);
+    }
+  }
+
+  private async generateOn(served: { version: string; adapter: string | null }, req: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
     const stream = onChunk !== undefined;
     const { sampling } = req;
-    // The version and adapter at the start: a swap during the request does not change its model.
-    const { version, adapter } = this;
+    const { adapter } = served;
     const body = {
       ...req.passthrough,
       model: this.model,
@@ -226,9 +254,9 @@ export class UpstreamBackend implements Backend {
       stream,
       ...(stream && { stream_options: { include_usage: true } }),
     };
-    if (adapter) this.loaded.set(adapter, (this.loaded.get(adapter) ?? 0) + 1);
+    if (adapter) this.inFlight.set(adapter, (this.inFlight.get(adapter) ?? 0) + 1);
     try {
-      return await this.complete(body, version, req.signal, onChunk);
+      return await this.complete(body, served.version, req.signal, onChunk);
     } finally {
       if (adapter) this.release(adapter);
     }
@@ -279,29 +307,56 @@ export class UpstreamBackend implements Backend {
 
   /** Hot-loads the version into the server (one swap at a time) and names it in later requests. */
   loadAdapter(dir: string | null, version: string): Promise<void> {
-    const swap = this.swaps.then(() => this.swap(dir, version));
-    this.swaps = swap.catch(() => {});
-    return swap;
+    return this.queue(() => this.swap(dir, version));
+  }
+
+  private queue(work: () => Promise<void>): Promise<void> {
+    const run = this.swaps.then(work);
+    this.swaps = run.catch(() => {});
+    return run;
   }
 
   private async swap(dir: string | null, version: string): Promise<void> {
-    const previous = this.adapter;
-    let adapter: string | null = null;
+    let adapter: UpstreamBackend['adapter'] = null;
     if (dir !== null) {
-      adapter = `clawrl-${version}`;
+      const name = `clawrl-${version}`;
       const path = this.opts.adapterRoot ? join(this.opts.adapterRoot, basename(dir)) : dir;
       // A name left loaded by an earlier run of the daemon may hold other weights: load it afresh.
-      if (!this.loaded.has(adapter)) await this.loadAtServer(adapter, path);
-      const inFlight = this.loaded.get(adapter) ?? 0;
-      this.loaded.delete(adapter);
-      this.loaded.set(adapter, inFlight); // now the newest
+      if (!this.loaded.has(name)) await this.loadAtServer(name, path);
+      this.loaded.delete(name);
+      this.loaded.add(name); // now the newest
+      adapter = { name, path };
     }
+    const previous = this.adapter?.name;
     this.adapter = adapter;
     this.version = version;
-    if (previous !== adapter) this.unloadStale();
+    if (previous !== adapter?.name) this.unloadStale();
+  }
+
+  /** Loads the serving adapter again after the server lost it; serves the base model if it cannot. */
+  private reload(name: string): Promise<void> {
+    this.reloading ??= this.queue(async () => {
+      const adapter = this.adapter;
+      if (adapter?.name !== name) return; // swapped since: requests name the new one
+      this.loaded.delete(name);
+      try {
+        await this.loadAtServer(name, adapter.path);
+        this.loaded.add(name);
+        this.opts.log?.warn('the upstream server had lost the serving adapter (a restart?); loaded it again', { adapter: name });
+      } catch (err) {
+        this.adapter = null;
+        this.version = 'base';
+        this.opts.log?.error(`the upstream server lost adapter ${name} and could not load it again: ${(err as Error).message}; serving the base model`);
+      }
+    }).finally(() => {
+      this.reloading = null;
+      this.reloads++;
+    });
+    return this.reloading;
   }
 
   private async loadAtServer(name: string, path: string): Promise<void> {
+    await this.unloading.get(name);
     const load = (api: LoraApi) => this.loraCall(api, 'load', { lora_name: name, lora_path: path });
     let api = this.loraApi;
     let res = api ? await load(api) : null;
@@ -337,27 +392,39 @@ export class UpstreamBackend implements Backend {
   }
 
   private release(adapter: string): void {
-    const left = (this.loaded.get(adapter) ?? 1) - 1;
-    if (this.loaded.has(adapter)) this.loaded.set(adapter, left);
-    if (left === 0) this.unloadStale();
+    const left = (this.inFlight.get(adapter) ?? 1) - 1;
+    if (left > 0) return void this.inFlight.set(adapter, left);
+    this.inFlight.delete(adapter);
+    this.unloadStale();
   }
 
-  /** Unloads adapters beyond the newest keepAdapters that have no request in flight. */
+  /** Unloads adapters beyond the newest keepAdapters that no request uses. */
   private unloadStale(): void {
     const keep = this.opts.keepAdapters ?? 2;
-    const names = [...this.loaded.keys()];
+    const names = [...this.loaded];
     for (const name of names.slice(0, Math.max(0, names.length - keep))) {
-      if (name === this.adapter || this.loaded.get(name)! > 0) continue;
-      this.loaded.delete(name);
-      void this.loraCall(this.loraApi!, 'unload', { lora_name: name })
-        .then((r) => r.ok || this.opts.log?.warn('upstream did not unload an old adapter', { adapter: name, message: r.message }))
-        .catch((err: Error) => this.opts.log?.warn('upstream did not unload an old adapter', { adapter: name, error: err.message }));
+      if (name !== this.adapter?.name && !this.inFlight.has(name)) void this.unload(name);
     }
+  }
+
+  private unload(name: string): Promise<void> {
+    this.loaded.delete(name);
+    const warn = (message: string) => this.opts.log?.warn('upstream did not unload an old adapter', { adapter: name, message });
+    const done = this.loraCall(this.loraApi!, 'unload', { lora_name: name })
+      .then((r) => void (r.ok || warn(r.message)))
+      .catch((err: Error) => warn(err.message))
+      .finally(() => this.unloading.delete(name));
+    this.unloading.set(name, done);
+    return done;
   }
 
   async loadTrainingAdapter(): Promise<void> {}
 
   async close(): Promise<void> {
+    // Best effort, briefly: this run's adapters are no use to the server after it (a restarted
+    // daemon loads what it serves again).
+    const unloaded = this.swaps.then(() => Promise.all([...[...this.loaded].map((name) => this.unload(name)), ...this.unloading.values()]));
+    await Promise.race([unloaded, sleep(2000, undefined, { ref: false })]);
     this.agent.destroy();
   }
 

@@ -150,7 +150,8 @@ export class ScoringLoop {
     // OPD's teacher: the frozen reference policy scores the same response tokens with the hint
     // appended to the user's last real message (only for recipes that distil from hints).
     let teacherLogprobs: number[] | undefined;
-    const canTrain = sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
+    // Exact tokens both sides: a server that returned no prompt ids leaves nothing to condition on.
+    const canTrain = sample.promptTokens.length > 0 && sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
     if (recipe.needsHint && hinted?.hint && canTrain && backend?.capabilities.score) {
       const prompt = await backend.encodeChat(teacherContext(sample.requestMessages, hinted.hint), sample.tools);
       teacherLogprobs = await backend.score(prompt, sample.responseTokens, { reference: true });

@@ -27,7 +27,7 @@ async function fakeJudge(answers: string[], delayMs = 0) {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, prompts, close: () => server.close() };
 }
 
-async function scoredTurn(nextState: NextState, recipe: RecipeName, judge: JudgeConfig) {
+async function scoredTurn(nextState: NextState, recipe: RecipeName, judge: JudgeConfig, promptTokens = [1, 2, 3]) {
   const store = await Store.open(tempDir());
   const sample: Omit<SampleRecord, 'ordinal' | 'logMark'> = {
     id: 'x',
@@ -37,7 +37,7 @@ async function scoredTurn(nextState: NextState, recipe: RecipeName, judge: Judge
     model: 'm',
     weightVersion: 'base',
     requestMessages: [{ role: 'user', content: 'run the tests' }],
-    promptTokens: [1, 2, 3],
+    promptTokens,
     responseTokens: [4, 5, 6, 7],
     logprobs: [-1, -1, -1, -1],
     text: 'running',
@@ -66,6 +66,14 @@ test('rules judge: exit code 2 gives reward -1 on every token and queues the tur
   assert.ok(queued);
   assert.equal(toExportedTurn(turn).reward, -1);
   assert.deepEqual(loop.status(), { queueDepth: 0, scored: 1, trainable: 1, judgeFailures: 0, errors: 0 });
+  await store.close();
+});
+
+test('a reply whose prompt ids the server did not return is scored but not trained on', async () => {
+  const { store, score, queued } = await scoredTurn(failed, 'binary-rl', { kind: 'rules' }, []);
+  assert.equal(score.score, -1);
+  assert.equal(score.advantages, null);
+  assert.ok(!queued);
   await store.close();
 });
 

@@ -41,13 +41,18 @@ interface BackendFlags {
   upstreamModel?: string;
   upstreamApiKey?: string;
   upstreamAdapterRoot?: string;
+  gradCkpt: string;
+  microBatchTokens?: number;
   seed: number;
 }
 
 async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend> {
+  if (!['auto', 'on', 'off'].includes(flags.gradCkpt)) fail(`--grad-ckpt must be auto, on or off, got ${JSON.stringify(flags.gradCkpt)}`);
+  if (flags.microBatchTokens !== undefined && !(flags.microBatchTokens >= 1)) fail('--micro-batch-tokens must be a positive integer');
   const torch = async () => {
     const { TorchBackend } = await import('./backends/torch/index.ts');
-    return TorchBackend.create({ model: flags.model!, gpus: flags.gpus, python: flags.python, log });
+    const workerArgs = ['--grad-ckpt', flags.gradCkpt, ...(flags.microBatchTokens ? ['--micro-batch-tokens', String(flags.microBatchTokens)] : [])];
+    return TorchBackend.create({ model: flags.model!, gpus: flags.gpus, python: flags.python, workerArgs, log });
   };
   if (flags.backend === 'torch') {
     if (!flags.model) fail('--backend torch needs --model (a local model directory, a Hugging Face id, or tiny-test)');
@@ -109,6 +114,8 @@ program
   .option('--model <model>', 'torch, or upstream to train: a local model directory, a Hugging Face id, or tiny-test')
   .option('--gpus <n>', 'torch: GPUs to train on (more than 1 runs torchrun with FSDP; rank 0 serves)', (v) => Number.parseInt(v, 10), 1)
   .option('--python <path>', 'torch: the Python that has torch (env CLAWRL_PYTHON; default python3)')
+  .option('--grad-ckpt <mode>', 'torch: recompute activations in the backward pass: auto (only once a step runs out of GPU memory; from the start with --gpus > 1), on or off', 'auto')
+  .option('--micro-batch-tokens <n>', 'torch: padded tokens per forward/backward in a training step (default 4096)', (v) => Number.parseInt(v, 10))
   .option('--upstream-url <url>', "upstream server's OpenAI API base, e.g. http://127.0.0.1:8000/v1")
   .option('--upstream-model <name>', "model to ask upstream for (default: the first it lists)")
   .option('--upstream-api-key <key>', 'API key for upstream (env CLAWRL_UPSTREAM_API_KEY)')

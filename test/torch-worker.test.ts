@@ -103,13 +103,20 @@ print(json.dumps(results))`, JSON.stringify(cases.map((c) => ({ ...c, logp }))))
 
 test('activation checkpointing: the same step with or without it; auto turns it on when a step runs out of memory', { skip }, () => {
   // The out-of-memory error is a FAKE (a GPU's, raised by a wrapped forward): nothing here has a GPU to fill.
-  const out = python(`import json, torch
+  const out = python(`import json, torch, weakref
+import models
 from engine import Dist, Engine
-from models import load_model
+
+block_forward = models.TinyBlock.forward
+def counted(self, *args):
+    counts["blocks"] += 1
+    return block_forward(self, *args)
+models.TinyBlock.forward = counted
 
 def engine(mode):
-    return Engine(load_model("tiny-test", torch.device("cpu"), torch.float32), lora_rank=4, lora_alpha=8, seed=1,
-                  device=torch.device("cpu"), grad_ckpt=mode, micro_batch_tokens=64, dist=Dist(torch.device("cpu")))
+    # 16 tokens a microbatch: two of the three 8-token examples, then the third.
+    return Engine(models.load_model("tiny-test", torch.device("cpu"), torch.float32), lora_rank=4, lora_alpha=8, seed=1,
+                  device=torch.device("cpu"), grad_ckpt=mode, micro_batch_tokens=16, dist=Dist(torch.device("cpu")))
 
 batch = [{"promptTokens": [257, 104, 105, 260, 258], "responseTokens": [111 + i, 107, 260], "oldLogprobs": [-5.6, -5.6, -5.6],
           "advantages": [1.0, 1.0, 1.0]} for i in range(3)]
@@ -117,27 +124,42 @@ opts = {"lr": 1e-2, "clipLow": 0.2, "clipHigh": 0.28, "klCoef": 0.0}
 result = {}
 for mode in ("off", "on", "auto"):
     e = engine(mode)
-    calls = {"forwards": 0, "checkpointing": []}
+    counts = {"blocks": 0}
+    calls = {"checkpointing": [], "failedTryAlive": None}
+    held = []
     forward = e.policy.forward
     def fake_oom(*args, **kwargs):
-        calls["forwards"] += 1
         calls["checkpointing"].append(e.checkpointing)
-        if mode == "auto" and not e.checkpointing and calls["forwards"] == 2:
+        if held and calls["failedTryAlive"] is None:
+            calls["failedTryAlive"] = held[0]() is not None  # at the retry's first forward
+        if mode == "auto" and len(calls["checkpointing"]) == 2:
+            activation = torch.ones(1024)  # what the failed forward held
+            held.append(weakref.ref(activation))
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake)")
         return forward(*args, **kwargs)
     e.policy.forward = fake_oom
-    m = [e.train_step([dict(ex) for ex in batch], opts) for _ in range(2)]
+    m = [e.train_step([dict(ex) for ex in batch], opts)]
+    first_step_blocks = counts["blocks"]
+    m.append(e.train_step([dict(ex) for ex in batch], opts))
+    step_blocks = counts["blocks"] - first_step_blocks
     with torch.no_grad(), e.mode("train"):
         after = e.logprobs([([257, 104, 105, 260, 258], [111, 107, 260])]).tolist()
-    result[mode] = {"loss": [x["loss"] for x in m], "gradNorm": [x["gradNorm"] for x in m], "after": after,
-                    "checkpointing": calls["checkpointing"], "stats": e.stats()["gradCheckpointing"], "tokens": e.counters["trainTokens"]}
+    result[mode] = {"loss": [x["loss"] for x in m], "gradNorm": [x["gradNorm"] for x in m], "after": after, "blocks": step_blocks,
+                    "checkpointing": calls["checkpointing"], "failedTryAlive": calls["failedTryAlive"], "stats": e.stats()["gradCheckpointing"],
+                    "tokens": e.counters["trainTokens"]}
 print(json.dumps(result))`, '');
-  const r = JSON.parse(out.toString()) as Record<'off' | 'on' | 'auto', { loss: number[]; gradNorm: number[]; after: number[]; checkpointing: boolean[]; stats: boolean; tokens: number }>;
+  type Run = { loss: number[]; gradNorm: number[]; after: number[]; blocks: number; checkpointing: boolean[]; failedTryAlive: boolean | null; stats: boolean; tokens: number };
+  const r = JSON.parse(out.toString()) as Record<'off' | 'on' | 'auto', Run>;
   assert.ok(r.off.checkpointing.every((c) => !c) && !r.off.stats);
   assert.ok(r.on.checkpointing.every((c) => c) && r.on.stats);
-  // auto: the first microbatch ran, the second ran out of memory, and the step ran again, checkpointed.
+  // Recomputation is real: a checkpointed step runs every block twice (forward, then again in backward).
+  assert.equal(r.on.blocks, 2 * r.off.blocks, `block forwards in a step: ${r.on.blocks} checkpointed, ${r.off.blocks} not`);
+  // auto: the first microbatch ran, the second ran out of memory, and the step ran again, checkpointed,
+  // after the failed try's tensors were freed.
   assert.deepEqual(r.auto.checkpointing.slice(0, 3), [false, false, true]);
   assert.ok(r.auto.checkpointing.slice(2).every((c) => c) && r.auto.stats);
+  assert.equal(r.auto.failedTryAlive, false, "the retry ran while the failed try's tensors were still held");
+  assert.equal(r.auto.blocks, r.on.blocks);
   for (const mode of ['on', 'auto'] as const) {
     assert.ok(close(r[mode].loss, r.off.loss, 1e-6), `${mode}: loss ${r[mode].loss} vs ${r.off.loss}`);
     assert.ok(close(r[mode].gradNorm, r.off.gradNorm, 1e-5), `${mode}: grad norm ${r[mode].gradNorm} vs ${r.off.gradNorm}`);

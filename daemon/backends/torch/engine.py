@@ -9,6 +9,7 @@ averaged as FSDP averages them: FSDP itself needs CUDA in torch 1.13.
 """
 
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -434,14 +435,19 @@ class Engine:
             return {**metrics, "durationMs": (time.perf_counter() - started) * 1000}
         for group in self.optimizer.param_groups:
             group["lr"], group["weight_decay"] = float(opts["lr"]), float(opts.get("weightDecay") or 0)
+        out_of_memory = None
         try:
             sums, tokens = self._accumulate(examples, opts, total, between)
         except torch.cuda.OutOfMemoryError as err:
             if self.grad_ckpt != "auto" or self.checkpointing:
                 raise
+            out_of_memory = str(err).splitlines()[0]
+        if out_of_memory is not None:
+            # Out of the except block: its traceback held the failed try's frames and activations.
+            gc.collect()
             self.forget_gradients()
             self._set_checkpointing(True)
-            print(f"torch worker: a training step ran out of memory keeping activations ({str(err).splitlines()[0]}); "
+            print(f"torch worker: a training step ran out of memory keeping activations ({out_of_memory}); "
                   f"recomputing them from now on (--grad-ckpt on skips this first try)", file=sys.stderr)
             sums, tokens = self._accumulate(examples, opts, total, between)
         self.counters["trainTokens"] += tokens

@@ -190,7 +190,7 @@ def parse_args():
     p.add_argument("--lora-alpha", type=float, default=32)
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh training adapter")
     p.add_argument("--context", type=int, default=None, help="cap on prompt + reply tokens (default: the model's)")
-    p.add_argument("--micro-batch-tokens", type=int, default=8192, help="padded tokens per forward/backward in a training step")
+    p.add_argument("--micro-batch-tokens", type=int, default=4096, help="padded tokens per forward/backward in a training step")
     p.add_argument("--grad-ckpt", default="auto", choices=["auto", "on", "off"],
                    help="recompute activations in the backward pass: auto keeps them until a step runs out of GPU memory")
     return p.parse_args()
@@ -218,6 +218,9 @@ def main():
     from engine import Dist, Engine
     from models import ModelLoadError, load_model
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.device == "auto" and not torch.cuda.is_available():
+        fatal("--gpus N needs CUDA, and torch sees no GPU here (torch.cuda.is_available() is False); "
+              "run with --gpus 1, or fix the CUDA install")
     try:
         dist = Dist(torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                                  "cpu" if args.device == "auto" else args.device))

@@ -251,3 +251,16 @@ test('a bad --model fails the start with a clear message', { skip }, async () =>
   await assert.rejects(TorchBackend.create({ python: PYTHON, model: 'Qwen/Qwen3-0.6B-nonexistent' }), /transformers is not installed for \/usr\/bin\/python3.*pip install transformers|could not load model/);
   await assert.rejects(TorchBackend.create({ python: '/nonexistent/python', model: 'tiny-test' }), /could not start \/nonexistent\/python/);
 });
+
+test('the GPU check runs its whole path on the CPU (--dry-run), and names a model it does not know', { skip }, () => {
+  const script = join(dirname(WORKER_PATH), 'gpu_check.py');
+  const run = spawnSync(PYTHON, ['-B', script, '--dry-run', '--python', PYTHON], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(run.status, 0, run.stderr);
+  const [header, , row] = run.stdout.trim().split('\n');
+  assert.match(header!, /^\| model \| train tokens\/s \| MFU \(6N\) \| MFU \(4N, LoRA\) \|/);
+  // Measured, and save -> serve -> reload gave the same logprobs (the script asserts it).
+  assert.match(row!, /^\| gpu_check:tiny \| [\d,]+ \| n\/a \(CPU\) \| n\/a \(CPU\) \| [\d.]+ GiB RSS \| [\d,]+ \| \d[\d,]* ms \| off \| /);
+  const bad = spawnSync(PYTHON, ['-B', script, '--models', '70b'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown model '70b'; choose from 0.6b, 8b, toy, tiny-qwen3/);
+});

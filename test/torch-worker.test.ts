@@ -169,6 +169,60 @@ print(json.dumps(result))`, '');
   assert.ok(r.off.after[0]! > -5.6, 'the step trained');
 });
 
+test('a static KV cache decodes exactly as the growing one; its shapes are reused, and dropped on a swap or a step', { skip }, () => {
+  const out = python(`import json, os, tempfile, torch
+from engine import Dist, Engine
+from models import load_model
+
+def engine(decode):
+    return Engine(load_model("tiny-test", torch.device("cpu"), torch.float32), lora_rank=4, lora_alpha=8, seed=1, device=torch.device("cpu"),
+                  grad_ckpt="off", micro_batch_tokens=4096, dist=Dist(torch.device("cpu")), decode=decode)
+
+def ask(e, reqs, cancel=()):
+    done = {}
+    e.generate([dict(r) for r in reqs], lambda i, c: None, lambda i, r: done.__setitem__(i, r if isinstance(r, dict) else repr(r)), lambda i: i in cancel)
+    return [done[r["id"]] for r in reqs]
+
+# Three prompt lengths (left padding), nucleus sampling, top logprobs, and one row cancelled.
+reqs = [{"id": i, "messages": [{"role": "user", "content": "hello there " * (i + 1)}],
+         "sampling": {"temperature": 1.0, "topP": 0.9, "maxTokens": 12 + 3 * i, "stop": [], "seed": i, "topLogprobs": 2}} for i in range(3)]
+result = {}
+for decode in ("growing", "static"):
+    e = engine(decode)
+    # The served adapter: a trained one, so the LoRA path runs in the decode steps too.
+    batch = [{"promptTokens": [257, 104, 260, 258], "responseTokens": [111, 107], "oldLogprobs": [-5.6, -5.6], "advantages": [1.0, 1.0]}]
+    e.train_step(batch, {"lr": 1e-1, "clipLow": 0.2, "clipHigh": 0.28, "klCoef": 0.0})
+    folder = tempfile.mkdtemp()
+    e.save_adapter(folder)
+    e.load_adapter(folder, "v1")
+    first = ask(e, reqs, cancel={1})
+    shapes = [list(k) for k in getattr(e.decoder, "shapes", {})]
+    again = ask(e, reqs[:1])
+    reused = [list(k) for k in getattr(e.decoder, "shapes", {})]
+    e.load_adapter(None, "base")
+    after_swap = len(getattr(e.decoder, "shapes", {}))
+    result[decode] = {"first": first, "again": again, "shapes": shapes, "reused": reused, "afterSwap": after_swap, "kind": e.stats()["decode"]}
+print(json.dumps(result))`, '');
+  type Reply = { responseTokens: number[]; logprobs: number[]; tokens: { top?: unknown[] }[]; finishReason: string } | string;
+  type Run = { first: Reply[]; again: Reply[]; shapes: number[][]; reused: number[][]; afterSwap: number; kind: string };
+  const r = JSON.parse(out.toString()) as Record<'growing' | 'static', Run>;
+  assert.equal(r.growing.kind, 'growing cache');
+  assert.equal(r.static.kind, 'static cache');
+  assert.match(r.static.first[1] as string, /Cancelled/);
+  for (const [i, g] of [...r.growing.first, ...r.growing.again].entries()) {
+    const st = [...r.static.first, ...r.static.again][i]!;
+    if (typeof g === 'string') continue;
+    const s = st as Exclude<Reply, string>;
+    assert.deepEqual(s.responseTokens, g.responseTokens, `reply ${i}: the same tokens`);
+    assert.ok(close(s.logprobs, g.logprobs, 1e-5), `reply ${i}: logprobs ${s.logprobs} vs ${g.logprobs}`);
+    assert.ok(g.responseTokens.length > 1 && s.tokens[0]!.top!.length === 2);
+  }
+  // Three rows pad to four; a single row is its own shape; both kept; a swap drops them.
+  assert.deepEqual(r.static.shapes, [[4, 256]]);
+  assert.deepEqual(r.static.reused, [[4, 256], [1, 256]]);
+  assert.equal(r.static.afterSwap, 0);
+});
+
 test('generate: streamed, batched, and its logprobs equal score of the same tokens', { skip }, async () => {
   const chunks: GenerateChunk[] = [];
   const prompts = ['Say hello.', 'A much longer prompt, so the batch needs left padding: ' + 'la '.repeat(30), 'Short'];
@@ -259,7 +313,7 @@ test('the GPU check runs its whole path on the CPU (--dry-run), and names a mode
   const [header, , row] = run.stdout.trim().split('\n');
   assert.match(header!, /^\| model \| train tokens\/s \| MFU \(6N\) \| MFU \(4N, LoRA\) \|/);
   // Measured, and save -> serve -> reload gave the same logprobs (the script asserts it).
-  assert.match(row!, /^\| gpu_check:tiny \| [\d,]+ \| n\/a \(CPU\) \| n\/a \(CPU\) \| [\d.]+ GiB RSS \| [\d,]+ \| \d[\d,]* ms \| off \| /);
+  assert.match(row!, /^\| gpu_check:tiny \| [\d,]+ \| n\/a \(CPU\) \| n\/a \(CPU\) \| [\d.]+ GiB RSS \| [\d,]+ \| growing cache \| \d[\d,]* ms \| off \| /);
   const bad = spawnSync(PYTHON, ['-B', script, '--models', '70b'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /unknown model '70b'; choose from 0.6b, 8b, toy, tiny-qwen3/);

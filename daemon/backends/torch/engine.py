@@ -17,6 +17,7 @@ import time
 import torch
 import torch.distributed
 
+from decode import GrowingDecoder, StaticDecoder
 from lora import LoraPair, add_lora, read_adapter, reset_training, save_adapter
 from models import Policy
 
@@ -202,7 +203,7 @@ class Row:
 
 
 class Engine:
-    def __init__(self, loaded, *, lora_rank, lora_alpha, seed, device, grad_ckpt, micro_batch_tokens, dist):
+    def __init__(self, loaded, *, lora_rank, lora_alpha, seed, device, grad_ckpt, micro_batch_tokens, dist, decode="auto"):
         net = loaded.net
         self.tok, self.name, self.context = loaded.tokenizer, loaded.name, loaded.context
         self.device, self.dtype = device, next(net.parameters()).dtype
@@ -226,6 +227,12 @@ class Engine:
             for t in self.policy.state_dict().values():
                 dist.share_tensor(t)
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        # A static cache pays off where kernel launches dominate a step: on CUDA, as CUDA graphs
+        # (one process only: a graph cannot hold FSDP's collectives).
+        if decode == "static" or (decode == "auto" and device.type == "cuda" and dist.world == 1):
+            self.decoder = StaticDecoder(self.policy, net, device, self.dtype, use_graphs=device.type == "cuda" and dist.world == 1)
+        else:
+            self.decoder = GrowingDecoder(self.policy)
         self.optimizer = self._new_optimizer()
         self.served_version = "base"
         self.counters = {"genTokens": 0, "genSeconds": 0.0, "trainTokens": 0, "trainSeconds": 0.0, "steps": 0, "lastStepMs": 0.0}
@@ -354,7 +361,7 @@ class Engine:
         top_k = max(int(row.sampling.get("topLogprobs") or 0) for row in rows)
         generated = 0
         with torch.no_grad(), self.mode("serve"):
-            logits, cache = self.policy(ids, mask, positions, use_cache=True)  # [B, V]
+            logits = self.decoder.prefill(ids, mask, positions, max(row.limit for row in rows))  # [B, V]
             while True:
                 logp = torch.log_softmax(logits, -1)  # [B, V]
                 next_ids = self.dist.share_tensor(self._sample(logits, rows))  # [B]
@@ -379,9 +386,7 @@ class Engine:
                 # (an int: gloo cannot broadcast a bool).
                 if not self.dist.share_tensor(torch.tensor([int(any(not r.finish for r in rows))], device=self.device)).item():
                     break
-                mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
-                positions = positions[:, -1:] + 1
-                logits, cache = self.policy(next_ids[:, None], mask, positions, cache=cache, use_cache=True)
+                logits = self.decoder.step(next_ids)
         self.counters["genTokens"] += generated
         self.counters["genSeconds"] += time.perf_counter() - started
 
@@ -435,6 +440,7 @@ class Engine:
             return {**metrics, "durationMs": (time.perf_counter() - started) * 1000}
         for group in self.optimizer.param_groups:
             group["lr"], group["weight_decay"] = float(opts["lr"]), float(opts.get("weightDecay") or 0)
+        self.decoder.clear()  # its caches' memory is the step's now
         out_of_memory = None
         try:
             sums, tokens = self._accumulate(examples, opts, total, between)
@@ -521,6 +527,7 @@ class Engine:
             served = {name: (A.to(self.device, self.dtype), B.to(self.device, self.dtype), scale) for name, (A, B) in pairs.items()}
         for name, layer in self.layers.items():
             layer.served = served.get(name)
+        self.decoder.clear()  # its graphs hold the old adapter's tensors
         self.served_version = version
 
     def load_training_adapter(self, folder):
@@ -558,6 +565,7 @@ class Engine:
             "params": self.base_params,
             "loraParams": self.lora_params,
             "gradCheckpointing": self.checkpointing,
+            "decode": self.decoder.kind(),
             "servedVersion": self.served_version,
             "generate": {"tokens": c["genTokens"], "seconds": c["genSeconds"], "tokensPerSecond": rate(c["genTokens"], c["genSeconds"])},
             "train": {"steps": c["steps"], "tokens": c["trainTokens"], "seconds": c["trainSeconds"],

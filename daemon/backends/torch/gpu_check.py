@@ -157,8 +157,10 @@ def measure(w, model, sizes, started):
         gap = max(abs(a - b) for a, b in zip(s, r["logprobs"]))
         assert all(map(math.isfinite, r["logprobs"])) and gap < 0.1, f"left-padded generate disagrees with score by {gap}"
 
-    # Generation: a warm-up request, then gen_batch requests sent together (the worker batches them).
-    w.call("generate", messages=messages(), sampling={**sampling, "maxTokens": 4})
+    # Generation: a warm-up batch of the same shape (a static cache and its CUDA graph are made
+    # for it), then gen_batch requests sent together (the worker batches them).
+    for i in [w.send("generate", messages=messages(), sampling={**sampling, "maxTokens": 2}) for _ in range(gen_batch)]:
+        w.wait(i)
     w.call("stats", resetPeak=True)
     t0 = time.perf_counter()
     ids = [w.send("generate", messages=messages(), sampling={**sampling, "seed": i}) for i in range(gen_batch)]
@@ -213,7 +215,7 @@ def measure(w, model, sizes, started):
     gib = lambda b: f"{b / 2**30:.1f} GiB" if on_gpu else f"{stats['memory']['rssBytes'] / 2**30:.1f} GiB RSS"
     print(f"# {model}: done in {time.perf_counter() - started:.0f} s; gen/score max |Δlogprob| {score_gap:.2e}", file=sys.stderr)
     return (f"| {model} | {train_tps:,.0f} | {mfu(6)} | {mfu(4)} | {gib(max(gen_peak, train_peak))} | "
-            f"{gen_tokens / gen_seconds:,.0f} | {step_s * 1000:,.0f} ms | {'on' if stats['gradCheckpointing'] else 'off'} | {score_gap:.1e} |")
+            f"{gen_tokens / gen_seconds:,.0f} | {stats['decode']} | {step_s * 1000:,.0f} ms | {'on' if stats['gradCheckpointing'] else 'off'} | {score_gap:.1e} |")
 
 
 def main():
@@ -221,6 +223,7 @@ def main():
     p.add_argument("--models", default=None, help="comma-separated: 0.6b, 8b (default both); with --dry-run: toy (default), tiny-qwen3")
     p.add_argument("--dry-run", action="store_true", help="CPU, small sizes: checks the path, not the speed")
     p.add_argument("--python", default=sys.executable, help="interpreter for the worker")
+    p.add_argument("--decode", default="auto", choices=["auto", "static", "growing"], help="the worker's --decode (auto: static with CUDA graphs on a GPU)")
     args = p.parse_args()
     factories = {"0.6b": "qwen3_0_6b", "8b": "qwen3_8b", "toy": "tiny", "tiny-qwen3": "qwen3_tiny"}
     names = (args.models or ("toy" if args.dry_run else "0.6b,8b")).split(",")
@@ -228,8 +231,9 @@ def main():
     if unknown:
         p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(factories)}")
     extra, sizes = (["--device", "cpu"], (4, 64, 16, 2, 256, 2)) if args.dry_run else ([], (16, 512, 128, 4, 2048, 3))
-    print("| model | train tokens/s | MFU (6N) | MFU (4N, LoRA) | peak memory | generate tokens/s (b16) | step time | activations recomputed | gen/score max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    extra += ["--decode", args.decode]
+    print("| model | train tokens/s | MFU (6N) | MFU (4N, LoRA) | peak memory | generate tokens/s (b16) | decoding | step time | activations recomputed | gen/score max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     failed = False
     for name in names:
         # Each row as soon as it is measured: a model that fails (out of memory, say) keeps the others'.

@@ -103,10 +103,13 @@ class TinyAttention(nn.Module):
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(c.dim, c.dim, bias=False) for _ in range(4))
 
     def forward(self, x, bias, past):
+        # past: None, this layer's (k, v) so far, or a static cache's write for this layer
         B, T, D = x.shape
         split = lambda t: t.view(B, T, self.heads, D // self.heads).transpose(1, 2)  # [B, H, T, hd]
         q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
-        if past is not None:
+        if callable(past):
+            k, v = past(k, v)  # [B, H, S, hd]: the whole static cache, this step written in
+        elif past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # [B, H, S, hd]
         att = (q @ k.transpose(-1, -2)) / math.sqrt(D // self.heads) + bias  # [B, H, T, S]
         y = att.softmax(-1) @ v  # [B, H, T, hd]
@@ -149,23 +152,63 @@ class TinyBackbone(nn.Module):
     checkpointing = False  # recompute each block's activations in the backward pass (training only)
 
     def forward(self, input_ids, attention_mask, position_ids, past_key_values=None, use_cache=False):
-        # input_ids, position_ids [B, T]; attention_mask [B, S] over past + new tokens (0 = padding)
-        T, S = input_ids.shape[1], attention_mask.shape[1]
+        # input_ids, position_ids [B, T]; attention_mask [B, S] over past + new tokens (0 = padding),
+        # or, as transformers takes it, a prepared additive mask [B, 1, T, S] (with a static cache).
+        T, S = input_ids.shape[1], attention_mask.shape[-1]
         x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)
-        # Query t (absolute index S - T + t) sees keys j <= S - T + t that are not padding. A large
-        # negative rather than -inf: a left-padding query sees no key at all, and must not be NaN.
-        causal = torch.arange(S, device=x.device)[None, :] <= torch.arange(S - T, S, device=x.device)[:, None]  # [T, S]
-        allowed = causal[None, None] & attention_mask[:, None, None, :].bool()  # [B, 1, T, S]
-        bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
+        if attention_mask.dim() == 4:
+            bias = attention_mask
+        else:
+            # Query t (absolute index S - T + t) sees keys j <= S - T + t that are not padding. A large
+            # negative rather than -inf: a left-padding query sees no key at all, and must not be NaN.
+            causal = torch.arange(S, device=x.device)[None, :] <= torch.arange(S - T, S, device=x.device)[:, None]  # [T, S]
+            allowed = causal[None, None] & attention_mask[:, None, None, :].bool()  # [B, 1, T, S]
+            bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
+        static = isinstance(past_key_values, TinyStaticCache)
         caches = []
         for i, layer in enumerate(self.layers):
-            past = past_key_values[i] if past_key_values else None
+            if static:
+                past = lambda k, v, i=i: past_key_values.update(k, v, i)
+            else:
+                past = past_key_values[i] if past_key_values else None
             if self.checkpointing and self.training and torch.is_grad_enabled():
                 x, cache = torch.utils.checkpoint.checkpoint(layer, x, bias, past, use_reentrant=False)
             else:
                 x, cache = layer(x, bias, past)
             caches.append(cache)
-        return SimpleNamespace(last_hidden_state=self.norm(x), past_key_values=caches if use_cache else None)
+        return SimpleNamespace(last_hidden_state=self.norm(x), past_key_values=(past_key_values if static else caches) if use_cache else None)
+
+
+class TinyStaticCache:
+    """transformers' StaticCache for TinyLM: per layer K/V [B, H, length, hd], written in place at
+    a position held on the device, so a CUDA graph replays the write at the right slot."""
+
+    def __init__(self, length):
+        self.length = length
+        self.layers = {}  # layer index -> (keys, values, tokens written)
+
+    def update(self, k, v, layer_idx):
+        if layer_idx not in self.layers:
+            B, H, _, hd = k.shape
+            written = torch.zeros((), dtype=torch.long, device=k.device)
+            self.layers[layer_idx] = (k.new_zeros(B, H, self.length, hd), v.new_zeros(B, H, self.length, hd), written)
+        keys, values, written = self.layers[layer_idx]
+        at = torch.arange(k.shape[2], device=k.device) + written
+        keys.index_copy_(2, at, k)
+        values.index_copy_(2, at, v)
+        written.add_(k.shape[2])
+        return keys, values
+
+    def reset(self):
+        for _, _, written in self.layers.values():
+            written.zero_()
+
+
+def new_static_cache(net, length):
+    """An empty KV cache of `length` slots for `net` (see decode.py)."""
+    if isinstance(net, TinyLM):
+        return TinyStaticCache(length)
+    return import_transformers().StaticCache(config=net.config, max_cache_len=length)
 
 
 class TinyLM(nn.Module):

@@ -191,6 +191,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh training adapter")
     p.add_argument("--context", type=int, default=None, help="cap on prompt + reply tokens (default: the model's)")
     p.add_argument("--micro-batch-tokens", type=int, default=4096, help="padded tokens per forward/backward in a training step")
+    p.add_argument("--decode", default="auto", choices=["auto", "static", "growing"],
+                   help="KV cache of generation: static (fixed length; CUDA graphs on one GPU) or growing; auto: static on CUDA")
     p.add_argument("--grad-ckpt", default="auto", choices=["auto", "on", "off"],
                    help="recompute activations in the backward pass: auto keeps them until a step runs out of GPU memory")
     return p.parse_args()
@@ -232,7 +234,7 @@ def main():
         dtype = getattr(torch, args.dtype) if args.dtype != "auto" else torch.bfloat16 if device.type == "cuda" else torch.float32
         loaded = load_model(args.model, device, dtype, args.context)
         engine = Engine(loaded, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, seed=args.seed, device=device,
-                        grad_ckpt=args.grad_ckpt,
+                        grad_ckpt=args.grad_ckpt, decode=args.decode,
                         micro_batch_tokens=args.micro_batch_tokens, dist=dist)
     except ModelLoadError as err:
         fatal(str(err))

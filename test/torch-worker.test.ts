@@ -202,9 +202,20 @@ for decode in ("growing", "static"):
     e.load_adapter(None, "base")
     after_swap = len(getattr(e.decoder, "shapes", {}))
     result[decode] = {"first": first, "again": again, "shapes": shapes, "reused": reused, "afterSwap": after_swap, "kind": e.stats()["decode"]}
+    if decode == "static":
+        # No room for a static cache (a FAKE out-of-memory: no GPU here): the batch grows its cache instead.
+        import decode as decoding
+        real_shape = decoding.Shape
+        def no_room(*args):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (fake)")
+        decoding.Shape = no_room
+        e.load_adapter(folder, "v1")
+        result[decode]["noRoom"] = ask(e, reqs[:1])
+        result[decode]["grew"] = e.decoder.grows
+        decoding.Shape = real_shape
 print(json.dumps(result))`, '');
   type Reply = { responseTokens: number[]; logprobs: number[]; tokens: { top?: unknown[] }[]; finishReason: string } | string;
-  type Run = { first: Reply[]; again: Reply[]; shapes: number[][]; reused: number[][]; afterSwap: number; kind: string };
+  type Run = { first: Reply[]; again: Reply[]; shapes: number[][]; reused: number[][]; afterSwap: number; kind: string; noRoom?: Reply[]; grew?: boolean };
   const r = JSON.parse(out.toString()) as Record<'growing' | 'static', Run>;
   assert.equal(r.growing.kind, 'growing cache');
   assert.equal(r.static.kind, 'static cache');
@@ -221,6 +232,8 @@ print(json.dumps(result))`, '');
   assert.deepEqual(r.static.shapes, [[4, 256]]);
   assert.deepEqual(r.static.reused, [[4, 256], [1, 256]]);
   assert.equal(r.static.afterSwap, 0);
+  assert.equal(r.static.grew, true);
+  assert.deepEqual((r.static.noRoom![0] as Exclude<Reply, string>).responseTokens, (r.growing.again[0] as Exclude<Reply, string>).responseTokens);
 });
 
 test('generate: streamed, batched, and its logprobs equal score of the same tokens', { skip }, async () => {

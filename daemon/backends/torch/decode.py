@@ -85,6 +85,10 @@ class StaticDecoder:
         self.use_graphs = use_graphs
         self.shapes = {}  # (rows, length) -> Shape, least recently used first
         self.current = None
+        # For a batch whose cache of the whole reply does not fit (a long max_tokens while a
+        # training step holds memory, say): it grows its cache as it goes instead.
+        self.growing = GrowingDecoder(policy)
+        self.grows = False
 
     def kind(self):
         return "static cache, CUDA graphs" if self.use_graphs else "static cache"
@@ -110,6 +114,8 @@ class StaticDecoder:
         # On a blank cache: what the warm-up and the capture write is reset before each prefill.
         try:
             shape.capture()
+        except torch.cuda.OutOfMemoryError:
+            shape.graph = None  # this shape decodes eagerly; a later one may have the room
         except Exception as err:  # noqa: BLE001 -- a model that cannot be captured still decodes, eagerly
             print(f"torch worker: cannot capture a decoding step as a CUDA graph ({type(err).__name__}: {err}); "
                   f"decoding eagerly from now on", file=sys.stderr)
@@ -117,6 +123,17 @@ class StaticDecoder:
             shape.graph = None
 
     def prefill(self, ids, mask, positions, new_tokens):
+        try:
+            self.grows = False
+            return self._prefill(ids, mask, positions, new_tokens)
+        except torch.cuda.OutOfMemoryError:
+            pass  # out of the except block, so its traceback's tensors are freed first
+        self.clear()
+        torch.cuda.empty_cache()
+        self.grows = True
+        return self.growing.prefill(ids, mask, positions, new_tokens)
+
+    def _prefill(self, ids, mask, positions, new_tokens):
         B, T = ids.shape
         rows = 1 << (B - 1).bit_length()
         # The prompt, then every fed-back token (the last sampled one never is).
@@ -140,6 +157,8 @@ class StaticDecoder:
         return logits[:B]
 
     def step(self, next_ids):
+        if self.grows:
+            return self.growing.step(next_ids)
         s = self.current
         s.ids[:self.rows, 0] = next_ids
         s.positions.add_(1)

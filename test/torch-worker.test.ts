@@ -197,11 +197,20 @@ for decode in ("growing", "static"):
     e.load_adapter(folder, "v1")
     first = ask(e, reqs, cancel={1})
     shapes = [list(k) for k in getattr(e.decoder, "shapes", {})]
-    again = ask(e, reqs[:1])
+    again = ask(e, reqs[:1])  # fewer rows: the kept shape serves it
+    longer = ask(e, [{**reqs[0], "sampling": {**reqs[0]["sampling"], "maxTokens": 300}}])  # a longer cache
     reused = [list(k) for k in getattr(e.decoder, "shapes", {})]
+    released = e.decoder.cache if decode == "growing" else e.decoder.growing.cache
+    # Generation served during a training step grows its cache: the step's memory is not held.
+    during = []
+    e.train_step(batch, {"lr": 1e-2, "clipLow": 0.2, "clipHigh": 0.28, "klCoef": 0.0}, lambda: during.append(ask(e, reqs[:1])))
+    after_step = len(getattr(e.decoder, "shapes", {}))
+    e.load_adapter(folder, "v1")
+    ask(e, reqs[:1])
     e.load_adapter(None, "base")
     after_swap = len(getattr(e.decoder, "shapes", {}))
-    result[decode] = {"first": first, "again": again, "shapes": shapes, "reused": reused, "afterSwap": after_swap, "kind": e.stats()["decode"]}
+    result[decode] = {"first": first, "again": again + longer, "shapes": shapes, "reused": reused, "afterSwap": after_swap, "afterStep": after_step,
+                      "released": released is None, "during": during[0], "kind": e.stats()["decode"], "counts": e.stats()["decodeCounts"]}
     if decode == "static":
         # No room for a static cache (a FAKE out-of-memory: no GPU here): the batch grows its cache instead.
         import decode as decoding
@@ -215,25 +224,122 @@ for decode in ("growing", "static"):
         decoding.Shape = real_shape
 print(json.dumps(result))`, '');
   type Reply = { responseTokens: number[]; logprobs: number[]; tokens: { top?: unknown[] }[]; finishReason: string } | string;
-  type Run = { first: Reply[]; again: Reply[]; shapes: number[][]; reused: number[][]; afterSwap: number; kind: string; noRoom?: Reply[]; grew?: boolean };
+  type Run = { first: Reply[]; again: Reply[]; shapes: number[][]; reused: number[][]; afterSwap: number; afterStep: number; released: boolean;
+    during: Reply[]; kind: string; counts: Record<string, number>; noRoom?: Reply[]; grew?: boolean };
   const r = JSON.parse(out.toString()) as Record<'growing' | 'static', Run>;
   assert.equal(r.growing.kind, 'growing cache');
   assert.equal(r.static.kind, 'static cache');
   assert.match(r.static.first[1] as string, /Cancelled/);
-  for (const [i, g] of [...r.growing.first, ...r.growing.again].entries()) {
-    const st = [...r.static.first, ...r.static.again][i]!;
+  for (const [i, g] of [...r.growing.first, ...r.growing.again, ...r.growing.during].entries()) {
+    const st = [...r.static.first, ...r.static.again, ...r.static.during][i]!;
     if (typeof g === 'string') continue;
     const s = st as Exclude<Reply, string>;
     assert.deepEqual(s.responseTokens, g.responseTokens, `reply ${i}: the same tokens`);
     assert.ok(close(s.logprobs, g.logprobs, 1e-5), `reply ${i}: logprobs ${s.logprobs} vs ${g.logprobs}`);
     assert.ok(g.responseTokens.length > 1 && s.tokens[0]!.top!.length === 2);
   }
-  // Three rows pad to four; a single row is its own shape; both kept; a swap drops them.
+  // Three rows pad to four; one row fits that shape; a longer reply needs a longer cache; a
+  // training step and an adapter swap drop them; a batch's growing cache goes with the batch.
   assert.deepEqual(r.static.shapes, [[4, 256]]);
-  assert.deepEqual(r.static.reused, [[4, 256], [1, 256]]);
+  assert.deepEqual(r.static.reused, [[4, 256], [1, 512]]);
+  assert.equal(r.static.afterStep, 0);
   assert.equal(r.static.afterSwap, 0);
+  assert.ok(r.growing.released && r.static.released);
+  assert.equal(r.static.counts.grownBatches, 1, 'the batch served during the training step');
   assert.equal(r.static.grew, true);
   assert.deepEqual((r.static.noRoom![0] as Exclude<Reply, string>).responseTokens, (r.growing.again[0] as Exclude<Reply, string>).responseTokens);
+});
+
+test("decoding steps replayed as a graph (emulated on the CPU) give the growing cache's replies, across batches and an adapter swap", { skip }, () => {
+  const out = python(`import json, tempfile, torch
+from torch.fx.experimental.proxy_tensor import make_fx
+import decode
+from engine import Dist, Engine
+from models import load_model
+
+class TracedStep:
+    """A FAKE CUDA graph (no GPU here): the step traced once, which freezes Python values and tensor
+    identities as a capture does, then replayed by running the trace on whatever the buffers hold."""
+    def __init__(self, shape):
+        self.shape, self.trace = shape, make_fx(lambda: shape.forward())()
+    def replay(self):
+        self.shape.logits.copy_(self.trace())
+
+def capture(shape):
+    for _ in range(2):
+        shape.forward()  # the warm-up, writing junk into the cache as the real one does
+    shape.graph = TracedStep(shape)
+    shape.logits = torch.empty_like(shape.forward())
+decode.Shape.capture = capture
+
+def engine(kind):
+    e = Engine(load_model("tiny-test", torch.device("cpu"), torch.float32), lora_rank=4, lora_alpha=8, seed=1, device=torch.device("cpu"),
+               grad_ckpt="off", micro_batch_tokens=4096, dist=Dist(torch.device("cpu")), decode=kind)
+    if kind == "static":
+        e.decoder.use_graphs = True
+    return e
+
+def ask(e, texts, seed):
+    done = {}
+    reqs = [{"id": i, "messages": [{"role": "user", "content": t}], "sampling": {"temperature": 1.0, "topP": 1.0, "maxTokens": 10, "stop": [], "seed": seed + i, "topLogprobs": 0}} for i, t in enumerate(texts)]
+    e.generate(reqs, lambda i, c: None, lambda i, r: done.__setitem__(i, r), lambda i: False)
+    return [[done[i]["responseTokens"], done[i]["logprobs"]] for i in range(len(texts))]
+
+batch = [{"promptTokens": [257, 104, 260, 258], "responseTokens": [111, 107], "oldLogprobs": [-5.6, -5.6], "advantages": [1.0, 1.0]}]
+result = {}
+for kind in ("growing", "static"):
+    e = engine(kind)
+    e.train_step(batch, {"lr": 1e-1, "clipLow": 0.2, "clipHigh": 0.28, "klCoef": 0.0})
+    folder = tempfile.mkdtemp()
+    e.save_adapter(folder)  # served below, after graphs of the base model were made
+    replies = ask(e, ["hi", "hello there", "a much longer prompt than the others"], 0)
+    replies += ask(e, ["second batch", "same shape"], 10)  # the kept shape and its graph, new prompts
+    e.load_adapter(folder, "v1")  # a graph of the base model would give the base model's replies
+    replies += ask(e, ["after the swap", "and again"], 20)
+    result[kind] = {"replies": replies, "counts": e.stats()["decodeCounts"]}
+print(json.dumps(result))`, '');
+  const r = JSON.parse(out.toString()) as Record<'growing' | 'static', { replies: [number[], number[]][]; counts: Record<string, number> }>;
+  assert.equal(r.static.replies.length, 7);
+  r.growing.replies.forEach(([tokens, logprobs], i) => {
+    const [sTokens, sLogprobs] = r.static.replies[i]!;
+    assert.deepEqual(sTokens, tokens, `reply ${i}: the same tokens`);
+    assert.ok(close(sLogprobs, logprobs, 1e-5), `reply ${i}: logprobs ${sLogprobs} vs ${logprobs}`);
+  });
+  // Two captures (before and after the swap; the second batch reused the first shape), every step replayed.
+  assert.equal(r.static.counts.captures, 2);
+  assert.ok(r.static.counts.graphSteps >= 20);
+  assert.equal(r.static.counts.staticSteps, 0);
+});
+
+test('grouped decode attention: one query per row against unrepeated K/V heads equals attention over repeated heads', { skip }, () => {
+  const out = python(`import json, torch
+from models import grouped_decode_attention
+torch.manual_seed(0)
+B, H, kv, S, hd = 3, 8, 2, 11, 16
+q, k, v = torch.randn(B, H, 1, hd), torch.randn(B, kv, S, hd), torch.randn(B, kv, S, hd)
+seen = torch.rand(B, 1, 1, S + 4) > 0.3  # a longer mask, as transformers may pass; the slot itself always seen
+seen[:, :, :, S - 1] = True
+additive = torch.zeros(seen.shape).masked_fill(~seen, torch.finfo(torch.float32).min)
+fallbacks = []
+attention = grouped_decode_attention(lambda *args, **kwargs: fallbacks.append(args[1].shape) or ("fallback", None))
+
+def reference(mask):
+    # What sdpa does after transformers' repeat_kv: head h reads K/V head h // (H // kv).
+    kr, vr = k.repeat_interleave(H // kv, 1), v.repeat_interleave(H // kv, 1)
+    scores = q @ kr.transpose(-1, -2) * 0.25 + mask[:, :, :, :S]
+    return (scores.softmax(-1) @ vr).transpose(1, 2)  # [B, 1, H, hd]
+
+gaps = [(attention(None, q, k, v, additive, scaling=0.25)[0] - reference(additive)).abs().max().item()]
+bool_mask = torch.zeros(seen.shape).masked_fill(~seen, float("-inf"))
+gaps.append((attention(None, q, k, v, seen, scaling=0.25)[0] - reference(bool_mask)).abs().max().item())
+# Not its case: several queries (prefill), no mask, or as many K/V heads as query heads.
+attention(None, torch.randn(B, H, 4, hd), k, v, additive)
+attention(None, q, k, v, None)
+attention(None, q, torch.randn(B, H, S, hd), torch.randn(B, H, S, hd), additive)
+print(json.dumps({"gaps": gaps, "fallbacks": len(fallbacks)}))`, '');
+  const r = JSON.parse(out.toString()) as { gaps: number[]; fallbacks: number };
+  assert.ok(r.gaps.every((g) => g < 1e-5), `gaps ${r.gaps}`);
+  assert.equal(r.fallbacks, 3);
 });
 
 test('generate: streamed, batched, and its logprobs equal score of the same tokens', { skip }, async () => {

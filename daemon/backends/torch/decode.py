@@ -1,36 +1,35 @@
 """The decoding steps of generate: prefill a left-padded batch, then one token per row per step.
 
 Two ways, the same numbers:
-  GrowingDecoder  the model's own cache, one step longer each step (any model, CPU, torchrun);
+  GrowingDecoder  the model's own cache, one slot longer each step (any model, CPU, torchrun);
   StaticDecoder   a KV cache of fixed length, and on CUDA each step is one replayed CUDA graph.
 
 Eager decoding of a big model at a small batch spends most of a step launching hundreds of
 kernels from Python; a captured graph launches them all at once. A graph needs fixed shapes and
 addresses: a static KV cache (transformers' StaticCache, or the test model's own), inputs written
 into fixed buffers, and the same served adapter (the engine drops the graphs when it swaps one).
-Rows are padded to a power of two and the cache length rounded up, so a few shapes serve every
-batch; they are dropped before training, which needs the memory.
+A kept shape serves any batch with no more rows and no longer replies (decoding reads the weights
+once a step however many rows there are), so a few graphs serve every batch.
 """
 
 import sys
 
 import torch
 
-from models import new_static_cache
+from models import copy_prefix, new_static_cache
 
 LENGTH_STEP = 256  # cache lengths are multiples of this
-MAX_SHAPES = 4  # static caches (and graphs) kept, most recent last
+MAX_SHAPES = 4  # static caches (and graphs) kept, most recently used last
 
 
 class GrowingDecoder:
     def __init__(self, policy):
         self.policy = policy
+        self.cache = self.mask = self.positions = None
+        self.paused = False  # nothing to pause: nothing is kept between batches
 
     def kind(self):
         return "growing cache"
-
-    def clear(self):
-        pass  # nothing is kept between batches
 
     def prefill(self, ids, mask, positions, new_tokens):
         # ids, mask, positions [B, T]; returns the last position's logits [B, V]
@@ -45,13 +44,22 @@ class GrowingDecoder:
         logits, self.cache = self.policy(next_ids[:, None], self.mask, self.positions, cache=self.cache, use_cache=True)
         return logits
 
+    def release(self):
+        """After a batch: its cache is garbage, and memory a training step may need."""
+        self.cache = self.mask = self.positions = None
+
+    def clear(self):
+        self.release()
+
 
 class Shape:
     """A static cache of `rows` x `length` and the fixed buffers of one decoding step on it."""
 
     def __init__(self, policy, net, rows, length, device, dtype):
         self.policy, self.rows, self.length = policy, rows, length
-        self.cache = new_static_cache(net, length)
+        # Allocated here, on the current stream, not lazily inside a capture's warm-up on its side
+        # stream (whose freed blocks the allocator would not hand to training).
+        self.cache = new_static_cache(net, rows, length, device, dtype)
         self.ids = torch.zeros(rows, 1, dtype=torch.long, device=device)
         self.positions = torch.zeros(rows, 1, dtype=torch.long, device=device)
         # Additive attention mask over the cache slots: 0 where a row may look, the dtype's minimum
@@ -65,18 +73,31 @@ class Shape:
         return self.policy(self.ids, self.mask, self.positions, cache=self.cache, use_cache=True)[0]
 
     def capture(self):
-        """Records one step as a CUDA graph: warm-up on a side stream first (lazy cache allocation,
-        kernel selection), as torch.cuda.graphs asks; what the warm-up wrote is reset after."""
+        """Records one step as a CUDA graph, after a warm-up on a side stream (kernel selection,
+        workspaces) as torch.cuda.graphs asks. What they write into the cache is overwritten by
+        the next prefill."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self.forward()
-        torch.cuda.current_stream().wait_stream(side)
+        try:
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self.forward()
+        finally:
+            torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.logits = self.forward()
         self.graph = graph
+
+
+def _out_of_memory(err):
+    """An out-of-memory error, or one a failed capture raised over it (capture_end reports the
+    invalidated capture and hides the allocation failure as its context)."""
+    while err is not None:
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 class StaticDecoder:
@@ -85,76 +106,88 @@ class StaticDecoder:
         self.use_graphs = use_graphs
         self.shapes = {}  # (rows, length) -> Shape, least recently used first
         self.current = None
-        # For a batch whose cache of the whole reply does not fit (a long max_tokens while a
-        # training step holds memory, say): it grows its cache as it goes instead.
+        # For a batch with no cache or graph of its own (no room for one; during a training step,
+        # whose memory it is; a model that cannot be captured): it grows its cache as it goes.
         self.growing = GrowingDecoder(policy)
         self.grows = False
+        self.paused = False  # set by the engine during a training step
+        self.broken = False  # a capture failed other than for memory: graphs are off for good
+        self.counts = {"captures": 0, "graphSteps": 0, "staticSteps": 0, "grownBatches": 0}
 
     def kind(self):
         return "static cache, CUDA graphs" if self.use_graphs else "static cache"
+
+    def release(self):
+        self.growing.release()
 
     def clear(self):
         """Frees the caches and graphs: the served adapter changed, or training needs the memory."""
         self.shapes.clear()
         self.current = None
-
-    def _shape(self, rows, length):
-        key = (rows, length)
-        shape = self.shapes.pop(key, None)
-        if shape is None:
-            while len(self.shapes) >= MAX_SHAPES:
-                self.shapes.pop(next(iter(self.shapes)))
-            shape = Shape(self.policy, self.net, rows, length, self.device, self.dtype)
-            if self.use_graphs:
-                self._capture(shape)
-        self.shapes[key] = shape
-        return shape
-
-    def _capture(self, shape):
-        # On a blank cache: what the warm-up and the capture write is reset before each prefill.
-        try:
-            shape.capture()
-        except torch.cuda.OutOfMemoryError:
-            shape.graph = None  # this shape decodes eagerly; a later one may have the room
-        except Exception as err:  # noqa: BLE001 -- a model that cannot be captured still decodes, eagerly
-            print(f"torch worker: cannot capture a decoding step as a CUDA graph ({type(err).__name__}: {err}); "
-                  f"decoding eagerly from now on", file=sys.stderr)
-            self.use_graphs = False
-            shape.graph = None
+        self.growing.clear()
 
     def prefill(self, ids, mask, positions, new_tokens):
-        try:
-            self.grows = False
-            return self._prefill(ids, mask, positions, new_tokens)
-        except torch.cuda.OutOfMemoryError:
-            pass  # out of the except block, so its traceback's tensors are freed first
-        self.clear()
-        torch.cuda.empty_cache()
+        self.grows = False
+        if not self.paused:
+            try:
+                if self._prefill(ids, mask, positions, new_tokens):
+                    return self.prefix_logits
+            except torch.cuda.OutOfMemoryError:
+                pass  # out of the except block, so its traceback's tensors are freed first
+            self.clear()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
         self.grows = True
+        self.counts["grownBatches"] += 1
         return self.growing.prefill(ids, mask, positions, new_tokens)
 
+    def _shape(self, rows, length):
+        """The smallest kept shape that holds the batch, else a new one (captured on CUDA); None
+        when capturing failed."""
+        fits = [key for key in self.shapes if key[0] >= rows and key[1] >= length]
+        key = min(fits, key=lambda k: k[0] * k[1], default=None)
+        if key is not None:
+            shape = self.shapes.pop(key)
+            self.shapes[key] = shape
+            return shape
+        while len(self.shapes) >= MAX_SHAPES:
+            self.shapes.pop(next(iter(self.shapes)))
+        shape = Shape(self.policy, self.net, rows, length, self.device, self.dtype)
+        if self.use_graphs:
+            try:
+                shape.capture()
+                self.counts["captures"] += 1
+            except Exception as err:  # noqa: BLE001 -- a model that cannot be captured still decodes
+                if _out_of_memory(err):
+                    raise torch.cuda.OutOfMemoryError(f"capturing a decoding step: {err}") from None
+                print(f"torch worker: cannot capture a decoding step as a CUDA graph ({type(err).__name__}: {err}); "
+                      f"decoding with a growing cache from now on", file=sys.stderr)
+                self.use_graphs, self.broken = False, True
+                return None
+        self.shapes[(rows, length)] = shape
+        return shape
+
     def _prefill(self, ids, mask, positions, new_tokens):
+        if self.broken:
+            return False
         B, T = ids.shape
         rows = 1 << (B - 1).bit_length()
         # The prompt, then every fed-back token (the last sampled one never is).
         length = -(-(T + max(new_tokens - 1, 1)) // LENGTH_STEP) * LENGTH_STEP
-        s = self.current = self._shape(rows, length)
-        self.rows, self.slot = B, T
-        s.cache.reset()
-        pad = lambda t: torch.cat([t, t.new_zeros(rows - B, T)]) if rows > B else t
-        ids, mask, positions = pad(ids), pad(mask), pad(positions)
-        # Prompt slots a query may see: causal, and not padding.
-        seen = mask.bool()  # [rows, T]
-        causal = torch.arange(length, device=self.device)[None, :] <= torch.arange(T, device=self.device)[:, None]  # [T, length]
-        visible = causal[None, None] & torch.nn.functional.pad(seen, (0, length - T))[:, None, None, :]  # [rows, 1, T, length]
-        prompt_mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device).masked_fill_(~visible, s.blocked)
-        logits = self.policy(ids, prompt_mask, positions, cache=s.cache, use_cache=True)[0]
-        # The step's buffers: each row sees its prompt; every step opens one slot more.
+        s = self._shape(rows, length)
+        if s is None:
+            return False
+        # The prompt through the model's own (growing) cache, on the real rows only, then copied
+        # into the static one: the same numbers as growing decoding, no [rows, T, length] mask.
+        self.prefix_logits, prefix = self.policy(ids, mask, positions, use_cache=True)
+        copy_prefix(s.cache, prefix, T)
         s.mask.fill_(s.blocked)
-        s.mask[:, 0, 0, :T].masked_fill_(seen, 0)
-        s.positions.copy_(positions[:, -1:])
+        s.mask[:B, 0, 0, :T].masked_fill_(mask.bool(), 0)
+        s.positions.zero_()
+        s.positions[:B].copy_(positions[:, -1:])
         s.ids.zero_()
-        return logits[:B]
+        self.current, self.rows, self.slot = s, B, T
+        return True
 
     def step(self, next_ids):
         if self.grows:
@@ -166,5 +199,7 @@ class StaticDecoder:
         self.slot += 1
         if s.graph is not None:
             s.graph.replay()
-            return s.logits[:self.rows]
+            self.counts["graphSteps"] += 1
+            return s.logits[:self.rows]  # the graph's output buffer: read before the next replay
+        self.counts["staticSteps"] += 1
         return s.forward()[:self.rows]

@@ -18,6 +18,7 @@ import torch
 import torch.distributed
 
 from decode import GrowingDecoder, StaticDecoder
+from models import static_cache_supported, use_grouped_decode_attention
 from lora import LoraPair, add_lora, read_adapter, reset_training, save_adapter
 from models import Policy
 
@@ -227,10 +228,13 @@ class Engine:
             for t in self.policy.state_dict().values():
                 dist.share_tensor(t)
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
-        # A static cache pays off where kernel launches dominate a step: on CUDA, as CUDA graphs
-        # (one process only: a graph cannot hold FSDP's collectives).
-        if decode == "static" or (decode == "auto" and device.type == "cuda" and dist.world == 1):
-            self.decoder = StaticDecoder(self.policy, net, device, self.dtype, use_graphs=device.type == "cuda" and dist.world == 1)
+        use_grouped_decode_attention(net)
+        # A static cache pays off where kernel launches dominate a step: on CUDA, as CUDA graphs.
+        # One process only: a graph cannot hold FSDP's collectives, and ranks cannot fall back alone.
+        if decode == "static" and not (dist.world == 1 and static_cache_supported(net)):
+            raise ValueError("--decode static needs one process and a model whose layers all attend to the whole sequence")
+        if decode == "static" or (decode == "auto" and device.type == "cuda" and dist.world == 1 and static_cache_supported(net)):
+            self.decoder = StaticDecoder(self.policy, net, device, self.dtype, use_graphs=device.type == "cuda")
         else:
             self.decoder = GrowingDecoder(self.policy)
         self.optimizer = self._new_optimizer()
@@ -261,6 +265,13 @@ class Engine:
         finally:
             self.lora_state.active = saved[0]
             self.policy.train(saved[1])
+
+    @contextlib.contextmanager
+    def _batch(self):
+        try:
+            yield
+        finally:
+            self.decoder.release()  # the batch's growing cache: garbage now
 
     @contextlib.contextmanager
     def full_lora(self, writeback):
@@ -360,7 +371,7 @@ class Engine:
         positions = (mask.cumsum(1) - 1).clamp(min=0)  # [B, T]; left padding sits at position 0
         top_k = max(int(row.sampling.get("topLogprobs") or 0) for row in rows)
         generated = 0
-        with torch.no_grad(), self.mode("serve"):
+        with torch.no_grad(), self.mode("serve"), self._batch():
             logits = self.decoder.prefill(ids, mask, positions, max(row.limit for row in rows))  # [B, V]
             while True:
                 logp = torch.log_softmax(logits, -1)  # [B, V]
@@ -440,22 +451,13 @@ class Engine:
             return {**metrics, "durationMs": (time.perf_counter() - started) * 1000}
         for group in self.optimizer.param_groups:
             group["lr"], group["weight_decay"] = float(opts["lr"]), float(opts.get("weightDecay") or 0)
-        self.decoder.clear()  # its caches' memory is the step's now
-        out_of_memory = None
+        # The step's memory: generation between its microbatches grows its caches meanwhile.
+        self.decoder.clear()
+        self.decoder.paused = True
         try:
-            sums, tokens = self._accumulate(examples, opts, total, between)
-        except torch.cuda.OutOfMemoryError as err:
-            if self.grad_ckpt != "auto" or self.checkpointing:
-                raise
-            out_of_memory = str(err).splitlines()[0]
-        if out_of_memory is not None:
-            # Out of the except block: its traceback held the failed try's frames and activations.
-            gc.collect()
-            self.forget_gradients()
-            self._set_checkpointing(True)
-            print(f"torch worker: a training step ran out of memory keeping activations ({out_of_memory}); "
-                  f"recomputing them from now on (--grad-ckpt on skips this first try)", file=sys.stderr)
-            sums, tokens = self._accumulate(examples, opts, total, between)
+            sums, tokens = self._accumulate_fitting(examples, opts, total, between)
+        finally:
+            self.decoder.paused = False
         self.counters["trainTokens"] += tokens
         sums = self.dist.sum(sums, self.device)
         max_norm = float(opts.get("maxGradNorm") or 1.0)
@@ -473,6 +475,23 @@ class Engine:
         self.counters["lastStepMs"] = duration * 1000
         metrics.update(zip(("loss", "clipFraction", "meanRatio", "kl"), sums))
         return {**metrics, "gradNorm": float(grad_norm), "durationMs": duration * 1000}
+
+    def _accumulate_fitting(self, examples, opts, total, between):
+        """_accumulate, run again with checkpointing if keeping activations ran out of memory (auto)."""
+        out_of_memory = None
+        try:
+            return self._accumulate(examples, opts, total, between)
+        except torch.cuda.OutOfMemoryError as err:
+            if self.grad_ckpt != "auto" or self.checkpointing:
+                raise
+            out_of_memory = str(err).splitlines()[0]
+        # Out of the except block: its traceback held the failed try's frames and activations.
+        gc.collect()
+        self.forget_gradients()
+        self._set_checkpointing(True)
+        print(f"torch worker: a training step ran out of memory keeping activations ({out_of_memory}); "
+              f"recomputing them from now on (--grad-ckpt on skips this first try)", file=sys.stderr)
+        return self._accumulate(examples, opts, total, between)
 
     def _accumulate(self, examples, opts, total, between):
         """Forward and backward of every microbatch, gradients summed; returns the metric sums
@@ -566,6 +585,7 @@ class Engine:
             "loraParams": self.lora_params,
             "gradCheckpointing": self.checkpointing,
             "decode": self.decoder.kind(),
+            "decodeCounts": dict(getattr(self.decoder, "counts", {})),
             "servedVersion": self.served_version,
             "generate": {"tokens": c["genTokens"], "seconds": c["genSeconds"], "tokensPerSecond": rate(c["genTokens"], c["genSeconds"])},
             "train": {"steps": c["steps"], "tokens": c["trainTokens"], "seconds": c["trainSeconds"],

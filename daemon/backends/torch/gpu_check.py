@@ -161,13 +161,16 @@ def measure(w, model, sizes, started):
     # for it), then gen_batch requests sent together (the worker batches them).
     for i in [w.send("generate", messages=messages(), sampling={**sampling, "maxTokens": 2}) for _ in range(gen_batch)]:
         w.wait(i)
-    w.call("stats", resetPeak=True)
+    counts_before = w.call("stats", resetPeak=True)["decodeCounts"]
     t0 = time.perf_counter()
     ids = [w.send("generate", messages=messages(), sampling={**sampling, "seed": i}) for i in range(gen_batch)]
     results = [w.wait(i) for i in ids]
     gen_seconds = time.perf_counter() - t0
     gen_tokens = sum(len(r["responseTokens"]) for r in results)
-    gen_peak = w.call("stats", resetPeak=True)["memory"].get("peakAllocatedBytes", 0)
+    gen_stats = w.call("stats", resetPeak=True)
+    gen_peak = gen_stats["memory"].get("peakAllocatedBytes", 0)
+    timed = {k: v - counts_before.get(k, 0) for k, v in gen_stats["decodeCounts"].items()}
+    print(f"# {model}: timed generation: {timed or 'growing cache'}", file=sys.stderr)
     first = results[0]
     assert len(first["promptTokens"]) == prompt_len, len(first["promptTokens"])
 

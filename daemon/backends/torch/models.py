@@ -180,18 +180,16 @@ class TinyBackbone(nn.Module):
 
 
 class TinyStaticCache:
-    """transformers' StaticCache for TinyLM: per layer K/V [B, H, length, hd], written in place at
-    a position held on the device, so a CUDA graph replays the write at the right slot."""
+    """transformers' StaticCache for TinyLM: per layer K/V [rows, H, length, hd], written in place
+    at a position held on the device, so a CUDA graph replays the write at the right slot."""
 
-    def __init__(self, length):
-        self.length = length
-        self.layers = {}  # layer index -> (keys, values, tokens written)
+    def __init__(self, config, rows, length, device, dtype):
+        hd = config.dim // config.heads
+        self.layers = [(torch.zeros(rows, config.heads, length, hd, device=device, dtype=dtype),
+                        torch.zeros(rows, config.heads, length, hd, device=device, dtype=dtype),
+                        torch.zeros((), dtype=torch.long, device=device)) for _ in range(config.layers)]
 
     def update(self, k, v, layer_idx):
-        if layer_idx not in self.layers:
-            B, H, _, hd = k.shape
-            written = torch.zeros((), dtype=torch.long, device=k.device)
-            self.layers[layer_idx] = (k.new_zeros(B, H, self.length, hd), v.new_zeros(B, H, self.length, hd), written)
         keys, values, written = self.layers[layer_idx]
         at = torch.arange(k.shape[2], device=k.device) + written
         keys.index_copy_(2, at, k)
@@ -199,16 +197,42 @@ class TinyStaticCache:
         written.add_(k.shape[2])
         return keys, values
 
-    def reset(self):
-        for _, _, written in self.layers.values():
-            written.zero_()
 
-
-def new_static_cache(net, length):
-    """An empty KV cache of `length` slots for `net` (see decode.py)."""
+def static_cache_supported(net):
+    """Whether decode.StaticDecoder can run `net`: the test model, or a transformers model whose
+    layers all attend to the whole sequence (one additive mask fits every layer)."""
     if isinstance(net, TinyLM):
-        return TinyStaticCache(length)
-    return import_transformers().StaticCache(config=net.config, max_cache_len=length)
+        return True
+    transformers = sys.modules.get("transformers")
+    config = getattr(net, "config", None)
+    return (transformers is not None and hasattr(transformers, "StaticCache") and hasattr(config, "num_key_value_heads")
+            and all(t == "full_attention" for t in getattr(config, "layer_types", None) or ["full_attention"]))
+
+
+def new_static_cache(net, rows, length, device, dtype):
+    """An empty KV cache of rows x length slots for `net`, allocated now (see decode.py)."""
+    if isinstance(net, TinyLM):
+        return TinyStaticCache(net.config, rows, length, device, dtype)
+    config = net.config
+    cache = import_transformers().StaticCache(config=config, max_cache_len=length)
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    cache.early_initialization(rows, config.num_key_value_heads, head_dim, dtype, device)
+    return cache
+
+
+def copy_prefix(static, prefix, length):
+    """Puts a prompt's K/V from the model's own cache (`prefix`, [B, H, length, hd] a layer) into
+    rows 0..B-1 of a static cache, and its write position after them."""
+    if isinstance(static, TinyStaticCache):
+        for (keys, values, written), (k, v) in zip(static.layers, prefix):
+            keys[:k.shape[0], :, :length].copy_(k)
+            values[:v.shape[0], :, :length].copy_(v)
+            written.fill_(length)
+        return
+    for layer, grown in zip(static.layers, prefix.layers):
+        layer.keys[:grown.keys.shape[0], :, :length].copy_(grown.keys)
+        layer.values[:grown.values.shape[0], :, :length].copy_(grown.values)
+        layer.cumulative_length.fill_(length)
 
 
 class TinyLM(nn.Module):
@@ -297,6 +321,38 @@ def import_transformers():
             f"(or run the worker with another interpreter: --python / CLAWRL_PYTHON)"
         ) from None
     return transformers
+
+
+def grouped_decode_attention(sdpa):
+    """transformers' sdpa attention, but a single query per row with a mask (decoding a padded
+    batch, or from a static cache) reads each cached K/V head once: sdpa would first copy every
+    K/V head once per query head sharing it (repeat_kv), in every layer at every step. The query
+    heads of a K/V head are taken as that head's queries."""
+
+    def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+        # query [B, H, 1, hd]; key, value [B, kvH, S, hd]; attention_mask [B, 1, 1, >= S]
+        B, H, T, hd = query.shape
+        kv_heads = key.shape[1]
+        if T != 1 or attention_mask is None or kv_heads == H or kwargs.get("dropout"):
+            return sdpa(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+        grouped = query.reshape(B, kv_heads, H // kv_heads, hd)  # head kv * n_rep + r is (kv, r), as repeat_kv orders them
+        mask = attention_mask[:, :, :, :key.shape[-2]]
+        scores = (grouped @ key.transpose(-1, -2)).float() * (scaling if scaling is not None else hd ** -0.5)  # [B, kvH, n_rep, S]
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        out = scores.softmax(-1).to(value.dtype) @ value  # [B, kvH, n_rep, hd]
+        return out.reshape(B, H, 1, hd).transpose(1, 2).contiguous(), None  # [B, 1, H, hd], as sdpa's
+
+    return attention
+
+
+def use_grouped_decode_attention(net):
+    """Installs grouped_decode_attention as transformers' "sdpa" for this process, if `net` is a transformers model."""
+    transformers = sys.modules.get("transformers")
+    if transformers is None or not isinstance(net, transformers.PreTrainedModel):
+        return
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    transformers.AttentionInterface.register("sdpa", grouped_decode_attention(sdpa_attention_forward))
 
 
 def _load_hf(spec, device, dtype):

@@ -18,9 +18,8 @@ import torch
 import torch.distributed
 
 from decode import GrowingDecoder, StaticDecoder
-from models import static_cache_supported, use_grouped_decode_attention
 from lora import LoraPair, add_lora, read_adapter, reset_training, save_adapter
-from models import Policy
+from models import Policy, static_cache_supported, use_grouped_decode_attention
 
 
 class Cancelled(Exception):

@@ -42,16 +42,18 @@ interface BackendFlags {
   upstreamApiKey?: string;
   upstreamAdapterRoot?: string;
   gradCkpt: string;
+  decode: string;
   microBatchTokens?: number;
   seed: number;
 }
 
 async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend> {
   if (!['auto', 'on', 'off'].includes(flags.gradCkpt)) fail(`--grad-ckpt must be auto, on or off, got ${JSON.stringify(flags.gradCkpt)}`);
+  if (!['auto', 'static', 'growing'].includes(flags.decode)) fail(`--decode must be auto, static or growing, got ${JSON.stringify(flags.decode)}`);
   if (flags.microBatchTokens !== undefined && !(flags.microBatchTokens >= 1)) fail('--micro-batch-tokens must be a positive integer');
   const torch = async () => {
     const { TorchBackend } = await import('./backends/torch/index.ts');
-    const workerArgs = ['--grad-ckpt', flags.gradCkpt, ...(flags.microBatchTokens ? ['--micro-batch-tokens', String(flags.microBatchTokens)] : [])];
+    const workerArgs = ['--grad-ckpt', flags.gradCkpt, '--decode', flags.decode, ...(flags.microBatchTokens ? ['--micro-batch-tokens', String(flags.microBatchTokens)] : [])];
     return TorchBackend.create({ model: flags.model!, gpus: flags.gpus, python: flags.python, workerArgs, log });
   };
   if (flags.backend === 'torch') {
@@ -115,6 +117,7 @@ program
   .option('--gpus <n>', 'torch: GPUs to train on (more than 1 runs torchrun with FSDP; rank 0 serves)', (v) => Number.parseInt(v, 10), 1)
   .option('--python <path>', 'torch: the Python that has torch (env CLAWRL_PYTHON; default python3)')
   .option('--grad-ckpt <mode>', 'torch: recompute activations in the backward pass: auto (only once a step runs out of GPU memory; from the start with --gpus > 1), on or off', 'auto')
+  .option('--decode <mode>', 'torch: KV cache of generation: static (with CUDA graphs on one GPU), growing, or auto (static on one GPU)', 'auto')
   .option('--micro-batch-tokens <n>', 'torch: padded tokens per forward/backward in a training step (default 4096)', (v) => Number.parseInt(v, 10))
   .option('--upstream-url <url>', "upstream server's OpenAI API base, e.g. http://127.0.0.1:8000/v1")
   .option('--upstream-model <name>', "model to ask upstream for (default: the first it lists)")

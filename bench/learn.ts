@@ -5,6 +5,7 @@
 // it serves. Prints the tables and writes bench/learn-results.md and bench/learn.svg.
 // Usage: node --import tsx bench/learn.ts [--seeds 1,2,3] [--steps 12] [--recipes binary-rl,opd,combined]
 //        [--batch-size 16] [--lr 3e-3] [--max-tokens 8] [--eval 64] [--dim D --layers L] [--out-dir bench]
+//        [--backend embedded|torch] (torch: the torch worker's tiny test model on the CPU)
 
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     dim: { type: 'string' },
     layers: { type: 'string' },
     'out-dir': { type: 'string', default: 'bench' },
+    backend: { type: 'string', default: 'embedded' },
   },
 });
 
@@ -42,7 +44,9 @@ const base: Omit<LearnOptions, 'seed' | 'recipe'> = {
   maxTokens: Number(values['max-tokens']),
   evalSamples: Number(values.eval),
   model,
+  backend: values.backend as 'embedded' | 'torch',
 };
+if (base.backend !== 'embedded' && base.backend !== 'torch') throw new Error(`--backend must be embedded or torch, got ${JSON.stringify(values.backend)}`);
 
 interface Curve {
   recipe: RecipeName;

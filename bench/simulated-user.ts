@@ -10,6 +10,7 @@
 import { rmSync } from 'node:fs';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
 import { EmbeddedBackend } from '../daemon/backends/embedded/index.ts';
+import { TorchBackend } from '../daemon/backends/torch/index.ts';
 import type { ModelConfig } from '../daemon/backends/embedded/model.ts';
 import { createLogger } from '../daemon/log.ts';
 import { recipes, type RecipeName } from '../recipes/index.ts';
@@ -57,6 +58,9 @@ export interface LearnOptions {
   evalSamples: number;
   /** Model shape (the default is the daemon's default model). */
   model?: Partial<Omit<ModelConfig, 'vocab' | 'seed'>>;
+  /** The policy: the embedded model (default), or the torch worker's tiny test model on the CPU
+   *  (Python with torch: CLAWRL_PYTHON, default /usr/bin/python3), seeded by `seed`. */
+  backend?: 'embedded' | 'torch';
   /** Called as each version is measured, for progress output. */
   onVersion?: (result: VersionResult) => void;
 }
@@ -202,7 +206,14 @@ async function trainOneStep(daemon: Daemon, user: SimulatedUser, opts: LearnOpti
 /** Runs one learning curve on a fresh daemon and returns the hit rate of every version, base first. */
 export async function learn(opts: LearnOptions): Promise<VersionResult[]> {
   const dataDir = tempDir('clawrl-learn-');
-  const backend = await EmbeddedBackend.create({ model: { ...opts.model, seed: opts.seed } });
+  const backend =
+    opts.backend === 'torch'
+      ? await TorchBackend.create({
+          python: process.env.CLAWRL_PYTHON ?? '/usr/bin/python3',
+          model: 'tiny-test',
+          workerArgs: ['--device', 'cpu', '--seed', String(opts.seed)],
+        })
+      : await EmbeddedBackend.create({ model: { ...opts.model, seed: opts.seed } });
   const daemon = await startDaemon({
     dataDir,
     port: 0,

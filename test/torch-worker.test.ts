@@ -311,6 +311,52 @@ print(json.dumps(result))`, '');
   assert.equal(r.static.counts.staticSteps, 0);
 });
 
+test('a capture that fails for memory leaves graphs on for later; any other failure turns to a growing cache for good', { skip }, () => {
+  const out = python(`import json, torch
+import decode
+from engine import Dist, Engine
+from models import load_model
+
+def capture_failing(error):
+    def capture(shape):
+        raise error
+    return capture
+
+def hidden_oom():
+    # As torch.cuda.graph's exit reports it: the capture's error, raised over the allocation failure.
+    try:
+        try:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB (fake)")
+        except torch.cuda.OutOfMemoryError:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+    except RuntimeError as err:
+        return err
+
+e = Engine(load_model("tiny-test", torch.device("cpu"), torch.float32), lora_rank=4, lora_alpha=8, seed=1, device=torch.device("cpu"),
+           grad_ckpt="off", micro_batch_tokens=4096, dist=Dist(torch.device("cpu")), decode="static")
+e.decoder.use_graphs = True  # FAKE failures below: the CPU has no CUDA graphs to fail
+req = [{"id": 0, "messages": [{"role": "user", "content": "hi"}], "sampling": {"temperature": 0, "topP": 1, "maxTokens": 6, "stop": [], "topLogprobs": 0}}]
+def ask():
+    done = {}
+    e.generate([dict(r) for r in req], lambda i, c: None, lambda i, r: done.__setitem__(i, r), lambda i: False)
+    return done[0]["responseTokens"]
+seen = {}
+decode.Shape.capture = capture_failing(hidden_oom())
+seen["oom"] = [ask(), e.decoder.use_graphs, e.decoder.kind(), len(e.decoder.shapes)]
+decode.Shape.capture = capture_failing(RuntimeError("operation not permitted when stream is capturing"))
+seen["other"] = [ask(), e.decoder.use_graphs, e.decoder.kind(), len(e.decoder.shapes)]
+seen["after"] = [ask(), e.decoder.counts]
+print(json.dumps(seen))`, '');
+  const r = JSON.parse(out.toString()) as { oom: [number[], boolean, string, number]; other: [number[], boolean, string, number]; after: [number[], Record<string, number>] };
+  assert.ok(r.oom[0].length > 0);
+  assert.deepEqual(r.oom.slice(1), [true, 'static cache, CUDA graphs', 0], 'out of memory: this batch grew its cache; graphs stay on');
+  assert.deepEqual(r.other.slice(1), [false, 'growing cache (no CUDA graph could be captured)', 0]);
+  assert.deepEqual(r.other[0], r.oom[0], 'greedy: the same reply either way');
+  assert.deepEqual(r.after[0], r.oom[0]);
+  assert.equal(r.after[1].grownBatches, 3);
+  assert.equal(r.after[1].captures, 0);
+});
+
 test('grouped decode attention: one query per row against unrepeated K/V heads equals attention over repeated heads', { skip }, () => {
   const out = python(`import json, torch
 from models import grouped_decode_attention

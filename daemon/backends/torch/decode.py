@@ -115,6 +115,8 @@ class StaticDecoder:
         self.counts = {"captures": 0, "graphSteps": 0, "staticSteps": 0, "grownBatches": 0}
 
     def kind(self):
+        if self.broken:
+            return "growing cache (no CUDA graph could be captured)"
         return "static cache, CUDA graphs" if self.use_graphs else "static cache"
 
     def release(self):
@@ -128,15 +130,18 @@ class StaticDecoder:
 
     def prefill(self, ids, mask, positions, new_tokens):
         self.grows = False
-        if not self.paused:
+        if not (self.paused or self.broken):
+            out_of_memory = False
             try:
-                if self._prefill(ids, mask, positions, new_tokens):
-                    return self.prefix_logits
+                logits = self._prefill(ids, mask, positions, new_tokens)
+                if logits is not None:
+                    return logits
             except torch.cuda.OutOfMemoryError:
-                pass  # out of the except block, so its traceback's tensors are freed first
-            self.clear()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+                out_of_memory = True  # handled below, out of the except block: its traceback's tensors go first
+            if out_of_memory:
+                self.clear()
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
         self.grows = True
         self.counts["grownBatches"] += 1
         return self.growing.prefill(ids, mask, positions, new_tokens)
@@ -168,18 +173,17 @@ class StaticDecoder:
         return shape
 
     def _prefill(self, ids, mask, positions, new_tokens):
-        if self.broken:
-            return False
+        """The prompt's logits [B, V], decoding set up on a static shape; None if no graph could be made."""
         B, T = ids.shape
         rows = 1 << (B - 1).bit_length()
         # The prompt, then every fed-back token (the last sampled one never is).
         length = -(-(T + max(new_tokens - 1, 1)) // LENGTH_STEP) * LENGTH_STEP
         s = self._shape(rows, length)
         if s is None:
-            return False
+            return None
         # The prompt through the model's own (growing) cache, on the real rows only, then copied
         # into the static one: the same numbers as growing decoding, no [rows, T, length] mask.
-        self.prefix_logits, prefix = self.policy(ids, mask, positions, use_cache=True)
+        logits, prefix = self.policy(ids, mask, positions, use_cache=True)
         copy_prefix(s.cache, prefix, T)
         s.mask.fill_(s.blocked)
         s.mask[:B, 0, 0, :T].masked_fill_(mask.bool(), 0)
@@ -187,7 +191,7 @@ class StaticDecoder:
         s.positions[:B].copy_(positions[:, -1:])
         s.ids.zero_()
         self.current, self.rows, self.slot = s, B, T
-        return True
+        return logits
 
     def step(self, next_ids):
         if self.grows:

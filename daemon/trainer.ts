@@ -98,12 +98,10 @@ export class Trainer {
   async init(): Promise<void> {
     const serving = this.servingVersion();
     const trainFrom = (this.meta.get('servingVersion') as string | undefined) ?? 'base';
-    const dirOf = (v: string) => (v === 'base' ? null : this.opts.weights.pathOf(v));
     // A server that refuses the version (down, no runtime LoRA) must not keep the daemon from
     // starting: the base model serves meanwhile and status says why.
-    if (serving === 'base') await this.opts.backend.loadAdapter(null, 'base');
-    else await this.serve(serving);
-    await this.opts.backend.loadTrainingAdapter(dirOf(trainFrom));
+    await this.serve(serving);
+    await this.opts.backend.loadTrainingAdapter(this.dirOf(trainFrom));
     if (this.meta.get('pendingBatch')) await this.step(true);
     this.watcher = this.opts.weights.watch((version) => void this.adoptExternal(version));
   }
@@ -247,9 +245,9 @@ export class Trainer {
    * or is down) leaves the current version serving and training going on; the next version tries again.
    */
   private async serve(version: string): Promise<boolean> {
-    const { backend, weights, log } = this.opts;
+    const { backend, log } = this.opts;
     try {
-      await backend.loadAdapter(weights.pathOf(version), version);
+      await backend.loadAdapter(this.dirOf(version), version);
       this.swapError = null;
       return true;
     } catch (err) {
@@ -262,7 +260,7 @@ export class Trainer {
   /** Serves an earlier version again and continues training from it. */
   async rollback(version: string): Promise<WeightVersionRecord> {
     const record = this.checkedRecord(version);
-    const dir = version === 'base' ? null : this.opts.weights.pathOf(version);
+    const dir = this.dirOf(version);
     await this.steps.settled();
     await this.opts.backend.loadAdapter(dir, version);
     this.swapError = null;
@@ -281,12 +279,17 @@ export class Trainer {
     const serving = version ?? (this.meta.get('servingVersion') as string | undefined) ?? 'base';
     const record = this.checkedRecord(serving);
     // Swapped first: a pin the backend refuses is not remembered.
-    await this.opts.backend.loadAdapter(serving === 'base' ? null : this.opts.weights.pathOf(serving), serving);
+    await this.opts.backend.loadAdapter(this.dirOf(serving), serving);
     this.swapError = null;
     if (version === null) await this.meta.remove('pinned');
     else await this.meta.put('pinned', version);
     this.opts.onServing?.(record);
     return serving;
+  }
+
+  /** A version's adapter folder; null for the base weights. */
+  private dirOf(version: string): string | null {
+    return version === 'base' ? null : this.opts.weights.pathOf(version);
   }
 
   private checkedRecord(version: string): WeightVersionRecord {

@@ -9,6 +9,8 @@ const PROBE: ChatMessage[] = [{ role: 'user', content: 'Say OK.' }];
 export class SplitBackend implements Backend {
   readonly name: string;
   readonly capabilities: Backend['capabilities'];
+  /** The trainer's stats (GPU memory, throughput) for /metrics, where it reports them. */
+  readonly stats?: () => Promise<unknown>;
 
   private constructor(
     readonly serving: Backend,
@@ -16,6 +18,8 @@ export class SplitBackend implements Backend {
   ) {
     this.name = `${serving.name}+${training.name}`;
     this.capabilities = training.capabilities;
+    const reporting = training as { stats?: () => Promise<unknown> };
+    this.stats = reporting.stats?.bind(training);
   }
 
   /**
@@ -75,12 +79,6 @@ export class SplitBackend implements Backend {
 
   loadTrainingAdapter(dir: string | null): Promise<void> {
     return this.training.loadTrainingAdapter(dir);
-  }
-
-  /** The trainer's stats (GPU memory, throughput), for /metrics. */
-  stats(): Promise<unknown> {
-    const training = this.training as { stats?: () => Promise<unknown> };
-    return training.stats ? training.stats() : Promise.resolve({ memory: { rssBytes: process.memoryUsage.rss() } });
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 // Shared by the tests: a real daemon in a child process, and a minimal protocol client.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,19 @@ export const cliPath = join(repoRoot, 'daemon', 'bin.mjs');
 export function tempDir(prefix = 'clawrl-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+/** The Python the torch worker's tests run (Debian's, where python3-torch installs). */
+export const TORCH_PYTHON = '/usr/bin/python3';
+
+/** A skip reason for tests of the torch worker when TORCH_PYTHON has no torch, else false. */
+export function torchMissing(): string | false {
+  return spawnSync(TORCH_PYTHON, ['-c', 'import torch']).status === 0
+    ? false
+    : `${TORCH_PYTHON} cannot import torch (apt-get install -y --no-install-recommends python3-torch)`;
+}
+
+/** Element-wise equal within `tol`, and of the same length. */
+export const closeTo = (a: number[], b: number[], tol: number) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]!) <= tol);
 
 export interface DaemonProcess {
   child: ChildProcess;

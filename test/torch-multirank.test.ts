@@ -4,7 +4,6 @@
 // multi-rank protocol and the gradient sum, not FSDP's sharding. Compared against one rank.
 // Needs torch for /usr/bin/python3 (CI: apt-get install python3-torch); skipped without it.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,14 +11,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { TorchBackend, TorchWorkerDownError } from '../daemon/backends/torch/index.ts';
 import type { GenerateChunk, SamplingParams, TrainExample, TrainOptions } from '../daemon/backends/types.ts';
+import { TORCH_PYTHON as PYTHON, closeTo as close, torchMissing } from './helpers.ts';
 
-const PYTHON = '/usr/bin/python3';
-const torchCheck = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-const skip = torchCheck.status === 0 ? false : `${PYTHON} cannot import torch (apt-get install -y --no-install-recommends python3-torch)`;
+const skip = torchMissing();
 
 const sampling = (over: Partial<SamplingParams> = {}): SamplingParams => ({ temperature: 1, topP: 1, maxTokens: 16, stop: [], topLogprobs: 0, seed: 5, ...over });
 const chat = (content: string) => [{ role: 'user' as const, content }];
-const close = (a: number[], b: number[], tol: number) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= tol);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 // 32 padded tokens per rank and microbatch: the training batch below (3 examples of 24..31 tokens)
 // runs as ex0 | ex1, then ex2 | a zero-weight one on two ranks, and one example at a time on one rank.

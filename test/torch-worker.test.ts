@@ -11,10 +11,9 @@ import { Packr } from 'msgpackr';
 import { policyLoss } from '../daemon/backends/loss.ts';
 import { TorchBackend, TorchWorkerDownError, WORKER_PATH } from '../daemon/backends/torch/index.ts';
 import type { GenerateChunk, SamplingParams } from '../daemon/backends/types.ts';
+import { TORCH_PYTHON as PYTHON, closeTo as close, torchMissing } from './helpers.ts';
 
-const PYTHON = '/usr/bin/python3';
-const torchCheck = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-const skip = torchCheck.status === 0 ? false : `${PYTHON} cannot import torch (apt-get install -y --no-install-recommends python3-torch)`;
+const skip = torchMissing();
 
 /** Runs Python beside the worker's modules with `input` on stdin; returns stdout. */
 function python(code: string, input: string | Buffer): Buffer {
@@ -25,7 +24,6 @@ function python(code: string, input: string | Buffer): Buffer {
 
 const sampling = (over: Partial<SamplingParams> = {}): SamplingParams => ({ temperature: 1, topP: 1, maxTokens: 24, stop: [], topLogprobs: 0, seed: 5, ...over });
 const chat = (content: string) => [{ role: 'user' as const, content }];
-const close = (a: number[], b: number[], tol: number) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= tol);
 
 let backend: TorchBackend;
 let dir: string;

@@ -3,7 +3,6 @@
 // (test/fake-vllm.ts); the trainer behind it is the real torch worker on the tiny test model.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UpstreamBackend } from '../daemon/backends/upstream.ts';
@@ -13,10 +12,9 @@ import type { Backend, GenerateRequest } from '../daemon/backends/types.ts';
 import { startDaemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
 import { startFakeVllm, type FakeVllm, type FakeVllmOptions } from './fake-vllm.ts';
-import { TestClient, optIn, runCli, spawnDaemon, tempDir, until } from './helpers.ts';
+import { TORCH_PYTHON as PYTHON, TestClient, optIn, runCli, spawnDaemon, tempDir, torchMissing, until } from './helpers.ts';
 
-const PYTHON = '/usr/bin/python3';
-const noTorch = spawnSync(PYTHON, ['-c', 'import torch']).status === 0 ? false : `${PYTHON} cannot import torch (apt-get install -y --no-install-recommends python3-torch)`;
+const noTorch = torchMissing();
 
 const request: GenerateRequest = { messages: [{ role: 'user', content: 'hi' }], sampling: { temperature: 1, topP: 1, maxTokens: 8, stop: [], topLogprobs: 0 } };
 

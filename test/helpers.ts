@@ -14,8 +14,9 @@ export function tempDir(prefix = 'clawrl-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** The Python the torch worker's tests run (Debian's, where python3-torch installs). */
-export const TORCH_PYTHON = '/usr/bin/python3';
+/** The Python the torch worker's tests run: Debian's, where CI's python3-torch installs, unless
+ *  CLAWRL_PYTHON names another (e.g. a venv with a newer torch, as the GPU machines have). */
+export const TORCH_PYTHON = process.env.CLAWRL_PYTHON ?? '/usr/bin/python3';
 
 /** A skip reason for tests of the torch worker when TORCH_PYTHON has no torch, else false. */
 export function torchMissing(): string | false {

@@ -2,7 +2,7 @@
 // talks to the daemon, rank 1 follows, and a training step splits its batch between them. On the
 // CPU each rank holds the whole model (FSDP needs CUDA in CI's torch 1.13), so this covers the
 // multi-rank protocol and the gradient sum, not FSDP's sharding. Compared against one rank.
-// Needs torch for /usr/bin/python3 (CI: apt-get install python3-torch); skipped without it.
+// Needs torch for /usr/bin/python3 or CLAWRL_PYTHON (CI: apt-get install python3-torch); skipped without it.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -1,6 +1,6 @@
 // The torch backend's worker (daemon/backends/torch/*.py) on the tiny torch-only model: its frame
 // codec, its loss against loss.ts, and the backend's serve/train/adapter/restart behaviour.
-// Needs torch for /usr/bin/python3 (CI: apt-get install python3-torch); skipped without it.
+// Needs torch for /usr/bin/python3 or CLAWRL_PYTHON (CI: apt-get install python3-torch); skipped without it.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cp, mkdtemp, rm, truncate } from 'node:fs/promises';

@@ -1,9 +1,11 @@
 // The torch worker under torchrun with two ranks on the CPU (gloo), as `--gpus 2` starts it: rank 0
-// talks to the daemon, rank 1 follows, and a training step splits its batch between them. On the
-// CPU each rank holds the whole model (FSDP needs CUDA in CI's torch 1.13), so this covers the
-// multi-rank protocol and the gradient sum, not FSDP's sharding. Compared against one rank.
+// talks to the daemon, rank 1 follows, and a training step splits its batch between them. Compared
+// against one rank. With torch 2.x (CLAWRL_PYTHON naming a venv) the ranks shard the model with
+// FSDP as on GPUs; with CI's torch 1.13, whose FSDP needs CUDA, each rank holds the whole model and
+// the worker sums the gradients, so CI covers the multi-rank protocol, not FSDP's sharding.
 // Needs torch for /usr/bin/python3 or CLAWRL_PYTHON (CI: apt-get install python3-torch); skipped without it.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -42,6 +44,8 @@ after(async () => {
 
 test('two ranks: generate is streamed, batched, equal to score and to one rank', { skip }, async () => {
   assert.equal(multi.info.worldSize, 2);
+  const torchMajor = Number(spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__.split(".")[0])'], { encoding: 'utf8' }).stdout);
+  assert.equal(multi.info.sharded, torchMajor >= 2, `torch ${torchMajor}.x: FSDP on CPU ranks is ${torchMajor >= 2 ? 'expected' : 'unsupported'}`);
   const chunks: GenerateChunk[] = [];
   const prompts = ['Say hello.', 'A longer prompt, so the batch needs left padding: ' + 'la '.repeat(20), 'Short'];
   const results = await Promise.all(prompts.map((p, i) => multi.generate({ messages: chat(p), sampling: sampling({ seed: i }) }, i === 0 ? (c) => chunks.push(c) : undefined)));

@@ -4,8 +4,8 @@ One process serves and trains. LoRA slots (lora.py) let one copy of the base wei
 served policy, the training policy, or the frozen reference. Under torchrun (world > 1) every rank
 runs every operation on the same inputs, because FSDP's forward is a collective: rank 0 alone
 talks to the daemon and shares each request and each sampled token with the other ranks (Dist).
-On the CPU (tests, CI) the ranks run the same protocol on gloo with a whole model each, gradients
-averaged as FSDP averages them: FSDP itself needs CUDA in torch 1.13.
+On the CPU (tests) the ranks run on gloo: sharded with FSDP where torch is 2.x, else (torch 1.13,
+whose FSDP needs CUDA: CI) with a whole model each, gradients averaged as FSDP averages them.
 """
 
 import contextlib
@@ -219,13 +219,17 @@ class Engine:
         # Counted before FSDP leaves each rank a shard.
         self.lora_params = sum(p.numel() for layer in self.layers.values() for p in (layer.lora.A, layer.lora.B))
         self.policy = Policy(net)
-        self.sharded = dist.world > 1 and device.type == "cuda"
-        if self.sharded:
-            self.policy = _wrap_fsdp(self.policy, net)
-        elif dist.world > 1:
-            # CPU ranks each hold the whole model, rank 0's (as FSDP's sync_module_states makes it).
+        if dist.world > 1 and device.type == "cpu":
+            # Every rank starts from rank 0's weights: FSDP's sync_module_states does this on CUDA only.
             for t in self.policy.state_dict().values():
                 dist.share_tensor(t)
+        self.sharded = dist.world > 1 and (device.type == "cuda" or cpu_fsdp_supported())
+        if self.sharded:
+            self.policy = _wrap_fsdp(self.policy, net, device)
+            # FSDP sets itself up at its root's first forward; gathering a LoRA unit before that (a
+            # restarted worker loading its adapter) would make that unit a root and break the next forward.
+            with torch.no_grad(), self.mode(None):
+                self.logprobs([([0], [0])])
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         use_grouped_decode_attention(net)
         # A static cache pays off where kernel launches dominate a step: on CUDA, as CUDA graphs.
@@ -464,7 +468,7 @@ class Engine:
             grad_norm = self.policy.clip_grad_norm_(max_norm)
         else:
             if self.dist.world > 1:
-                self.dist.average([p.grad for p in self.params])  # CPU ranks: what FSDP's backward does
+                self.dist.average([p.grad for p in self.params])  # unsharded CPU ranks: what FSDP's backward does
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -532,7 +536,9 @@ class Engine:
 
     def save_adapter(self, folder):
         with self.full_lora(writeback=False):
-            pairs = {name: (layer.lora.A.detach().cpu(), layer.lora.B.detach().cpu()) for name, layer in self.layers.items()}
+            # Copies: on CPU ranks .cpu() would alias FSDP's gathered storage, which it frees after.
+            pairs = {name: (layer.lora.A.detach().to("cpu", copy=True), layer.lora.B.detach().to("cpu", copy=True))
+                     for name, layer in self.layers.items()}
             alpha = next(iter(self.layers.values())).scale * self.lora_rank
             if self.dist.rank == 0:
                 save_adapter(folder, pairs, self.lora_rank, alpha, self.name)
@@ -578,6 +584,7 @@ class Engine:
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             "worldSize": self.dist.world,
+            "sharded": self.sharded,
             "context": self.context,
             "vocab": self.vocab,
             "params": self.base_params,
@@ -606,7 +613,12 @@ class Engine:
         return out
 
 
-def _wrap_fsdp(policy, net):
+def cpu_fsdp_supported():
+    """FSDP on CPU ranks (gloo): torch 1.13's needs CUDA; 2.x's runs there (checked with 2.13)."""
+    return int(torch.__version__.split(".")[0]) >= 2
+
+
+def _wrap_fsdp(policy, net, device):
     """Shards the base across ranks: one FSDP unit per decoder layer (transformers names the class
     in _no_split_modules) and one per LoraPair, because a unit flattens its parameters into one
     tensor and the LoRA parameters are fp32 while the base is bf16."""
@@ -615,6 +627,8 @@ def _wrap_fsdp(policy, net):
 
     layer_names = set(getattr(net, "_no_split_modules", None) or ())
     units = {type(m) for m in net.modules() if type(m).__name__ in layer_names} | {LoraPair}
-    # sync_module_states: a random-init model (gpu_check) differs per rank until rank 0's is sent.
-    return FSDP(policy, auto_wrap_policy=ModuleWrapPolicy(units), device_id=torch.cuda.current_device(),
-                use_orig_params=True, sync_module_states=True)
+    on_cuda = device.type == "cuda"
+    # sync_module_states: a random-init model (gpu_check) differs per rank until rank 0's is sent
+    # (on the CPU the Engine has sent it already).
+    return FSDP(policy, auto_wrap_policy=ModuleWrapPolicy(units), device_id=torch.cuda.current_device() if on_cuda else device,
+                use_orig_params=True, sync_module_states=on_cuda)

@@ -61,10 +61,17 @@ export interface TorchWorkerStats {
   device: string;
   dtype: string;
   worldSize: number;
+  /** Whether the ranks shard the model with FSDP (CUDA, or CPU ranks on torch 2.x); else each holds it all. */
+  sharded: boolean;
   context: number;
   vocab: number;
   params: number;
   loraParams: number;
+  /** Whether training recomputes activations (--grad-ckpt; "auto" turns it on at the first step that runs out of memory). */
+  gradCheckpointing: boolean;
+  /** How generation decodes (e.g. "growing cache", "static cache, CUDA graphs"; decode.py), and how often each way ran. */
+  decode: string;
+  decodeCounts: Record<string, number>;
   servedVersion: string;
   memory: Record<string, number>;
   generate: { tokens: number; seconds: number; tokensPerSecond: number };

@@ -57,6 +57,7 @@ def qwen3(size, device, dtype):
 
     transformers = import_transformers()
     config = transformers.Qwen3Config(vocab_size=VOCAB, max_position_embeddings=40960, rope_theta=1e6, **QWEN3[size])
+    torch.manual_seed(0)  # the same random model in every run and process
     with torch.device(device):
         net = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **dtype_kwarg(transformers, dtype))
     return net, ToyTokenizer(vocab_size=VOCAB)

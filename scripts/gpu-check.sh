@@ -7,7 +7,7 @@
 # 5 minutes on one H100, cut off at 9. Each model's row prints as soon as it is measured.
 # `--dry-run` runs the same path on the CPU at small sizes: with the torch-only test model (any
 # machine with torch), or `--dry-run --models tiny-qwen3` through transformers. `--models 0.6b`
-# runs one model.
+# runs one model; `--gpus N` runs the worker under torchrun (FSDP), as the daemon's --gpus N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec timeout 540 "${CLAWRL_PYTHON:-python3}" -B daemon/backends/torch/gpu_check.py "$@"

@@ -469,7 +469,7 @@ test('a bad --model fails the start with a clear message', { skip }, async () =>
   await assert.rejects(TorchBackend.create({ python: '/nonexistent/python', model: 'tiny-test' }), /could not start \/nonexistent\/python/);
 });
 
-test('the GPU check runs its whole path on the CPU (--dry-run), and names a model it does not know', { skip }, () => {
+test('the GPU check runs its whole path on the CPU (--dry-run), also as two ranks, and names a model it does not know', { skip }, () => {
   const script = join(dirname(WORKER_PATH), 'gpu_check.py');
   const run = spawnSync(PYTHON, ['-B', script, '--dry-run', '--python', PYTHON], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(run.status, 0, run.stderr);
@@ -480,4 +480,9 @@ test('the GPU check runs its whole path on the CPU (--dry-run), and names a mode
   const bad = spawnSync(PYTHON, ['-B', script, '--models', '70b'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /unknown model '70b'; choose from 0.6b, 8b, toy, tiny-qwen3/);
+  // --gpus 2: the worker under torchrun as the daemon starts it, here as two CPU ranks.
+  const ranks = spawnSync(PYTHON, ['-B', script, '--dry-run', '--gpus', '2', '--python', PYTHON], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(ranks.status, 0, ranks.stderr);
+  assert.match(ranks.stdout.trim().split('\n')[2]!, /^\| gpu_check:tiny, 2 ranks \((FSDP|unsharded)\) \| [\d,]+ \| .* \| growing cache \| \d[\d,]* ms \| on \| /);
+  assert.doesNotMatch(ranks.stderr, /ChildFailedError|terminate called/, 'every rank exits cleanly');
 });

@@ -63,6 +63,11 @@ class Dist:
         torch.distributed.all_reduce(t)
         return t.tolist()
 
+    def close(self):
+        """Ends this rank's part of the group (exiting with gloo's threads still up aborts the process)."""
+        if self.world > 1:
+            torch.distributed.destroy_process_group()
+
     def average(self, tensors):
         """Each tensor averaged over the ranks, in place (gloo has no AVG: a sum, then a division)."""
         for t in tensors:

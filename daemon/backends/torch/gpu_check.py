@@ -6,6 +6,7 @@ Prints a markdown table shaped like DESIGN.md's baseline table ("The GPU baselin
     python gpu_check.py --models 0.6b
     python gpu_check.py --dry-run       # the same path on the CPU, small sizes, the torch-only test model
     python gpu_check.py --dry-run --models tiny-qwen3   # ... a tiny Qwen3 through transformers
+    python gpu_check.py --gpus 2        # the worker under torchrun, sharded with FSDP (--dry-run: CPU ranks)
 
 Workloads, as the baseline's: generation of batch 16 (16 concurrent requests, batched by the
 worker), 512-token prompts, 128 new tokens; training batch 4 x 2048 tokens (128 prompt + 1920
@@ -17,7 +18,7 @@ MFU counts N = all base parameters (embeddings included) and no attention FLOPs:
 token for a full forward + backward, 4N for LoRA (the frozen base needs no weight gradients:
 forward 2N + input-gradient 2N); 4N is the work LoRA training needs, 6N is the baseline's
 counting. Recomputed activations (checkpointing) count in neither. Both against 989 TFLOPS, the
-H100's dense bf16 peak. Tokens per step count prompt and response tokens (all of them go
+H100's dense bf16 peak, times the GPUs. Tokens per step count prompt and response tokens (all of them go
 through the model; the worker applies the vocabulary head only to response positions).
 """
 
@@ -85,8 +86,11 @@ def qwen3_tiny(device, dtype):
 class Client:
     """The daemon's side of the protocol, minimal: send requests, wait for their final replies."""
 
-    def __init__(self, python, model, extra):
-        cmd = [python, "-B", os.path.join(HERE, "worker.py"), "--model", model, "--lora-rank", "16", "--lora-alpha", "32", *extra]
+    def __init__(self, python, model, extra, gpus):
+        # As the daemon starts it (daemon/backends/torch/index.ts), torchrun's flags included.
+        torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "--redirects", "9:0", "--tee", "9:0"]
+        cmd = [python, "-B", *(torchrun if gpus > 1 else []), os.path.join(HERE, "worker.py"),
+               "--model", model, "--lora-rank", "16", "--lora-alpha", "32", *extra]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE)
         first = read_frame(self.proc.stdout)
         if first is None or "fatal" in first:
@@ -131,10 +135,10 @@ class Client:
             self.proc.wait()
 
 
-def check(python, model, extra, sizes):
+def check(python, model, extra, sizes, gpus):
     """Runs one model through the whole path; returns its table row."""
     started = time.perf_counter()
-    w = Client(python, model, extra)
+    w = Client(python, model, extra, gpus)
     try:
         return measure(w, model, sizes, started)
     finally:
@@ -213,12 +217,14 @@ def measure(w, model, sizes, started):
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    n = stats["params"]
+    n, world = stats["params"], stats["worldSize"]
     on_gpu = stats["device"].startswith("cuda")
-    mfu = lambda flops_per_token: f"{100 * flops_per_token * n * train_tps / PEAK_FLOPS:.1f} %" if on_gpu else "n/a (CPU)"
+    mfu = lambda flops_per_token: f"{100 * flops_per_token * n * train_tps / (PEAK_FLOPS * world):.1f} %" if on_gpu else "n/a (CPU)"
+    # Rank 0's memory: with FSDP every rank holds about as much.
     gib = lambda b: f"{b / 2**30:.1f} GiB" if on_gpu else f"{stats['memory']['rssBytes'] / 2**30:.1f} GiB RSS"
     print(f"# {model}: done in {time.perf_counter() - started:.0f} s; gen/score max |Δlogprob| {score_gap:.2e}", file=sys.stderr)
-    return (f"| {model} | {train_tps:,.0f} | {mfu(6)} | {mfu(4)} | {gib(max(gen_peak, train_peak))} | "
+    label = model if world == 1 else f"{model}, {world} ranks ({'FSDP' if stats['sharded'] else 'unsharded'})"
+    return (f"| {label} | {train_tps:,.0f} | {mfu(6)} | {mfu(4)} | {gib(max(gen_peak, train_peak))} | "
             f"{gen_tokens / gen_seconds:,.0f} | {stats['decode']} | {step_s * 1000:,.0f} ms | {'on' if stats['gradCheckpointing'] else 'off'} | {score_gap:.1e} |")
 
 
@@ -227,6 +233,7 @@ def main():
     p.add_argument("--models", default=None, help="comma-separated: 0.6b, 8b (default both); with --dry-run: toy (default), tiny-qwen3")
     p.add_argument("--dry-run", action="store_true", help="CPU, small sizes: checks the path, not the speed")
     p.add_argument("--python", default=sys.executable, help="interpreter for the worker")
+    p.add_argument("--gpus", type=int, default=1, help="ranks: more than 1 runs the worker under torchrun with FSDP, as the daemon's --gpus (with --dry-run: CPU processes)")
     p.add_argument("--decode", default="auto", choices=["auto", "static", "growing"], help="the worker's --decode (auto: static with CUDA graphs on a GPU)")
     args = p.parse_args()
     factories = {"0.6b": "qwen3_0_6b", "8b": "qwen3_8b", "toy": "tiny", "tiny-qwen3": "qwen3_tiny"}
@@ -234,6 +241,8 @@ def main():
     unknown = [n for n in names if n not in factories]
     if unknown:
         p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(factories)}")
+    if args.gpus < 1:
+        p.error(f"--gpus must be at least 1, got {args.gpus}")
     extra, sizes = (["--device", "cpu"], (4, 64, 16, 2, 256, 2)) if args.dry_run else ([], (16, 512, 128, 4, 2048, 3))
     print("| model | train tokens/s | MFU (6N) | MFU (4N, LoRA) | peak memory | generate tokens/s (b16) | decoding | step time | activations recomputed | gen/score max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -245,7 +254,7 @@ def main():
         # a growing cache, so one GPU session still measures training.
         for decode in [args.decode] + (["growing"] if args.decode != "growing" else []):
             try:
-                print(check(args.python, model, extra + ["--decode", decode], sizes), flush=True)
+                print(check(args.python, model, extra + ["--decode", decode], sizes, args.gpus), flush=True)
                 break
             except (Exception, SystemExit) as err:  # noqa: BLE001 -- reported, then the next try runs
                 failed = True

@@ -242,12 +242,19 @@ def main():
         traceback.print_exc()
         fatal(describe(err, f"loading {args.model}"))
 
-    if not rank0:
+    if rank0:
+        write_frame(out, {"ready": engine.stats()})
+        Server(engine, sys.stdin.buffer, out).run()
+        engine.dist.share(None)  # releases the followers
+    else:
         follow(engine)
-        return
-    write_frame(out, {"ready": engine.stats()})
-    Server(engine, sys.stdin.buffer, out).run()
-    engine.dist.share(None)  # releases the followers
+    engine.dist.close()
+    if engine.dist.world > 1:
+        # Under torch 2.x a rank sometimes aborts in interpreter shutdown (a C++ thread left
+        # unjoined), which torchrun reports as a failure. Nothing is left to write: end here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ async function runClient(wsUrl: string, token: string, id: string, count: number
         const events: Event[] = [];
         for (let i = 0; i < batchSize && seq < count + 1; i++) {
           seq++;
-          events.push({ kind: 'user.message', seq, at: Date.now(), sessionKey: id, content: payload });
+          // Runs of 8 events, as a plugin's are (the store indexes a run's events).
+          events.push({ kind: 'user.message', seq, at: Date.now(), sessionKey: id, runId: `run${seq >> 3}`, content: payload });
         }
         sentAt.set(seq, performance.now());
         inFlight++;

@@ -39,10 +39,10 @@ export class EventSamples {
     if (output.runId === undefined) return false;
     const id = `event:${output.clientId}:${output.seq}`;
     if (store.samples.get(id) !== undefined) return false;
-    if ([...store.samplesOf(output.sessionKey)].some((s) => s.runId === output.runId)) return false;
+    if (store.hasRunSamples(output.sessionKey, output.runId)) return false;
     const text = output.assistantTexts.join('\n\n');
     if (text === '' && output.toolCalls.length === 0) return false;
-    const run = [...store.sessionEventsOf(output.sessionKey)].filter((e) => e.runId === output.runId);
+    const run = [...store.runEventsOf(output.sessionKey, output.runId)];
     const call = run.find((e) => e.kind === 'model.call');
     const user = run.find((e) => e.kind === 'user.message');
     await store.recordSample({

@@ -209,10 +209,11 @@ export class HintMemory {
 
   /** The hints the plugin injected into the sample's run (or, without a run id, the last injection before it). */
   private injectedInto(sample: SampleRecord): string[] {
+    const { store } = this.opts;
+    const events = sample.runId !== undefined ? store.runEventsOf(sample.sessionKey, sample.runId) : store.sessionEventsOf(sample.sessionKey);
     let ids: string[] = [];
-    for (const e of this.opts.store.sessionEventsOf(sample.sessionKey)) {
-      if (e.kind !== 'hints.injected') continue;
-      if (sample.runId !== undefined ? e.runId === sample.runId : e.log <= sample.logMark) ids = e.hintIds;
+    for (const e of events) {
+      if (e.kind === 'hints.injected' && (sample.runId !== undefined || e.log <= sample.logMark)) ids = e.hintIds;
     }
     return ids;
   }

@@ -9,6 +9,8 @@ import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
 
 export const SCHEMA_VERSION = 1;
+/** Set once the run indexes (runEvents, runSamples) cover the whole store. */
+const RUN_INDEX_KEY = 'runIndex';
 
 export interface SessionRecord {
   sessionKey: string;
@@ -194,9 +196,13 @@ export class Store {
   readonly events: Database<StoredEvent, number>;
   /** [sessionKey, log position] → null: which events belong to a session. */
   readonly sessionEvents: Database<null, [string, number]>;
+  /** [sessionKey, runId, log position] → null: a run's events, without reading its whole session. */
+  readonly runEvents: Database<null, [string, string, number]>;
   readonly samples: Database<SampleRecord, string>;
   /** [sessionKey, ordinal] → sample id. */
   readonly sessionSamples: Database<string, [string, number]>;
+  /** [sessionKey, runId, ordinal] → sample id: a run's samples. */
+  readonly runSamples: Database<string, [string, string, number]>;
   /** Tool call id the model wrote → the sample that wrote it (tool results join by it). */
   readonly toolCallSamples: Database<string, string>;
   /** Samples still waiting for their next state, with what turn assembly needs to decide. */
@@ -226,8 +232,10 @@ export class Store {
     this.clients = this.openDB('clients');
     this.events = this.openDB('events');
     this.sessionEvents = this.openDB('sessionEvents');
+    this.runEvents = this.openDB('runEvents');
     this.samples = this.openDB('samples');
     this.sessionSamples = this.openDB('sessionSamples');
+    this.runSamples = this.openDB('runSamples');
     this.toolCallSamples = this.openDB('toolCallSamples');
     this.openSamples = this.openDB('openSamples');
     this.turns = this.openDB('turns');
@@ -253,7 +261,17 @@ export class Store {
       await store.close();
       throw new Error(`store at ${store.path} has schema version ${String(found)}; this clawrl understands ${SCHEMA_VERSION}`);
     }
+    if (store.meta.get(RUN_INDEX_KEY) === undefined) await store.indexRuns();
     return store;
+  }
+
+  /** Fills the run indexes of a store written before they existed (once; new stores start empty). */
+  private indexRuns(): Promise<void> {
+    return this.root.transaction(() => {
+      for (const { value: e } of this.events.getRange()) if (e.runId !== undefined) this.runEvents.put([e.sessionKey, e.runId, e.log], null);
+      for (const { value: s } of this.samples.getRange()) if (s.runId !== undefined) this.runSamples.put([s.sessionKey, s.runId, s.ordinal], s.id);
+      this.meta.put(RUN_INDEX_KEY, true);
+    });
   }
 
   counters(): Counters {
@@ -342,6 +360,7 @@ export class Store {
         log++;
         this.events.put(log, redactDeep({ ...event, clientId, log }));
         this.sessionEvents.put([event.sessionKey, log], null);
+        if (event.runId !== undefined) this.runEvents.put([event.sessionKey, event.runId, log], null);
         this.sessions.put(event.sessionKey, record);
         result.stored++;
       }
@@ -380,14 +399,39 @@ export class Store {
       const record: SampleRecord = { ...sample, ordinal: last === undefined ? 0 : last[1] + 1, logMark: sample.logMark ?? this.eventLogPosition() };
       this.samples.put(record.id, record);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
+      if (record.runId !== undefined) this.runSamples.put([record.sessionKey, record.runId, record.ordinal], record.id);
       for (const call of record.toolCalls) if (call.id) this.toolCallSamples.put(call.id, record.id);
       if (!record.side) this.openSamples.put(record.id, openSampleOf(record));
       return record;
     });
   }
 
-  *samplesOf(sessionKey: string): Generator<SampleRecord> {
-    for (const { value } of this.sessionSamples.getRange({ start: [sessionKey], end: [sessionKey, Infinity] })) {
+  /** A session's samples, oldest first (or newest first). */
+  *samplesOf(sessionKey: string, opts: { newestFirst?: boolean } = {}): Generator<SampleRecord> {
+    const range = opts.newestFirst ? { start: [sessionKey, Infinity], end: [sessionKey], reverse: true } : { start: [sessionKey], end: [sessionKey, Infinity] };
+    yield* this.samplesByIds(this.sessionSamples.getRange(range));
+  }
+
+  /** A run's samples, oldest first. */
+  *runSamplesOf(sessionKey: string, runId: string): Generator<SampleRecord> {
+    yield* this.samplesByIds(this.runSamples.getRange({ start: [sessionKey, runId], end: [sessionKey, runId, Infinity] }));
+  }
+
+  // The two below read one key to the end of their range, which closes its cursor: a generator
+  // left unfinished would hold its read transaction until garbage collection (LMDB's reader
+  // slots run out: MDB_READERS_FULL).
+
+  hasRunSamples(sessionKey: string, runId: string): boolean {
+    return [...this.runSamples.getKeys({ start: [sessionKey, runId], end: [sessionKey, runId, Infinity], limit: 1 })].length > 0;
+  }
+
+  /** The log position of a run's first stored event. */
+  runStartLog(sessionKey: string, runId: string): number | undefined {
+    return [...this.runEvents.getKeys({ start: [sessionKey, runId], end: [sessionKey, runId, Infinity], limit: 1 })][0]?.[2];
+  }
+
+  private *samplesByIds(entries: Iterable<{ value: string }>): Generator<SampleRecord> {
+    for (const { value } of entries) {
       const sample = this.samples.get(value);
       if (sample) yield sample;
     }
@@ -401,9 +445,21 @@ export class Store {
     return [...this.sessions.getRange().map(({ value }) => value)];
   }
 
-  *sessionEventsOf(sessionKey: string): Generator<StoredEvent> {
-    for (const { key } of this.sessionEvents.getRange({ start: [sessionKey], end: [sessionKey, Infinity] })) {
-      const event = this.events.get(key[1]);
+  /** A session's events in log order; with `after`, only those past that log position. */
+  *sessionEventsOf(sessionKey: string, opts: { after?: number } = {}): Generator<StoredEvent> {
+    const start = opts.after === undefined ? [sessionKey] : [sessionKey, opts.after + 1]; // log positions are integers
+    yield* this.eventsAt(this.sessionEvents.getKeys({ start, end: [sessionKey, Infinity] }), 1);
+  }
+
+  /** A run's events in log order. */
+  *runEventsOf(sessionKey: string, runId: string): Generator<StoredEvent> {
+    yield* this.eventsAt(this.runEvents.getKeys({ start: [sessionKey, runId], end: [sessionKey, runId, Infinity] }), 2);
+  }
+
+  /** The events whose log positions are at `index` of the keys. */
+  private *eventsAt(keys: Iterable<Key>, index: number): Generator<StoredEvent> {
+    for (const key of keys) {
+      const event = this.events.get((key as number[])[index]!);
       if (event) yield event;
     }
   }
@@ -456,8 +512,10 @@ export class Store {
 
   /** Inside a write transaction. */
   private removeEvent(sessionKey: string, log: number): void {
+    const runId = this.events.get(log)?.runId;
     this.events.remove(log);
     this.sessionEvents.remove([sessionKey, log]);
+    if (runId !== undefined) this.runEvents.remove([sessionKey, runId, log]);
   }
 
   /** Inside a write transaction: a sample and the turn, score and queue entries made from it. */
@@ -465,6 +523,7 @@ export class Store {
     const key: [string, number] = [sample.sessionKey, sample.ordinal];
     this.samples.remove(sample.id);
     this.sessionSamples.remove(key);
+    if (sample.runId !== undefined) this.runSamples.remove([sample.sessionKey, sample.runId, sample.ordinal]);
     this.openSamples.remove(sample.id);
     for (const call of sample.toolCalls) this.toolCallSamples.remove(call.id);
     this.removeTurn(key);

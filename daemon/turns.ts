@@ -85,7 +85,7 @@ export class TurnAssembler {
       else bySession.set(value.sessionKey, [value]);
     }
     for (const [sessionKey, open] of bySession) {
-      const events = [...store.sessionEventsOf(sessionKey)];
+      const events = [...store.sessionEventsOf(sessionKey, { after: this.firstRelevantLog(open) - 1 })];
       for (const sample of open) {
         const outcome = this.decide(sample, events, now);
         const full = outcome && store.samples.get(sample.id);
@@ -94,6 +94,21 @@ export class TurnAssembler {
     }
     await this.applyLateFeedback();
     return made;
+  }
+
+  /**
+   * Where in the log `decide` may need to start reading for these open samples: a sample's next
+   * state comes after it and its run's events, and the earliest of those is its run's first event
+   * (one that came before the sample was recorded) or its log mark. A sample without a run id
+   * could match a tool result anywhere in its session.
+   */
+  private firstRelevantLog(open: OpenSample[]): number {
+    let first = Infinity;
+    for (const sample of open) {
+      if (sample.runId === undefined) return 0;
+      first = Math.min(first, sample.logMark, this.opts.store.runStartLog(sample.sessionKey, sample.runId) ?? Infinity);
+    }
+    return first;
   }
 
   private decide(sample: OpenSample, events: StoredEvent[], now: number): Outcome {
@@ -174,9 +189,16 @@ export class TurnAssembler {
       for (const { value: e } of feedback) {
         if (e.kind !== 'feedback') continue;
         // The plugin names the run the feedback is about; without it, the last response before it.
-        const candidates = [...store.samplesOf(e.sessionKey)].filter((s) => !s.side);
-        const ofRun = candidates.filter((s) => e.runId !== undefined && s.runId === e.runId);
-        const target = (ofRun.length > 0 ? ofRun : candidates.filter((s) => s.logMark < e.log)).at(-1);
+        const ofRun = e.runId === undefined ? [] : [...store.runSamplesOf(e.sessionKey, e.runId)].filter((s) => !s.side);
+        let target = ofRun.at(-1);
+        if (!target) {
+          for (const s of store.samplesOf(e.sessionKey, { newestFirst: true })) {
+            if (!s.side && s.logMark < e.log) {
+              target = s;
+              break;
+            }
+          }
+        }
         if (target && store.openSamples.get(target.id) !== undefined) {
           store.meta.put('feedbackCursor', e.log - 1);
           return e.log - 1;

@@ -3,6 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store, type SampleRecord } from '../daemon/store.ts';
+import { open } from 'lmdb';
+import { join } from 'node:path';
 import { optIn, runCli, tempDir, userMessage } from './helpers.ts';
 
 const sample = (id: string, sessionKey: string, createdAt: number): Omit<SampleRecord, 'ordinal' | 'logMark'> => ({
@@ -68,4 +70,36 @@ test('an export of one session holds nothing of another', async () => {
   const out = (await runCli(dir, ['sessions', 'export', '--json', '--session', 'alice'])).stdout;
   assert.match(out, /alice secret plan/);
   assert.ok(!out.includes('bob'));
+});
+
+test('a store written before the run indexes gets them at open; sessions rm and retention remove their entries', async () => {
+  const dir = tempDir();
+  let store = await Store.open(dir);
+  const now = Date.now();
+  const old = now - 40 * 86_400_000;
+  await store.appendEvents('c', [
+    optIn(1, 's'),
+    optIn(2, 'gone'),
+    { kind: 'user.message', seq: 3, at: old, sessionKey: 's', runId: 'r1', content: 'ancient' },
+    { kind: 'user.message', seq: 4, at: now, sessionKey: 's', runId: 'r2', content: 'recent' },
+    { kind: 'user.message', seq: 5, at: now, sessionKey: 'gone', runId: 'r3', content: 'removed' },
+  ]);
+  await store.recordSample({ ...sample('old', 's', old), runId: 'r1' });
+  await store.recordSample({ ...sample('new', 's', now), runId: 'r2' });
+  await store.close();
+  // As an older clawrl left it: the same data, no run indexes.
+  const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
+  for (const name of ['runEvents', 'runSamples']) await raw.openDB({ name }).clearAsync();
+  await raw.openDB({ name: 'meta' }).remove('runIndex');
+  await raw.close();
+  store = await Store.open(dir);
+  const contents = (runs: [string, string][]) => runs.map(([key, run]) => [...store.runEventsOf(key, run)].map((e) => (e.kind === 'user.message' ? e.content : e.kind)));
+  assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [['ancient'], ['recent'], ['removed']]);
+  assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), ['old']);
+  await store.expireBefore(now - 30 * 86_400_000);
+  await store.removeSession('gone');
+  assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [[], ['recent'], []]);
+  assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), []);
+  assert.equal([...store.runEvents.getKeys()].length + [...store.runSamples.getKeys()].length, 2, 'no index entry outlives its event or sample');
+  await store.close();
 });

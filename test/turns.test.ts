@@ -161,3 +161,23 @@ test('late feedback naming its run goes to that run, even if it arrives after a 
   assert.equal(store.turns.get(['s', 1])!.nextState.feedback, undefined);
   await store.close();
 });
+
+test('assembly reads a session from the open sample\'s run on: its early tool result counts, an earlier run\'s never', async () => {
+  const { store, assembler } = await setup();
+  // An earlier run whose tool call had the same id (providers that number calls reuse them).
+  await store.appendEvents('c', [
+    ev({ kind: 'user.message', runId: 'r1', content: 'first' }),
+    ev({ kind: 'tool.result', runId: 'r1', toolCallId: 'call_0', toolName: 'exec', output: 'from r1', isError: false }),
+    ev({ kind: 'run.end', runId: 'r1', success: true }),
+  ]);
+  // Run r2: its tool result is stored before the daemon has recorded the sample that called it.
+  await store.appendEvents('c', [
+    ev({ kind: 'user.message', runId: 'r2', content: 'second' }),
+    ev({ kind: 'model.call', runId: 'r2', callId: 'r2:model:1', provider: 'clawrl', model: 'm', side: false }),
+    ev({ kind: 'tool.result', runId: 'r2', toolCallId: 'call_0', toolName: 'exec', output: 'from r2', isError: false }),
+  ]);
+  await store.recordSample(sample('b', { runId: 'r2', callId: 'r2:model:1', finishReason: 'tool_calls', toolCalls: [{ id: 'call_0', name: 'exec', arguments: '{}' }] }));
+  assert.equal(await assembler.assembleOnce(), 1);
+  assert.deepEqual(store.turns.get(['s', 0])!.nextState.toolResults.map((r) => r.output), ['from r2']);
+  await store.close();
+});

@@ -26,6 +26,8 @@ export interface AssemblerOptions {
 type Outcome = { nextState: NextState } | undefined;
 
 const SETTLE_MS = 5_000;
+/** Events between saves of the late-feedback cursor when no feedback moves it. */
+const FEEDBACK_CURSOR_SAVE_EVERY = 10_000;
 
 function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolResultState {
   return {
@@ -48,6 +50,7 @@ export class TurnAssembler {
   private readonly loop: Loop<number>;
   /** Event log position up to which feedback has been attached (persisted when it changes a turn). */
   private feedbackCursor?: number;
+  private feedbackCursorSaved = 0;
 
   constructor(private readonly opts: AssemblerOptions) {
     this.idleMs = opts.idleMs ?? 10 * 60_000;
@@ -176,12 +179,17 @@ export class TurnAssembler {
    */
   private async applyLateFeedback(): Promise<void> {
     const { store } = this.opts;
-    this.feedbackCursor ??= (store.meta.get('feedbackCursor') as number | undefined) ?? 0;
+    this.feedbackCursor ??= this.feedbackCursorSaved = (store.meta.get('feedbackCursor') as number | undefined) ?? 0;
     const end = store.eventLogPosition();
     // A read-only scan first: most passes see no feedback and should not cost a write.
     const feedback = [...store.events.getRange({ start: this.feedbackCursor + 1, end: end + 1 })].filter(({ value }) => value.kind === 'feedback');
     if (feedback.length === 0) {
       this.feedbackCursor = end;
+      // Saved now and then, so a restarted daemon does not read the whole log again at its first pass.
+      if (end - this.feedbackCursorSaved >= FEEDBACK_CURSOR_SAVE_EVERY) {
+        await store.meta.put('feedbackCursor', end);
+        this.feedbackCursorSaved = end;
+      }
       return;
     }
     const updated: TurnRecord[] = [];

@@ -181,3 +181,14 @@ test('assembly reads a session from the open sample\'s run on: its early tool re
   assert.deepEqual(store.turns.get(['s', 0])!.nextState.toolResults.map((r) => r.output), ['from r2']);
   await store.close();
 });
+
+test('the late-feedback cursor is saved as the log grows, so a restarted daemon does not reread the log', async () => {
+  const { store, assembler } = await setup();
+  await store.appendEvents('c', Array.from({ length: 100 }, (_, i) => ev({ kind: 'user.message', runId: `r${i}`, content: 'm' })));
+  await assembler.assembleOnce();
+  assert.equal(store.meta.get('feedbackCursor'), undefined, 'not written for every pass');
+  await store.appendEvents('c', Array.from({ length: 10_000 }, (_, i) => ev({ kind: 'user.message', runId: `q${i}`, content: 'm' })));
+  await assembler.assembleOnce();
+  assert.equal(store.meta.get('feedbackCursor'), store.eventLogPosition());
+  await store.close();
+});

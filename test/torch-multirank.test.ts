@@ -25,6 +25,7 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const MICRO_BATCH_TOKENS = 32;
 const workerArgs = ['--device', 'cpu', '--micro-batch-tokens', String(MICRO_BATCH_TOKENS)];
 
+const logged: Record<string, unknown>[] = [];
 let multi: TorchBackend;
 let single: TorchBackend;
 let dir: string;
@@ -33,7 +34,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'clawrl-torch-multirank-'));
   const lora = { rank: 4, alpha: 8 };
   [multi, single] = await Promise.all([
-    TorchBackend.create({ python: PYTHON, model: 'tiny-test', gpus: 2, lora, workerArgs, restartDelayMs: 100 }),
+    TorchBackend.create({ python: PYTHON, model: 'tiny-test', gpus: 2, lora, workerArgs, restartDelayMs: 100, log: { debug() {}, info: (msg, fields) => logged.push({ msg, ...fields }), warn() {}, error() {} } }),
     TorchBackend.create({ python: PYTHON, model: 'tiny-test', gpus: 1, lora, workerArgs }),
   ]);
 });
@@ -46,6 +47,7 @@ test('two ranks: generate is streamed, batched, equal to score and to one rank',
   assert.equal(multi.info.worldSize, 2);
   const torchMajor = Number(spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__.split(".")[0])'], { encoding: 'utf8' }).stdout);
   assert.equal(multi.info.sharded, torchMajor >= 2, `torch ${torchMajor}.x: FSDP on CPU ranks is ${torchMajor >= 2 ? 'expected' : 'unsupported'}`);
+  assert.deepEqual(logged.find((l) => l.msg === 'torch worker ready')?.sharded, multi.info.sharded, 'the log says how the ranks hold the model');
   const chunks: GenerateChunk[] = [];
   const prompts = ['Say hello.', 'A longer prompt, so the batch needs left padding: ' + 'la '.repeat(20), 'Short'];
   const results = await Promise.all(prompts.map((p, i) => multi.generate({ messages: chat(p), sampling: sampling({ seed: i }) }, i === 0 ? (c) => chunks.push(c) : undefined)));

@@ -247,6 +247,8 @@ export class TorchBackend implements Backend {
           timer = setTimeout(() => reject(new Error(`the torch worker did not load ${opts.model} within ${timeoutMs / 1000} s`)), timeoutMs);
         }),
       ]);
+      const { model, device, dtype, params, worldSize, sharded, gradCheckpointing, decode } = info;
+      opts.log?.info('torch worker ready', { model, device, dtype, params, worldSize, sharded, gradCheckpointing, decode });
       return new TorchBackend(opts, worker, info);
     } catch (err) {
       await worker.stop(1000);

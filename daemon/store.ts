@@ -8,9 +8,8 @@ import type { Event, ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
 
-export const SCHEMA_VERSION = 1;
-/** Set once the run indexes (runEvents, runSamples) cover the whole store. */
-const RUN_INDEX_KEY = 'runIndex';
+/** 2 added the run and call indexes (runEvents, runSamples, callEvents); a version 1 store gets them at open. */
+export const SCHEMA_VERSION = 2;
 
 export interface SessionRecord {
   sessionKey: string;
@@ -198,6 +197,8 @@ export class Store {
   readonly sessionEvents: Database<null, [string, number]>;
   /** [sessionKey, runId, log position] → null: a run's events, without reading its whole session. */
   readonly runEvents: Database<null, [string, string, number]>;
+  /** [sessionKey, callId] → log position of that model.call event. */
+  readonly callEvents: Database<number, [string, string]>;
   readonly samples: Database<SampleRecord, string>;
   /** [sessionKey, ordinal] → sample id. */
   readonly sessionSamples: Database<string, [string, number]>;
@@ -233,6 +234,7 @@ export class Store {
     this.events = this.openDB('events');
     this.sessionEvents = this.openDB('sessionEvents');
     this.runEvents = this.openDB('runEvents');
+    this.callEvents = this.openDB('callEvents');
     this.samples = this.openDB('samples');
     this.sessionSamples = this.openDB('sessionSamples');
     this.runSamples = this.openDB('runSamples');
@@ -257,21 +259,29 @@ export class Store {
     const found = store.meta.get('schemaVersion');
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
+    } else if (found === 1) {
+      await store.addIndexes();
     } else if (found !== SCHEMA_VERSION) {
       await store.close();
+      // Also what an older clawrl says of a newer store: it would write events its indexes miss.
       throw new Error(`store at ${store.path} has schema version ${String(found)}; this clawrl understands ${SCHEMA_VERSION}`);
     }
-    if (store.meta.get(RUN_INDEX_KEY) === undefined) await store.indexRuns();
     return store;
   }
 
-  /** Fills the run indexes of a store written before they existed (once; new stores start empty). */
-  private indexRuns(): Promise<void> {
+  /** Version 1 → 2: indexes the stored events and samples by run and call, in one transaction. */
+  private addIndexes(): Promise<void> {
     return this.root.transaction(() => {
-      for (const { value: e } of this.events.getRange()) if (e.runId !== undefined) this.runEvents.put([e.sessionKey, e.runId, e.log], null);
+      for (const { value: e } of this.events.getRange()) this.indexEvent(e.sessionKey, e);
       for (const { value: s } of this.samples.getRange()) if (s.runId !== undefined) this.runSamples.put([s.sessionKey, s.runId, s.ordinal], s.id);
-      this.meta.put(RUN_INDEX_KEY, true);
+      this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
+  }
+
+  /** Inside a write transaction: the index entries of a stored (redacted) event. */
+  private indexEvent(sessionKey: string, e: StoredEvent): void {
+    if (e.runId !== undefined) this.runEvents.put([sessionKey, e.runId, e.log], null);
+    if (e.kind === 'model.call') this.callEvents.put([sessionKey, e.callId], e.log);
   }
 
   counters(): Counters {
@@ -358,9 +368,11 @@ export class Store {
         record.updatedAt = now;
         record.events++;
         log++;
-        this.events.put(log, redactDeep({ ...event, clientId, log }));
+        const stored = redactDeep({ ...event, clientId, log });
+        this.events.put(log, stored);
         this.sessionEvents.put([event.sessionKey, log], null);
-        if (event.runId !== undefined) this.runEvents.put([event.sessionKey, event.runId, log], null);
+        // Keyed by what is stored, so that lookups with stored run and call ids find them.
+        this.indexEvent(event.sessionKey, stored);
         this.sessions.put(event.sessionKey, record);
         result.stored++;
       }
@@ -428,6 +440,11 @@ export class Store {
   /** The log position of a run's first stored event. */
   runStartLog(sessionKey: string, runId: string): number | undefined {
     return [...this.runEvents.getKeys({ start: [sessionKey, runId], end: [sessionKey, runId, Infinity], limit: 1 })][0]?.[2];
+  }
+
+  /** The log position of the model.call event with this call id. */
+  callLog(sessionKey: string, callId: string): number | undefined {
+    return this.callEvents.get([sessionKey, callId]);
   }
 
   private *samplesByIds(entries: Iterable<{ value: string }>): Generator<SampleRecord> {
@@ -512,10 +529,11 @@ export class Store {
 
   /** Inside a write transaction. */
   private removeEvent(sessionKey: string, log: number): void {
-    const runId = this.events.get(log)?.runId;
+    const event = this.events.get(log);
     this.events.remove(log);
     this.sessionEvents.remove([sessionKey, log]);
-    if (runId !== undefined) this.runEvents.remove([sessionKey, runId, log]);
+    if (event?.runId !== undefined) this.runEvents.remove([sessionKey, event.runId, log]);
+    if (event?.kind === 'model.call' && this.callEvents.get([sessionKey, event.callId]) === log) this.callEvents.remove([sessionKey, event.callId]);
   }
 
   /** Inside a write transaction: a sample and the turn, score and queue entries made from it. */

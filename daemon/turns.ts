@@ -29,6 +29,8 @@ const SETTLE_MS = 5_000;
 /** Events between saves of the late-feedback cursor when no feedback moves it. */
 const FEEDBACK_CURSOR_SAVE_EVERY = 10_000;
 
+const sameRun = (e: StoredEvent, sample: OpenSample) => e.runId === undefined || sample.runId === undefined || e.runId === sample.runId;
+
 function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolResultState {
   return {
     toolCallId: e.toolCallId,
@@ -48,7 +50,7 @@ export class TurnAssembler {
   private readonly idleMs: number;
   private readonly toolGraceMs: number;
   private readonly loop: Loop<number>;
-  /** Event log position up to which feedback has been attached (persisted when it changes a turn). */
+  /** Event log position up to which feedback has been attached (saved with each pass that meets feedback, and every 10,000 events). */
   private feedbackCursor?: number;
   private feedbackCursorSaved = 0;
 
@@ -100,16 +102,19 @@ export class TurnAssembler {
   }
 
   /**
-   * Where in the log `decide` may need to start reading for these open samples: a sample's next
-   * state comes after it and its run's events, and the earliest of those is its run's first event
-   * (one that came before the sample was recorded) or its log mark. A sample without a run id
-   * could match a tool result anywhere in its session.
+   * Where in the log `decide` may need to start reading for these open samples: at a sample's own
+   * model.call, its run's first event or its log mark, whichever is first (the plugin sends a
+   * run's events in order and tags them with its run id; a tool result may be stored before the
+   * daemon has recorded the sample that called it). A sample without a run id could match a tool
+   * result anywhere in its session: while one is open, the whole session is read.
    */
   private firstRelevantLog(open: OpenSample[]): number {
+    const { store } = this.opts;
     let first = Infinity;
     for (const sample of open) {
       if (sample.runId === undefined) return 0;
-      first = Math.min(first, sample.logMark, this.opts.store.runStartLog(sample.sessionKey, sample.runId) ?? Infinity);
+      const callLog = sample.callId === undefined ? undefined : store.callLog(sample.sessionKey, sample.callId);
+      first = Math.min(first, sample.logMark, callLog ?? Infinity, store.runStartLog(sample.sessionKey, sample.runId) ?? Infinity);
     }
     return first;
   }
@@ -125,7 +130,8 @@ export class TurnAssembler {
     if (sample.toolCallIds.length > 0) {
       const ids = sample.toolCallIds;
       const results = ids
-        .map((id) => events.find((e): e is Extract<StoredEvent, { kind: 'tool.result' }> => e.kind === 'tool.result' && e.toolCallId === id))
+        // Of this run where both name theirs: some providers number their calls, so ids repeat across runs.
+        .map((id) => events.find((e): e is Extract<StoredEvent, { kind: 'tool.result' }> => e.kind === 'tool.result' && e.toolCallId === id && sameRun(e, sample)))
         .filter((e) => e !== undefined)
         .map(toolResultOf);
       const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || (e.kind === 'session.end' && isAfter(e)));
@@ -223,6 +229,7 @@ export class TurnAssembler {
       store.meta.put('feedbackCursor', end);
       return end;
     });
+    this.feedbackCursorSaved = this.feedbackCursor;
     for (const turn of updated) this.opts.onTurn?.(turn);
   }
 }

@@ -2,7 +2,7 @@
 // data but keeps the opt-in state, and an export of one session holds nothing of another.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Store, type SampleRecord } from '../daemon/store.ts';
+import { SCHEMA_VERSION, Store, type SampleRecord } from '../daemon/store.ts';
 import { open } from 'lmdb';
 import { join } from 'node:path';
 import { optIn, runCli, tempDir, userMessage } from './helpers.ts';
@@ -72,7 +72,7 @@ test('an export of one session holds nothing of another', async () => {
   assert.ok(!out.includes('bob'));
 });
 
-test('a store written before the run indexes gets them at open; sessions rm and retention remove their entries', async () => {
+test('a version 1 store gets the run and call indexes at open, and a newer store is refused; sessions rm and retention remove index entries', async () => {
   const dir = tempDir();
   let store = await Store.open(dir);
   const now = Date.now();
@@ -81,25 +81,32 @@ test('a store written before the run indexes gets them at open; sessions rm and 
     optIn(1, 's'),
     optIn(2, 'gone'),
     { kind: 'user.message', seq: 3, at: old, sessionKey: 's', runId: 'r1', content: 'ancient' },
-    { kind: 'user.message', seq: 4, at: now, sessionKey: 's', runId: 'r2', content: 'recent' },
-    { kind: 'user.message', seq: 5, at: now, sessionKey: 'gone', runId: 'r3', content: 'removed' },
+    { kind: 'model.call', seq: 4, at: old, sessionKey: 's', runId: 'r1', callId: 'r1:1', provider: 'p', model: 'm', side: false },
+    { kind: 'user.message', seq: 5, at: now, sessionKey: 's', runId: 'r2', content: 'recent' },
+    { kind: 'user.message', seq: 6, at: now, sessionKey: 'gone', runId: 'r3', content: 'removed' },
   ]);
   await store.recordSample({ ...sample('old', 's', old), runId: 'r1' });
   await store.recordSample({ ...sample('new', 's', now), runId: 'r2' });
   await store.close();
-  // As an older clawrl left it: the same data, no run indexes.
+  // As version 1 left it: the same data, no indexes.
   const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
-  for (const name of ['runEvents', 'runSamples']) await raw.openDB({ name }).clearAsync();
-  await raw.openDB({ name: 'meta' }).remove('runIndex');
+  for (const name of ['runEvents', 'runSamples', 'callEvents']) await raw.openDB({ name }).clearAsync();
+  await raw.openDB({ name: 'meta' }).put('schemaVersion', 1);
   await raw.close();
   store = await Store.open(dir);
+  assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
   const contents = (runs: [string, string][]) => runs.map(([key, run]) => [...store.runEventsOf(key, run)].map((e) => (e.kind === 'user.message' ? e.content : e.kind)));
-  assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [['ancient'], ['recent'], ['removed']]);
+  assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [['ancient', 'model.call'], ['recent'], ['removed']]);
   assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), ['old']);
+  assert.equal(store.callLog('s', 'r1:1'), 4);
   await store.expireBefore(now - 30 * 86_400_000);
   await store.removeSession('gone');
   assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [[], ['recent'], []]);
   assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), []);
-  assert.equal([...store.runEvents.getKeys()].length + [...store.runSamples.getKeys()].length, 2, 'no index entry outlives its event or sample');
+  assert.equal(store.callLog('s', 'r1:1'), undefined);
+  const entries = [store.runEvents, store.runSamples, store.callEvents].map((db) => [...db.getKeys()].length);
+  assert.deepEqual(entries, [1, 1, 0], 'no index entry outlives its event or sample');
+  await store.meta.put('schemaVersion', SCHEMA_VERSION + 1);
   await store.close();
+  await assert.rejects(Store.open(dir), new RegExp(`has schema version ${SCHEMA_VERSION + 1}; this clawrl understands ${SCHEMA_VERSION}`));
 });

@@ -162,14 +162,13 @@ test('late feedback naming its run goes to that run, even if it arrives after a 
   await store.close();
 });
 
-test('assembly reads a session from the open sample\'s run on: its early tool result counts, an earlier run\'s never', async () => {
+test('a tool result stored before its sample counts; an earlier run\'s with the same call id never does', async () => {
   const { store, assembler } = await setup();
-  // An earlier run whose tool call had the same id (providers that number calls reuse them).
-  await store.appendEvents('c', [
-    ev({ kind: 'user.message', runId: 'r1', content: 'first' }),
-    ev({ kind: 'tool.result', runId: 'r1', toolCallId: 'call_0', toolName: 'exec', output: 'from r1', isError: false }),
-    ev({ kind: 'run.end', runId: 'r1', success: true }),
-  ]);
+  // An earlier run whose tool call had the same id (providers that number calls reuse them), with
+  // a sample still open (waiting for another result), so assembly reads from that run on.
+  await store.appendEvents('c', [ev({ kind: 'user.message', runId: 'r1', content: 'first' })]);
+  await store.recordSample(sample('a', { runId: 'r1', finishReason: 'tool_calls', toolCalls: [{ id: 'call_0', name: 'exec', arguments: '{}' }, { id: 'call_9', name: 'exec', arguments: '{}' }] }));
+  await store.appendEvents('c', [ev({ kind: 'tool.result', runId: 'r1', toolCallId: 'call_0', toolName: 'exec', output: 'from r1', isError: false })]);
   // Run r2: its tool result is stored before the daemon has recorded the sample that called it.
   await store.appendEvents('c', [
     ev({ kind: 'user.message', runId: 'r2', content: 'second' }),
@@ -178,7 +177,8 @@ test('assembly reads a session from the open sample\'s run on: its early tool re
   ]);
   await store.recordSample(sample('b', { runId: 'r2', callId: 'r2:model:1', finishReason: 'tool_calls', toolCalls: [{ id: 'call_0', name: 'exec', arguments: '{}' }] }));
   assert.equal(await assembler.assembleOnce(), 1);
-  assert.deepEqual(store.turns.get(['s', 0])!.nextState.toolResults.map((r) => r.output), ['from r2']);
+  assert.deepEqual(store.turns.get(['s', 1])!.nextState.toolResults.map((r) => r.output), ['from r2']);
+  assert.ok(store.openSamples.get('a'), 'r1\'s sample still waits for call_9');
   await store.close();
 });
 
@@ -190,5 +190,25 @@ test('the late-feedback cursor is saved as the log grows, so a restarted daemon 
   await store.appendEvents('c', Array.from({ length: 10_000 }, (_, i) => ev({ kind: 'user.message', runId: `q${i}`, content: 'm' })));
   await assembler.assembleOnce();
   assert.equal(store.meta.get('feedbackCursor'), store.eventLogPosition());
+  await store.close();
+});
+
+test('a sample\'s model.call is found however early it was stored, so its run\'s own late prompt is not its next state', async () => {
+  const { store, assembler } = await setup();
+  // The call event carries no run id (so the run index does not know it), and other sessions'
+  // events move the log on before the daemon records the sample.
+  await store.appendEvents('c', [
+    ev({ kind: 'model.call', callId: 'r5:model:1', provider: 'clawrl', model: 'm', side: false }),
+    ev({ kind: 'session.optin', sessionKey: 'x' }),
+    ev({ kind: 'user.message', sessionKey: 'x', runId: 'rx', content: 'elsewhere' }),
+  ]);
+  await store.recordSample(sample('e', { runId: 'r5', callId: 'r5:model:1' }));
+  // The run's own prompt arrives late (from the plugin's spool): it happened before the call.
+  await store.appendEvents('c', [ev({ kind: 'user.message', runId: 'r5', content: 'the prompt itself', at: 1 })]);
+  const afterSettling = Date.now() + 6_000;
+  assert.equal(await assembler.assembleOnce(afterSettling), 0);
+  await store.appendEvents('c', [ev({ kind: 'user.message', runId: 'r6', content: 'the real reply' })]);
+  assert.equal(await assembler.assembleOnce(afterSettling), 1);
+  assert.equal(store.turns.get(['s', 0])!.nextState.userMessage, 'the real reply');
   await store.close();
 });

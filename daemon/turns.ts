@@ -1,5 +1,5 @@
 // Turn assembly: a sample (one served response) becomes a turn once its next state is known.
-//  - A response with tool calls: the results of ALL its calls (joined exactly by tool call id),
+//  - A response with tool calls: the results of ALL its calls (joined exactly by tool call id, in its run),
 //    or what arrived of them once its run ended (plus a grace period) or it went idle.
 //  - A response without tool calls: the session's next user message, explicit feedback, or
 //    session end / idle timeout ("no next state").

@@ -8,7 +8,7 @@ import type { Event, ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
 
-/** 2 added the run and call indexes (runEvents, runSamples, callEvents); a version 1 store gets them at open. */
+/** 2 added the run and call indexes (runEvents, runSamples, callEvents); a version 1 store is upgraded at open. */
 export const SCHEMA_VERSION = 2;
 
 export interface SessionRecord {
@@ -260,7 +260,7 @@ export class Store {
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
     } else if (found === 1) {
-      await store.addIndexes();
+      await store.upgradeFrom1();
     } else if (found !== SCHEMA_VERSION) {
       await store.close();
       // Also what an older clawrl says of a newer store: it would write events its indexes miss.
@@ -269,11 +269,20 @@ export class Store {
     return store;
   }
 
-  /** Version 1 → 2: indexes the stored events and samples by run and call, in one transaction. */
-  private addIndexes(): Promise<void> {
+  /**
+   * Version 1 → 2, in one transaction: indexes the stored events and samples by run and call, and
+   * gives each open sample the record turn assembly reads (early version 1 stores kept null).
+   */
+  private upgradeFrom1(): Promise<void> {
     return this.root.transaction(() => {
       for (const { value: e } of this.events.getRange()) this.indexEvent(e.sessionKey, e);
       for (const { value: s } of this.samples.getRange()) if (s.runId !== undefined) this.runSamples.put([s.sessionKey, s.runId, s.ordinal], s.id);
+      for (const { key, value } of [...this.openSamples.getRange()]) {
+        if (value !== null) continue;
+        const sample = this.samples.get(key);
+        if (sample) this.openSamples.put(key, openSampleOf(sample));
+        else this.openSamples.remove(key);
+      }
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
   }

@@ -4,6 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SCHEMA_VERSION, Store, type SampleRecord } from '../daemon/store.ts';
 import { open } from 'lmdb';
+import { createLogger } from '../daemon/log.ts';
+import { TurnAssembler } from '../daemon/turns.ts';
 import { join } from 'node:path';
 import { optIn, runCli, tempDir, userMessage } from './helpers.ts';
 
@@ -72,7 +74,7 @@ test('an export of one session holds nothing of another', async () => {
   assert.ok(!out.includes('bob'));
 });
 
-test('a version 1 store gets the run and call indexes at open, and a newer store is refused; sessions rm and retention remove index entries', async () => {
+test('a version 1 store gets the run and call indexes and open-sample records at open, and a newer store is refused; sessions rm and retention remove index entries', async () => {
   const dir = tempDir();
   let store = await Store.open(dir);
   const now = Date.now();
@@ -87,14 +89,19 @@ test('a version 1 store gets the run and call indexes at open, and a newer store
   ]);
   await store.recordSample({ ...sample('old', 's', old), runId: 'r1' });
   await store.recordSample({ ...sample('new', 's', now), runId: 'r2' });
+  const openRecord = store.openSamples.get('new');
   await store.close();
-  // As version 1 left it: the same data, no indexes.
+  // As version 1 left it: the same data, no indexes, and (early version 1) null open-sample records.
   const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
   for (const name of ['runEvents', 'runSamples', 'callEvents']) await raw.openDB({ name }).clearAsync();
   await raw.openDB({ name: 'meta' }).put('schemaVersion', 1);
+  for (const id of ['old', 'new', 'ghost']) await raw.openDB({ name: 'openSamples' }).put(id, null);
   await raw.close();
   store = await Store.open(dir);
   assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
+  assert.deepEqual(store.openSamples.get('new'), openRecord);
+  assert.equal(store.openSamples.get('ghost'), undefined, 'an open entry without its sample is dropped');
+  await new TurnAssembler({ store, log: createLogger('silent') }).assembleOnce();
   const contents = (runs: [string, string][]) => runs.map(([key, run]) => [...store.runEventsOf(key, run)].map((e) => (e.kind === 'user.message' ? e.content : e.kind)));
   assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [['ancient', 'model.call'], ['recent'], ['removed']]);
   assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), ['old']);

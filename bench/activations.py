@@ -27,8 +27,7 @@ GIB = 2**30
 
 def saved_bytes(layers, tokens, response):
     """Bytes autograd keeps for one training forward of `tokens` tokens (`response` of them scored)."""
-    gpu_check.QWEN3["probe"] = {**gpu_check.QWEN3["8b"], "num_hidden_layers": layers}
-    net, tokenizer = gpu_check.qwen3("probe", "cpu", torch.bfloat16)
+    net, tokenizer = gpu_check.qwen3("8b", "cpu", torch.bfloat16, num_hidden_layers=layers)
     cpu = torch.device("cpu")
     engine = Engine(Loaded(net, tokenizer, "probe", 40960), lora_rank=16, lora_alpha=32, seed=0, device=cpu,
                     grad_ckpt="off", micro_batch_tokens=tokens, dist=Dist(cpu))

@@ -50,14 +50,15 @@ QWEN3 = {
 VOCAB = 151936
 
 
-def qwen3(size, device, dtype):
+def qwen3(size, device, dtype, **overrides):
     """A factory for the worker's --model module:factory: (net, tokenizer). The byte-level toy
-    tokenizer stands in for Qwen's (no download); its ids are a subset of the model's vocabulary."""
+    tokenizer stands in for Qwen's (no download); its ids are a subset of the model's vocabulary.
+    `overrides` change the config (bench/activations.py: fewer layers)."""
     import torch
     from models import ToyTokenizer, dtype_kwarg, import_transformers
 
     transformers = import_transformers()
-    config = transformers.Qwen3Config(vocab_size=VOCAB, max_position_embeddings=40960, rope_theta=1e6, **QWEN3[size])
+    config = transformers.Qwen3Config(vocab_size=VOCAB, max_position_embeddings=40960, rope_theta=1e6, **{**QWEN3[size], **overrides})
     torch.manual_seed(0)  # the same random model in every run and process
     with torch.device(device):
         net = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **dtype_kwarg(transformers, dtype))

@@ -184,8 +184,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         recipe,
         recipeOptions: opts.recipeOptions,
         maxWaitMs: opts.maxWaitMs,
-        onServing: (record) =>
-          gateway.broadcast({ type: 'weights.updated', version: backend.currentVersion(), recipe: record.recipe, metrics: record.metrics }),
+        onServing: (record, reason) =>
+          gateway.broadcast({ type: 'weights.updated', version: backend.currentVersion(), recipe: record.recipe, metrics: record.metrics, reason }),
         metrics,
       })
     : undefined;

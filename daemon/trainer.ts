@@ -11,6 +11,7 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Backend, TrainExample, TrainMetrics, TrainOptions } from './backends/types.ts';
 import type { Recipe, RecipeDefaults } from '../recipes/index.ts';
+import type { WeightsChange } from '../protocol/index.ts';
 import { WeightsDir, versionName, versionNumber } from './weights.ts';
 import { Loop } from './loop.ts';
 
@@ -35,7 +36,7 @@ export interface TrainerOptions {
   maxWaitMs?: number;
   pollMs?: number;
   /** Called after a new version serves (or is pinned away); the daemon tells the plugins. */
-  onServing?: (record: WeightVersionRecord) => void;
+  onServing?: (record: WeightVersionRecord, reason: WeightsChange) => void;
   /** Times each step. */
   metrics?: Metrics;
 }
@@ -236,7 +237,7 @@ export class Trainer {
     }
     // Counted once the swap is over, so `steps` never runs ahead of it.
     this.stepCount++;
-    if (serving) this.opts.onServing?.(record);
+    if (serving) this.opts.onServing?.(record, 'trained');
     return record;
   }
 
@@ -270,7 +271,7 @@ export class Trainer {
       this.meta.remove('pinned');
     });
     this.opts.log.info('rolled back', { version });
-    this.opts.onServing?.(record);
+    this.opts.onServing?.(record, 'rollback');
     return record;
   }
 
@@ -283,7 +284,7 @@ export class Trainer {
     this.swapError = null;
     if (version === null) await this.meta.remove('pinned');
     else await this.meta.put('pinned', version);
-    this.opts.onServing?.(record);
+    this.opts.onServing?.(record, version === null ? 'unpin' : 'pin');
     return serving;
   }
 
@@ -319,7 +320,7 @@ export class Trainer {
         this.meta.put('versionCounter', Math.max(versionNumber(version), (this.meta.get('versionCounter') as number | undefined) ?? 0));
       });
       log.info('picked up a weight version from the versions folder', { version });
-      if (serving) this.opts.onServing?.(record);
+      if (serving) this.opts.onServing?.(record, 'adopted');
     } catch (err) {
       log.error(`rejected weight version ${version}: ${(err as Error).message}; still serving ${backend.currentVersion()}`);
     }

@@ -90,7 +90,7 @@ const messageSchemas: Record<string, Schema> = {
   events: {}, // events are checked one by one below, to name the bad one
   welcome: { protocol: req('int'), serverVersion: req('string'), ackedSeq: req('int'), weightVersion: req('string') },
   ack: { seq: req('int') },
-  'weights.updated': { version: req('string'), recipe: req('string'), metrics: req('any') },
+  'weights.updated': { version: req('string'), recipe: req('string'), metrics: req('any'), reason: opt(['trained', 'rollback', 'pin', 'unpin', 'adopted']) },
   error: { code: req('string'), message: req('string') },
 };
 

@@ -144,11 +144,16 @@ export interface AckMessage {
   seq: number;
 }
 
+/** Why the serving version changed: a training step, a rollback, a pin or unpin by hand, or a version dropped into the folder. */
+export type WeightsChange = 'trained' | 'rollback' | 'pin' | 'unpin' | 'adopted';
+
 export interface WeightsUpdatedMessage {
   type: 'weights.updated';
   version: string;
   recipe: string;
   metrics: Record<string, number>;
+  /** Absent from daemons before it was added: read as 'trained'. */
+  reason?: WeightsChange;
 }
 
 export type ErrorCode =

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import fc from 'fast-check';
 import assert from 'node:assert/strict';
 import { REDACTED, redactDeep, redactSecrets, setCustomPatterns } from '../daemon/redact.ts';
 import { Store } from '../daemon/store.ts';
@@ -83,4 +84,128 @@ test('secrets never reach the store: events are redacted, and a sample with one 
   assert.equal(clean.redacted, undefined);
   assert.deepEqual(store.samples.get('b')!.promptTokens, [1, 2]);
   await store.close();
+});
+
+// The built-in rules as regular expressions, as they stood before three of them were rewritten
+// as hand scans for linear time: on short strings (where backtracking costs nothing) they are the
+// reference for what is redacted.
+const REFERENCE: [RegExp, (match: string, ...groups: string[]) => string][] = [
+  [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g, () => REDACTED],
+  [/\bsk-ant-[A-Za-z0-9_-]{20,}/g, () => REDACTED],
+  [/\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g, () => REDACTED],
+  [/\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})/g, () => REDACTED],
+  [/\bxox[abposr]-[A-Za-z0-9-]{10,}/g, () => REDACTED],
+  [/\b(?:AKIA|ASIA)[A-Z0-9]{16}\b/g, () => REDACTED],
+  [/\bAIza[A-Za-z0-9_-]{35}/g, () => REDACTED],
+  [/\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}/g, () => REDACTED],
+  [/\bhf_[A-Za-z0-9]{30,}/g, () => REDACTED],
+  [/\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g, () => REDACTED],
+  [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{12,}/gi, (_m, scheme) => `${scheme} ${REDACTED}`],
+  [/\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s@/]+@/gi, (_m, head) => `${head}${REDACTED}@`],
+  [
+    /\b([A-Za-z0-9_.-]*(?:pass(?:word|wd)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)[A-Za-z0-9_.-]*["']?\s*[:=]\s*["']?)(?!\[REDACTED\]|(?:Bearer|Basic|Token)\s)([^\s"',;]{4,})/gi,
+    (_m, head) => `${head}${REDACTED}`,
+  ],
+];
+
+function referenceRedact(text: string): { text: string; found: number } {
+  let found = 0;
+  for (const [pattern, replace] of REFERENCE) {
+    text = text.replace(pattern, (...args: string[]) => {
+      found++;
+      return replace(...args);
+    });
+  }
+  return { text, found };
+}
+
+test('the linear rules redact exactly what the regular expressions they replaced did', () => {
+  // Pieces that make near and full matches of every rule when strung together.
+  const pieces = [
+    ...'aeyJsk-_.=:/@ "\',;\n[]ABKIZp0+\u00a0'.split(''),
+    ...['eyJ', 'abcdefgh', 'password', 'token', 'auth', 'api_key', '://', 'http', 'Bearer', 'Token ', 'REDACTED', 'sk-', 'sk-ant-', 'ghp_'],
+    ...['abcdefghijklmnopqrstuvwxyz0123456789', '-----BEGIN RSA PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----', 'AKIA', 'QWERTYUIOPASDFGH'],
+  ];
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom(...pieces), { maxLength: 50 }), (parts) => {
+      const text = parts.join('');
+      const count = { found: 0 };
+      const out = redactSecrets(text, count);
+      assert.deepEqual({ text: out, found: count.found }, referenceRedact(text), JSON.stringify(text));
+    }),
+    { numRuns: 20_000 },
+  );
+});
+
+/** A megabyte of seeded pseudo-random bytes (xorshift32), so the inputs below are the same on every run. */
+function seededBytes(seed: number, size = 768 * 1024): Buffer {
+  const out = Buffer.alloc(size);
+  let x = seed;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const MB = 1024 * 1024;
+/** `unit` repeated to about `size` characters, whole units only. */
+const fill = (unit: string, size = MB) => unit.repeat(Math.floor(size / unit.length));
+
+test('megabyte runs of key, base64 and separator characters come back whole, and a secret after them is still found', () => {
+  const KEY_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-';
+  const unchanged: Record<string, string> = {
+    base64: seededBytes(1).toString('base64'),
+    base64url: seededBytes(2).toString('base64url'),
+    'a=': fill('a='),
+    'aaaa…=': fill('a', MB - 1) + '=',
+    'a: ': fill('a: '),
+    '----': fill('-'),
+    '....': fill('.'),
+    'a.a.': fill('a.'),
+    'a-a-': fill('a-'),
+    '[A-Za-z0-9_.-] mixed': [...seededBytes(3, MB)].map((b) => KEY_CHARS[b % KEY_CHARS.length]).join(''),
+    'sk- too short': fill(`sk-${'a'.repeat(19)} `),
+    'sk-ant- too short': fill(`sk-ant-${'a'.repeat(12)} `),
+    'ghp_ too short': fill(`ghp_${'a'.repeat(29)} `),
+    'eyJ-': fill('eyJ-'),
+    'jwt without a third segment': fill(`eyJ${'a'.repeat(8)}.eyJ${'a'.repeat(8)}.x `),
+    'password=short': fill('password=abc '),
+    'token = then nothing': fill('token =  ,'),
+    'scheme://user: without @': fill(`http://u:${'p'.repeat(50)}`),
+    'x://': fill('x://'),
+    'Bearer short': fill('Bearer abc '),
+    'BEGIN without PRIVATE KEY': `-----BEGIN ${fill('A ', MB - 20)}`,
+  };
+  for (const [name, text] of Object.entries(unchanged)) {
+    const count = { found: 0 };
+    assert.ok(redactSecrets(text, count) === text && count.found === 0, name);
+    const tail = ' password=hunter22';
+    assert.equal(redactSecrets(text + tail), text + ` password=${REDACTED}`, `${name}, then a secret`);
+  }
+  // A secret whose key or value is the long run itself.
+  const blob = seededBytes(4).toString('base64url');
+  assert.equal(redactSecrets(`API_TOKEN=${blob}`), `API_TOKEN=${REDACTED}`);
+  assert.equal(redactSecrets(`${fill('a', MB)}_password=hunter22`), `${fill('a', MB)}_password=${REDACTED}`);
+  assert.equal(redactSecrets(`${fill('.', MB)}sk-${'b'.repeat(40)}`), `${fill('.', MB)}${REDACTED}`);
+  // One run of sk-sk-sk-… is one key.
+  assert.equal(redactSecrets(fill('sk-')), REDACTED);
+  // Full JWTs back to back, each found.
+  const token = `eyJ${'a'.repeat(8)}.eyJ${'b'.repeat(8)}.${'c'.repeat(8)}`;
+  const count = { found: 0 };
+  assert.equal(redactSecrets(Array(30_000).fill(token).join(' '), count), Array(30_000).fill(REDACTED).join(' '));
+  assert.equal(count.found, 30_000);
+});
+
+test('a megabyte of JSON with many keys: every secret-named value is redacted, nothing else', () => {
+  const object: Record<string, string> = {};
+  for (let i = 0, size = 0; size < MB; i++, size += 64) {
+    object[`field${i}`] = `value-${i}`;
+    object[`db_password_${i}`] = `hunter${i}x`;
+    object[`note${i}`] = 'a:b=c';
+  }
+  const out = JSON.parse(redactSecrets(JSON.stringify(object))) as Record<string, string>;
+  for (const [key, value] of Object.entries(out)) assert.equal(value, key.startsWith('db_password_') ? REDACTED : object[key], key);
 });

@@ -2,10 +2,12 @@
 // official `openai` client.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
-import { UpstreamBackend } from '../daemon/backends/upstream.ts';
+import { UpstreamBackend, UpstreamError } from '../daemon/backends/upstream.ts';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
 import { tempDir } from './helpers.ts';
 
@@ -163,4 +165,84 @@ test('without a backend /v1 answers 503; an upstream failure is a 502 naming it'
   assert.equal(r.status, 502);
   assert.match(((await r.json()) as { error: { message: string } }).error.message, /upstream http:\/\/127.0.0.1:9\/v1\/chat\/completions failed/);
   await broken.close();
+});
+
+test('streams with LF, CRLF or CR line endings all come back whole, with every token', async () => {
+  const text = 'Line endings, all three.';
+  for (const lineEnding of ['\n', '\r\n', '\r'] as const) {
+    const server = await startFakeVllm([{ text, toolCalls: [{ id: 'call_9', name: 'exec', arguments: '{"command":"ls"}' }] }], 'fake-model', { lineEnding });
+    const backend = await UpstreamBackend.create({ url: server.url });
+    try {
+      const chunks: string[] = [];
+      const result = await backend.generate(
+        { messages: [{ role: 'user', content: 'hi' }], sampling: { temperature: 1, topP: 1, maxTokens: 64, stop: [], topLogprobs: 0 } },
+        (chunk) => chunks.push(chunk.text),
+      );
+      const name = JSON.stringify(lineEnding);
+      assert.equal(chunks.join(''), text, name);
+      assert.equal(result.text, text, name);
+      assert.deepEqual(result.responseTokens, [...text].map((c) => c.codePointAt(0)), name);
+      assert.equal(result.logprobs.length, text.length, name);
+      assert.deepEqual(result.toolCalls, [{ id: 'call_9', name: 'exec', arguments: '{"command":"ls"}' }], name);
+      assert.equal(result.finishReason, 'tool_calls', name);
+    } finally {
+      await backend.close();
+      await server.close();
+    }
+  }
+});
+
+test('a stream cut mid-event is an error naming upstream, not a short reply', async () => {
+  for (const cutMidEvent of ['end', 'destroy'] as const) {
+    const server = await startFakeVllm([{ text: 'This reply is cut short.', cutMidEvent }]);
+    const backend = await UpstreamBackend.create({ url: server.url });
+    const cut = await startDaemon({ dataDir: tempDir(), port: 0, log: createLogger('silent'), backend });
+    try {
+      const chunks: string[] = [];
+      await assert.rejects(
+        backend.generate({ messages: [{ role: 'user', content: 'hi' }], sampling: { temperature: 1, topP: 1, maxTokens: 64, stop: [], topLogprobs: 0 } }, (c) => chunks.push(c.text)),
+        cutMidEvent === 'end' ? /ended its stream mid-reply \(no finish_reason and no \[DONE\]\)/ : /broke off its stream mid-reply/,
+      );
+      assert.deepEqual(chunks, ['Th']);
+      // Through /v1 the client gets the first chunk, then the error in-band, and nothing is stored.
+      const res = await fetch(`${cut.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${cut.token}`, ...optedIn },
+        body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+      });
+      assert.equal(res.status, 200);
+      const body = await res.text();
+      assert.match(body, /"content":"Th"/);
+      assert.match(body, /data: \{"error":\{"message":"upstream http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions (ended|broke off) its stream mid-reply/);
+      assert.doesNotMatch(body, /^data: \[DONE\]/m);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(cut.store.samples.getCount(), 0);
+    } finally {
+      await cut.close();
+      await server.close();
+    }
+  }
+});
+
+test('an upstream reply that is not JSON is an error that quotes it, streaming or not', async () => {
+  // A server that answers 200 with an HTML page, or streams events of it.
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d)).on('end', () => {
+      const stream = (JSON.parse(body) as { stream?: boolean }).stream;
+      res.writeHead(200, { 'content-type': stream ? 'text/event-stream' : 'text/html' });
+      res.end(stream ? 'data: <html>busy</html>\n\n' : '<html>busy</html>');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const backend = await UpstreamBackend.create({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, model: 'm' });
+  const request = { messages: [{ role: 'user' as const, content: 'hi' }], sampling: { temperature: 1, topP: 1, maxTokens: 8, stop: [], topLogprobs: 0 } };
+  try {
+    await assert.rejects(backend.generate(request), (err: Error) => err instanceof UpstreamError && err.status === 502 && /sent a reply that is not JSON: "<html>busy<\/html>"/.test(err.message));
+    await assert.rejects(backend.generate(request, () => {}), /sent a reply that is not JSON: "<html>busy<\/html>"/);
+  } finally {
+    await backend.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });

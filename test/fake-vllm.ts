@@ -19,6 +19,11 @@ export interface ScriptedReply {
   delayMs?: number;
   /** Streaming: fail after the first chunk with this error event, as vLLM does when its engine fails. */
   failMidStream?: string;
+  /**
+   * Streaming: after the first chunk, send half of the next event and stop: 'end' ends the
+   * response cleanly (only the missing [DONE] tells), 'destroy' drops the connection (a crash).
+   */
+  cutMidEvent?: 'end' | 'destroy';
 }
 
 export interface FakeVllm {
@@ -38,6 +43,8 @@ export interface FakeVllmOptions {
   lora?: 'vllm' | 'sglang';
   /** The prompt ids a request reports (default: one per character of its messages' JSON). */
   promptIds?: (body: Record<string, unknown>) => number[];
+  /** Line ending of the event stream: SSE allows all three; vLLM sends LF (the default). */
+  lineEnding?: '\n' | '\r\n' | '\r';
 }
 
 // One "token" per character keeps the fake's token ids checkable: id = code point.
@@ -121,7 +128,16 @@ export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello
       );
     }
     res.writeHead(200, { 'content-type': 'text/event-stream' });
-    const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+    const eol = opts.lineEnding ?? '\n';
+    // An event's last line ending goes in a write of its own when it is CRLF: a reader must not
+    // take the CR alone for the end of the line and the LF for an empty line after it.
+    const sendRaw = (event: string) => {
+      const text = `${event}${eol}${eol}`;
+      if (eol.length === 1) return res.write(text);
+      res.write(text.slice(0, -1));
+      return res.write(text.slice(-1));
+    };
+    const send = (obj: unknown) => sendRaw(`data: ${JSON.stringify(obj)}`);
     const chunk = (delta: unknown, extra: Record<string, unknown> = {}) => ({ id: 'fake-1', object: 'chat.completion.chunk', model, choices: [{ index: 0, delta, finish_reason: null, ...extra }] });
     send({ ...chunk({ role: 'assistant', content: '' }), prompt_token_ids: promptIds });
     // Two tokens per chunk, split across network writes, as a real server's batching would.
@@ -130,13 +146,19 @@ export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello
       send(chunk({ content: piece.map((t) => t.text).join('') }, { logprobs: logprobs(piece), token_ids: piece.map((t) => t.id) }));
       if (reply.failMidStream) {
         send({ error: { message: reply.failMidStream, type: 'InternalServerError', code: 500 } });
-        return res.end('data: [DONE]\n\n');
+        return res.end(`data: [DONE]${eol}${eol}`);
+      }
+      if (reply.cutMidEvent) {
+        const next = `data: ${JSON.stringify(chunk({ content: 'never whole' }))}`;
+        res.write(next.slice(0, next.length / 2));
+        // Flushed before the cut, so the reader has the first chunk and half an event.
+        return void setTimeout(() => (reply.cutMidEvent === 'end' ? res.end() : res.socket?.destroy()), 50);
       }
     }
     if (toolCalls) send(chunk({ tool_calls: toolCalls }));
     send(chunk({}, { finish_reason: finish }));
     if ((body.stream_options as { include_usage?: boolean } | undefined)?.include_usage) send({ id: 'fake-1', object: 'chat.completion.chunk', model, choices: [], usage });
-    res.end('data: [DONE]\n\n');
+    res.end(`data: [DONE]${eol}${eol}`);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;

@@ -11,6 +11,7 @@ import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createParser } from 'eventsource-parser';
 import type { Logger } from '../log.ts';
 import type {
   Backend,
@@ -107,6 +108,18 @@ function toOpenAITool(t: ToolSpec): Record<string, unknown> {
   return { type: 'function', function: { name: t.name, description: t.description, parameters: t.parameters } };
 }
 
+/** One streamed event at most (a chunk is a few tokens; a whole tool call's arguments fit easily). */
+const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+
+/** A reply body or one streamed event; a server that sends something else gets a clear error. */
+function parseReply<T = OpenAIResponse>(text: string, where: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new UpstreamError(`${where} sent a reply that is not JSON: ${JSON.stringify(text.slice(0, 200))}`, 502);
+  }
+}
+
 /** `token_id:123` is how vLLM names tokens with return_tokens_as_token_ids. */
 function tokenIdOf(token: string): number {
   const m = /^token_id:(\d+)$/.exec(token);
@@ -120,6 +133,8 @@ class Accumulator {
   tokenIds: number[] = [];
   promptTokens: number[] = [];
   finishReason: FinishReason = 'stop';
+  /** A choice said why it finished: the reply is whole. */
+  finished = false;
   private calls: ToolCall[] = [];
 
   add(body: OpenAIResponse): GenerateChunk | undefined {
@@ -148,6 +163,7 @@ class Accumulator {
       }),
     );
     this.tokens.push(...tokens);
+    if (choice.finish_reason) this.finished = true;
     if (choice.finish_reason === 'length' || choice.finish_reason === 'tool_calls') this.finishReason = choice.finish_reason;
     return text || tokens.length ? { text, tokens } : undefined;
   }
@@ -201,7 +217,7 @@ export class UpstreamBackend implements Backend {
     const backend = new UpstreamBackend(opts);
     if (!backend.model) {
       const res = await backend.call('GET', 'models');
-      const body = JSON.parse(await readAll(res)) as { data?: { id: string }[] };
+      const body = parseReply<{ data?: { id: string }[] }>(await readAll(res), `upstream ${opts.url} models`);
       const first = body.data?.[0]?.id;
       if (!first) throw new Error(`upstream ${opts.url} lists no models; pass --upstream-model`);
       backend.model = first;
@@ -264,28 +280,35 @@ export class UpstreamBackend implements Backend {
 
   private async complete(body: Record<string, unknown>, version: string, signal?: AbortSignal, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
     const res = await this.call('POST', 'chat/completions', body, signal);
+    const where = `upstream ${new URL('chat/completions', this.base).href}`;
     const acc = new Accumulator();
     if (!onChunk) {
-      acc.add(JSON.parse(await readAll(res)) as OpenAIResponse);
+      acc.add(parseReply(await readAll(res), where));
       return acc.result(version);
     }
-    let buffered = '';
+    // Any of the line endings SSE allows (LF, CRLF, CR), events split across reads, multi-line data.
+    let done = false;
+    const parser = createParser({
+      onEvent: ({ data }) => {
+        if (data === '[DONE]') return void (done = true);
+        const chunk = acc.add(parseReply(data, where));
+        if (chunk) onChunk(chunk);
+      },
+      onError: (err) => {
+        // Unknown fields are for other clients to ignore; an overlong event is a broken stream.
+        if (err.type === 'max-buffer-size-exceeded') throw new UpstreamError(`${where} sent an event over ${MAX_EVENT_CHARS} characters`, 502);
+      },
+      maxBufferSize: MAX_EVENT_CHARS,
+    });
     res.setEncoding('utf8');
-    for await (const piece of res as AsyncIterable<string>) {
-      buffered += piece;
-      let end: number;
-      while ((end = buffered.indexOf('\n\n')) >= 0) {
-        const event = buffered.slice(0, end);
-        buffered = buffered.slice(end + 2);
-        for (const line of event.split('\n')) {
-          if (!line.startsWith('data:')) continue;
-          const data = line.slice(5).trim();
-          if (data === '[DONE]') continue;
-          const chunk = acc.add(JSON.parse(data) as OpenAIResponse);
-          if (chunk) onChunk(chunk);
-        }
-      }
+    try {
+      for await (const piece of res as AsyncIterable<string>) parser.feed(piece);
+    } catch (err) {
+      if (err instanceof UpstreamError || signal?.aborted) throw err;
+      throw new UpstreamError(`${where} broke off its stream mid-reply: ${(err as Error).message}`, 502);
     }
+    // A stream that ends before both is cut short, and what came of it is not the whole reply.
+    if (!done && !acc.finished) throw new UpstreamError(`${where} ended its stream mid-reply (no finish_reason and no [DONE])`, 502);
     return acc.result(version);
   }
 

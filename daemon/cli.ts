@@ -13,7 +13,7 @@ import {
   rotateToken,
   writeRuntimeInfo,
 } from './config.ts';
-import { createLogger, type Level, type Logger } from './log.ts';
+import { createLogger, guardOutput, type Level, type Logger } from './log.ts';
 import { callDaemon, dataDir, fail, requireDaemon, runningDaemonUrl, setDataDirFlag, withStore } from './cli-common.ts';
 import { progress } from './progress.ts';
 import type { Backend } from './backends/types.ts';
@@ -165,6 +165,9 @@ program
     if (running && running.pid !== process.pid && isProcessAlive(running.pid)) {
       fail(`a daemon (pid ${running.pid}) already uses ${dir}; stop it first`);
     }
+    // The daemon outlives its output: a full disk or a closed pipe on stdout or stderr is counted, not fatal.
+    guardOutput(process.stdout);
+    guardOutput(process.stderr);
     const log = createLogger(opts.logLevel);
     const backend =
       opts.mode === 'hints' ? undefined : await createBackend(opts, log).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));

@@ -1,6 +1,11 @@
 // Structured logs through pino: one JSON line per record on stderr, or pino-pretty's readable
 // lines on a TTY. Callers keep the small (msg, fields) interface below, so no module depends on
 // pino's argument order.
+//
+// A log line that cannot be written (stderr on a full disk, a closed pipe, a closed terminal) is
+// dropped and counted, never thrown: the daemon must outlive its log. Files and devices are
+// written with a fresh write per line, so logging resumes once the disk has room again.
+import { fstatSync, writeSync } from 'node:fs';
 import { pino } from 'pino';
 import pretty from 'pino-pretty';
 
@@ -13,10 +18,88 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
+/** Writes to the log output and to stdout that failed since the process started. */
+export interface OutputFailures {
+  count: number;
+  /** The error code of the latest, e.g. ENOSPC or EPIPE. */
+  lastCode: string | null;
+}
+
+const failures: OutputFailures = { count: 0, lastCode: null };
+
+export function outputFailures(): Readonly<OutputFailures> {
+  return failures;
+}
+
+/** Errors already counted by a write's callback, which the stream then also emits as 'error'. */
+const counted = new WeakSet<object>();
+
+function failed(err: unknown): void {
+  if (typeof err === 'object' && err !== null) {
+    if (counted.has(err)) return;
+    counted.add(err);
+  }
+  failures.count++;
+  failures.lastCode = (err as NodeJS.ErrnoException | null)?.code ?? 'unknown';
+}
+
+const guarded = new WeakSet<NodeJS.WritableStream>();
+
+/**
+ * Makes a stream's write errors counted instead of fatal: without an 'error' listener, a failed
+ * write to process.stdout or process.stderr (EPIPE, ENOSPC, EIO) is an uncaught exception.
+ */
+export function guardOutput(stream: NodeJS.WritableStream): void {
+  if (guarded.has(stream)) return;
+  guarded.add(stream);
+  stream.on('error', failed);
+}
+
+/** Whether `fd` is a file or a device (as /dev/full), which Node writes synchronously anyway. */
+function isFileLike(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() || stat.isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
+
+/** A pino destination that never throws: see the header. */
+function safeDestination(out: NodeJS.WritableStream, format: (line: string) => string): { write(line: string): void } {
+  guardOutput(out);
+  const fd = (out as { fd?: unknown }).fd;
+  if (typeof fd === 'number' && !(out as { isTTY?: boolean }).isTTY && isFileLike(fd)) {
+    return {
+      write(line) {
+        try {
+          // A short write is what a nearly full disk gives: write the rest until it fails.
+          for (let rest = Buffer.from(format(line)); rest.length > 0; ) {
+            const written = writeSync(fd, rest);
+            if (written <= 0) throw Object.assign(new Error('short write'), { code: 'ENOSPC' });
+            rest = rest.subarray(written);
+          }
+        } catch (err) {
+          failed(err);
+        }
+      },
+    };
+  }
+  // Pipes, sockets and terminals: Node's stream, which queues rather than blocks. After an error it
+  // is destroyed (a pipe whose reader has gone stays gone), and further lines are counted as lost.
+  return {
+    write(line) {
+      if ((out as { destroyed?: boolean }).destroyed) return failed(Object.assign(new Error('closed'), { code: 'ERR_STREAM_DESTROYED' }));
+      out.write(format(line), (err) => {
+        if (err) failed(err);
+      });
+    },
+  };
+}
+
 export function createLogger(level: Level | 'silent' = 'info', out: NodeJS.WritableStream = process.stderr): Logger {
   const tty = (out as { isTTY?: boolean }).isTTY === true;
-  // Synchronous, so the last lines before process.exit() are not lost.
-  const destination = tty ? pretty({ destination: out, sync: true, translateTime: 'SYS:standard' }) : out;
+  const format = tty ? pretty.prettyFactory({ translateTime: 'SYS:standard', colorize: true }) : (line: string) => line;
   const logger = pino(
     {
       level,
@@ -25,7 +108,8 @@ export function createLogger(level: Level | 'silent' = 'info', out: NodeJS.Writa
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination,
+    // Each line is handed over at once (no buffering in pino), so the last lines before process.exit() are not lost.
+    safeDestination(out, format),
   );
   const at = (lvl: Level) => (msg: string, fields: Record<string, unknown> = {}) => logger[lvl](fields, msg);
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };

@@ -14,6 +14,7 @@ import type { Complete } from '../recipes/index.ts';
 import type { VersionStatsReader } from './stats.ts';
 import type { Route } from './http.ts';
 import { versionNumber } from './weights.ts';
+import { outputFailures } from './log.ts';
 
 export interface MetricsSources {
   store: Store;
@@ -89,6 +90,7 @@ export class Metrics {
   private readonly versionServedReward = this.gauge('clawrl_version_served_mean_reward', "Mean reward of the scored turns each version served.", ['version']);
   private readonly versionHitRate = this.gauge('clawrl_version_served_hit_rate', 'Share of the scored turns each version served that were rewarded +1.', ['version']);
   private readonly versionServedTurns = this.gauge('clawrl_version_served_turns', 'Turns each version served.', ['version']);
+  private readonly outputFailures = this.counter('clawrl_output_write_failures_total', 'Log lines and stdout writes that failed (full disk, closed pipe) and were dropped, since the daemon started.');
   private readonly backendMemoryBytes = this.gauge('clawrl_backend_memory_bytes', "The policy backend's memory (GPU for torch, process RSS for in-process backends).", ['kind']);
 
   constructor(private readonly sources: MetricsSources) {
@@ -177,6 +179,7 @@ export class Metrics {
     this.trainingQueue.set(training?.waiting ?? 0);
     setTotal(this.trainingSteps, training?.steps ?? 0);
     this.stepInProgress.set(training?.step ? 1 : 0);
+    setTotal(this.outputFailures, outputFailures().count);
 
     this.weightVersion.reset();
     this.weightVersion.set({ version: status.weightVersion, pinned: String(training?.pinned === status.weightVersion) }, 1);

@@ -24,7 +24,7 @@ interface Rule {
   apply(text: string, found: () => void): string;
 }
 
-function regexRule(name: string, pattern: RegExp, replace: (match: string, ...groups: string[]) => string = () => REDACTED): Rule {
+function regexRule(name: string, pattern: RegExp, replace: (...matchAndGroups: string[]) => string = () => REDACTED): Rule {
   return {
     name,
     apply: (text, found) =>

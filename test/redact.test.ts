@@ -89,7 +89,7 @@ test('secrets never reach the store: events are redacted, and a sample with one 
 // The built-in rules as regular expressions, as they stood before three of them were rewritten
 // as hand scans for linear time: on short strings (where backtracking costs nothing) they are the
 // reference for what is redacted.
-const REFERENCE: [RegExp, (match: string, ...groups: string[]) => string][] = [
+const REFERENCE: [RegExp, (...matchAndGroups: string[]) => string][] = [
   [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g, () => REDACTED],
   [/\bsk-ant-[A-Za-z0-9_-]{20,}/g, () => REDACTED],
   [/\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g, () => REDACTED],

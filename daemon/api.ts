@@ -7,6 +7,7 @@ import { BackendUnavailableError, type Backend, type ChatMessage, type GenerateC
 import type { Logger } from './log.ts';
 import { UpstreamError } from './backends/upstream.ts';
 import { HttpError, readBody, sendError } from './http.ts';
+import { MAX_ID_BYTES, MAX_VALUE_DEPTH } from '../protocol/index.ts';
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 
@@ -22,10 +23,15 @@ export interface TurnHeaders {
   optIn?: boolean;
 }
 
+/** The plugin's headers; one longer than an id may be (ids become store keys) is refused with 400. */
 export function readTurnHeaders(req: IncomingMessage): TurnHeaders {
   const h = (name: string) => {
     const v = req.headers[`x-clawrl-${name}`];
-    return typeof v === 'string' && v.length > 0 ? v : undefined;
+    if (typeof v !== 'string' || v.length === 0) return undefined;
+    if (Buffer.byteLength(v) > MAX_ID_BYTES) {
+      throw new ApiError(400, `header x-clawrl-${name} is ${Buffer.byteLength(v)} bytes long, over the limit of ${MAX_ID_BYTES} bytes`, 'invalid_request_error', `x-clawrl-${name}`);
+    }
+    return v;
   };
   return {
     sessionKey: h('session-key'),
@@ -67,6 +73,24 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Refuses (400) a free-form value nested more than MAX_VALUE_DEPTH levels: what reads it later
+ * (redaction, storage, templates, JSON for upstream) recurses, and 50,000 levels overflowed the
+ * stack. No tool schema comes near the limit. Counted level by level, without recursion.
+ */
+function checkNesting(value: unknown, field: string): void {
+  let level: unknown[] = [value];
+  for (let depth = 0; level.length > 0; depth++) {
+    if (depth > MAX_VALUE_DEPTH) throw new ApiError(400, `${field} nests deeper than ${MAX_VALUE_DEPTH} levels`, 'invalid_request_error', field);
+    const next: unknown[] = [];
+    for (const v of level) {
+      if (typeof v !== 'object' || v === null) continue;
+      for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) next.push(child);
+    }
+    level = next;
+  }
+}
+
 function sendApiError(res: ServerResponse, err: ApiError): void {
   sendError(res, err.status, err.message, err.type, { param: err.param, code: null });
 }
@@ -100,13 +124,21 @@ function parseMessages(value: unknown): ChatMessage[] {
     if (typeof m.role !== 'string' || !ROLES.has(m.role)) {
       throw new ApiError(400, `${where}.role must be one of ${[...ROLES].join(', ')}`, 'invalid_request_error', `${where}.role`);
     }
+    if (m.tool_calls !== undefined && m.tool_calls !== null && !Array.isArray(m.tool_calls)) {
+      throw new ApiError(400, `${where}.tool_calls must be an array`, 'invalid_request_error', `${where}.tool_calls`);
+    }
+    checkNesting(m.content, `${where}.content`);
     const toolCalls = Array.isArray(m.tool_calls)
       ? m.tool_calls.map((c: { id?: unknown; function?: { name?: unknown; arguments?: unknown } }, j: number): ToolCall => {
           if (typeof c?.function?.name !== 'string') {
             throw new ApiError(400, `${where}.tool_calls[${j}].function.name must be a string`, 'invalid_request_error', `${where}.tool_calls`);
           }
+          if (c.id !== undefined && c.id !== null && typeof c.id !== 'string') {
+            throw new ApiError(400, `${where}.tool_calls[${j}].id must be a string`, 'invalid_request_error', `${where}.tool_calls`);
+          }
           const args = c.function.arguments;
-          return { id: String(c.id ?? ''), name: c.function.name, arguments: typeof args === 'string' ? args : JSON.stringify(args ?? {}) };
+          checkNesting(args, `${where}.tool_calls[${j}].function.arguments`);
+          return { id: c.id ?? '', name: c.function.name, arguments: typeof args === 'string' ? args : JSON.stringify(args ?? {}) };
         })
       : undefined;
     return {
@@ -127,6 +159,7 @@ function parseTools(value: unknown): ToolSpec[] | undefined {
     if (t?.type !== 'function' || typeof t.function?.name !== 'string') {
       throw new ApiError(400, `tools[${i}] must be {type: "function", function: {name, ...}}`, 'invalid_request_error', 'tools');
     }
+    checkNesting(t.function.parameters, `tools[${i}].function.parameters`);
     return {
       name: t.function.name,
       ...(typeof t.function.description === 'string' && { description: t.function.description }),
@@ -161,20 +194,33 @@ export interface ParsedRequest {
   passthrough: Record<string, unknown>;
 }
 
+function booleanField(body: Record<string, unknown>, name: string, path = name): boolean {
+  const v = body[name];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw new ApiError(400, `${path} must be true or false`, 'invalid_request_error', path);
+  return v;
+}
+
 export function parseChatRequest(body: unknown, defaultMaxTokens: number): ParsedRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'the request body must be a JSON object');
   const b = body as Record<string, unknown>;
   if (typeof b.model !== 'string') throw new ApiError(400, 'model must be a string', 'invalid_request_error', 'model');
+  const streamOptions = b.stream_options ?? {};
+  if (typeof streamOptions !== 'object' || Array.isArray(streamOptions)) {
+    throw new ApiError(400, 'stream_options must be an object', 'invalid_request_error', 'stream_options');
+  }
   if (b.n !== undefined && b.n !== null && b.n !== 1) throw new ApiError(400, 'only n = 1 is supported', 'invalid_request_error', 'n');
   const stop = b.stop === undefined || b.stop === null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop;
   if (!Array.isArray(stop) || stop.length > 4 || !stop.every((s) => typeof s === 'string' && s.length > 0)) {
     throw new ApiError(400, 'stop must be a string or up to 4 non-empty strings', 'invalid_request_error', 'stop');
   }
-  const logprobs = b.logprobs === true;
+  const logprobs = booleanField(b, 'logprobs');
   const topLogprobs = numberField(b, 'top_logprobs', 0, 0, 20, true);
   if (topLogprobs > 0 && !logprobs) throw new ApiError(400, 'top_logprobs requires logprobs: true', 'invalid_request_error', 'top_logprobs');
   const maxTokens = numberField(b, 'max_completion_tokens', numberField(b, 'max_tokens', defaultMaxTokens, 1, 1 << 20, true), 1, 1 << 20, true);
+  // Passed on to upstream as they are, so bounded like the fields read here.
   const passthrough = Object.fromEntries(Object.entries(b).filter(([k]) => !MODELLED.has(k)));
+  for (const [name, value] of Object.entries(passthrough)) checkNesting(value, name);
   return {
     model: b.model,
     messages: parseMessages(b.messages),
@@ -187,8 +233,8 @@ export function parseChatRequest(body: unknown, defaultMaxTokens: number): Parse
       ...(b.seed !== undefined && b.seed !== null && { seed: numberField(b, 'seed', 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, true) }),
       topLogprobs,
     },
-    stream: b.stream === true,
-    includeUsage: (b.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true,
+    stream: booleanField(b, 'stream'),
+    includeUsage: booleanField(streamOptions as Record<string, unknown>, 'include_usage', 'stream_options.include_usage'),
     logprobs,
     passthrough,
   };
@@ -211,6 +257,7 @@ export function createApi(opts: ApiOptions) {
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
 
   async function chatCompletions(req: IncomingMessage, res: ServerResponse, backend: Backend): Promise<void> {
+    const headers = readTurnHeaders(req);
     const raw = await readBody(req, maxBody);
     let body: unknown;
     try {
@@ -283,7 +330,7 @@ export function createApi(opts: ApiOptions) {
       }
       res.end('data: [DONE]\n\n');
     }
-    opts.onServed({ id, model, request: { messages: parsed.messages, tools: parsed.tools }, result, headers: readTurnHeaders(req), durationMs: performance.now() - started });
+    opts.onServed({ id, model, request: { messages: parsed.messages, tools: parsed.tools }, result, headers, durationMs: performance.now() - started });
   }
 
   return async function handleV1(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {

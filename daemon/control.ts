@@ -3,6 +3,22 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Trainer } from './trainer.ts';
 import type { Store } from './store.ts';
 import { HttpError, readJsonObject, sendError, sendJson, type Route } from './http.ts';
+import { VERSION_PATTERN } from './weights.ts';
+
+/**
+ * The body's `version`: base or a version name, or (where `nullable`, for unpin) null. Anything
+ * else is refused, naming what came: a number once unpinned instead.
+ */
+async function versionOf(req: IncomingMessage, nullable: boolean): Promise<string | null> {
+  const body = await readJsonObject(req);
+  const expected = `"base" or a version name such as "v000003"${nullable ? ', or null to unpin' : ''}`;
+  if (!('version' in body)) throw new HttpError(400, `version is missing: give ${expected}`);
+  const { version } = body;
+  if (typeof version === 'string' && (version === 'base' || VERSION_PATTERN.test(version))) return version;
+  if (nullable && version === null) return null;
+  const got = typeof version === 'string' ? JSON.stringify(version.slice(0, 100)) : typeof version === 'object' ? (Array.isArray(version) ? 'an array' : version === null ? 'null' : 'an object') : String(version);
+  throw new HttpError(400, `version must be ${expected}, got ${got}`);
+}
 
 export function controlRoutes(trainer: Trainer | undefined, store: Store): Route[] {
   const guarded =
@@ -26,14 +42,11 @@ export function controlRoutes(trainer: Trainer | undefined, store: Store): Route
     },
     {
       path: '/weights/rollback',
-      handle: guarded(async (req, res, t) => sendJson(res, 200, await t.rollback(String((await readJsonObject(req)).version))), 'POST'),
+      handle: guarded(async (req, res, t) => sendJson(res, 200, await t.rollback((await versionOf(req, false))!)), 'POST'),
     },
     {
       path: '/weights/pin',
-      handle: guarded(async (req, res, t) => {
-        const { version } = await readJsonObject(req);
-        sendJson(res, 200, { serving: await t.pin(typeof version === 'string' ? version : null) });
-      }, 'POST'),
+      handle: guarded(async (req, res, t) => sendJson(res, 200, { serving: await t.pin(await versionOf(req, true)) }), 'POST'),
     },
     { path: '/train', handle: guarded(async (_req, res, t) => sendJson(res, 200, { version: await t.trainNow() }), 'POST') },
   ];

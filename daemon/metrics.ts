@@ -12,7 +12,7 @@ import type { ScoreRecord, Store } from './store.ts';
 import type { Backend, GenerateResult } from './backends/types.ts';
 import type { Complete } from '../recipes/index.ts';
 import type { VersionStatsReader } from './stats.ts';
-import type { Route } from './http.ts';
+import { sendError, type Route } from './http.ts';
 import { versionNumber } from './weights.ts';
 import { outputFailures } from './log.ts';
 
@@ -102,7 +102,8 @@ export class Metrics {
     return {
       path: '/metrics',
       auth: !open,
-      handle: async (_req, res) => {
+      handle: async (req, res) => {
+        if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, `use GET for /metrics`, 'invalid_request_error');
         const text = await this.scrape();
         res.writeHead(200, { 'content-type': this.registry.contentType });
         res.end(text);

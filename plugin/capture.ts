@@ -5,14 +5,27 @@
 // It also tracks, per OpenClaw sessionId, the run, model call and trigger in progress, because
 // the provider's per-turn headers are resolved between `model_call_started` and
 // `model_call_ended` with only `sessionId` and a fresh `turnId` to go on.
+//
+// What a person typed (seen in openclaw@2026.9.6's gateway): `message_received` carries the exact
+// text but no run id, and fires for command messages (`/clawrl good`, `/status`) too, which start
+// no run; the run's prompt (`before_agent_run`) is the text again, and `llm_input`'s carries
+// OpenClaw's envelope prefix (`[Wed 2026-12-02 02:23 UTC] …`). So received texts wait, and the
+// next run of their session takes the ones its prompt holds: one user.message per message that
+// started (or joined) a run, with its run id, and never a command. Without `message_received`
+// (`agent --local`), the run's prompt is the message.
+//
+// A model attempt that fails (provider down, a broken stream) still fires `agent_end` and
+// `llm_output` (success: true, the partial or no text), and OpenClaw retries the run under the
+// same run id. An attempt none of whose model calls completed produced nothing: it sends no
+// run.end and no model.output.
 import { stripHintsBlock, type ImageSummary, type ToolCallSummary } from '../protocol/index.ts';
 import type {
   AfterToolCallEvent,
   AgentEndEvent,
+  BeforeAgentRunEvent,
   HookContext,
   HookHandlers,
   HookName,
-  LlmInputEvent,
   LlmOutputEvent,
   MessageReceivedEvent,
   ModelCallEvent,
@@ -35,6 +48,14 @@ export interface SessionTrack {
   /** The model call in flight (between model_call_started and model_call_ended). */
   callId?: string;
   trigger?: string;
+  /** Model calls of the current attempt (since its before_agent_run) that ended, and that completed. */
+  calls?: { ended: number; completed: number };
+}
+
+/** A message as the person sent it, waiting for the run it starts. */
+interface Received {
+  content: string;
+  at: number;
 }
 
 /** Text longer than this is cut (with a marker) so one event stays far below the frame limit. */
@@ -45,6 +66,13 @@ const MAX_PARAMS_CHARS = 16 * 1024;
 const MAX_TRACKED = 10_000;
 /** Errors logged per hook before the log goes quiet (the count still grows). */
 const LOGGED_ERRORS_PER_HOOK = 5;
+/** Received messages a session keeps waiting for a run; older ones are dropped. */
+const MAX_WAITING_MESSAGES = 32;
+
+/** The plugin's own command: its messages carry feedback or settings, never a user's request. */
+export function isClawrlCommand(text: string): boolean {
+  return /^\/clawrl(\s|$)/i.test(text.trimStart());
+}
 
 /** Heartbeats, cron runs and memory flushes are side turns: served, but not trained on. */
 export function isSideTrigger(trigger: string | undefined): boolean {
@@ -59,7 +87,7 @@ function num(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null;
 }
 
@@ -161,8 +189,10 @@ export class Capture {
   private readonly sessions = new BoundedMap<string, SessionTrack>();
   /** Last run of each session key, for `/clawrl good|bad|hint`. */
   private readonly lastRun = new BoundedMap<string, string>();
-  /** Runs whose user message has been sent (message_received and llm_input both carry it). */
-  private readonly runsWithUserMessage = new BoundedMap<string, true>();
+  /** Runs whose first attempt has been seen: a retry under the same run id brings no new message. */
+  private readonly runsStarted = new BoundedMap<string, true>();
+  /** Messages received per session key, waiting for the run that takes them. */
+  private readonly received = new BoundedMap<string, Received[]>();
   /** Opted-in session keys whose opt-in has been sent since start. */
   private readonly announced = new Set<string>();
   private readonly errors = new Map<string, number>();
@@ -218,10 +248,7 @@ export class Capture {
   /** Registers the handlers with `api.on`, each wrapped so it can never throw into the host. */
   registerHooks(on: PluginApi['on']): void {
     const handlers: { [K in HookName]?: HookHandlers[K] } = {
-      before_agent_run: this.guard('before_agent_run', (_event: unknown, ctx: HookContext) => {
-        this.track(ctx, ctx.sessionId, ctx.runId);
-      }),
-      llm_input: this.guard('llm_input', (event: LlmInputEvent, ctx: HookContext) => this.onLlmInput(event, ctx)),
+      before_agent_run: this.guard('before_agent_run', (event: BeforeAgentRunEvent, ctx: HookContext) => this.onBeforeAgentRun(event, ctx)),
       model_call_started: this.guard('model_call_started', (event: ModelCallEvent, ctx: HookContext) => this.onModelCallStarted(event, ctx)),
       model_call_ended: this.guard('model_call_ended', (event: ModelCallEvent, ctx: HookContext) => this.onModelCallEnded(event, ctx)),
       llm_output: this.guard('llm_output', (event: LlmOutputEvent, ctx: HookContext) => this.onLlmOutput(event, ctx)),
@@ -236,28 +263,38 @@ export class Capture {
     for (const name of Object.keys(handlers) as HookName[]) on(name, handlers[name] as HookHandlers[typeof name]);
   }
 
-  private onLlmInput(event: LlmInputEvent, ctx: HookContext): void {
-    const track = this.track(ctx, str(event.sessionId) ?? ctx.sessionId, str(event.runId) ?? ctx.runId);
+  private onBeforeAgentRun(event: BeforeAgentRunEvent, ctx: HookContext): void {
+    const track = this.track(ctx, ctx.sessionId, ctx.runId);
+    track.calls = { ended: 0, completed: 0 };
+    const runId = track.runId;
+    // A retry of a run (same id) re-sends the conversation; side turns have no user.
+    if (runId !== undefined && this.runsStarted.has(runId)) return;
+    if (runId !== undefined) this.runsStarted.set(runId, true);
+    if (isSideTrigger(track.trigger) || track.sessionKey === undefined) return;
+    const waiting = this.received.get(track.sessionKey) ?? [];
+    this.received.delete(track.sessionKey);
     // The prompt OpenClaw reports carries the hints this plugin prepended; the user did not write them.
-    const prompt = str(stripHintsBlock(str(event.prompt) ?? ''));
-    // The run's prompt is the user's message on main turns; side turns have no user.
-    if (prompt === undefined || isSideTrigger(track.trigger)) return;
-    this.userMessage(track.sessionKey, str(event.sessionId) ?? ctx.sessionId, track.runId, prompt);
+    const prompt = stripHintsBlock(str(event.prompt) ?? '');
+    const taken = waiting.filter((m) => prompt.includes(m.content.trim()));
+    if (taken.length === 0 && prompt.trim() !== '') taken.push({ content: prompt, at: Date.now() });
+    for (const m of taken) {
+      this.emit(track.sessionKey, (key) => ({ kind: 'user.message', at: m.at, sessionKey: key, sessionId: ctx.sessionId, runId, content: capText(m.content) }));
+    }
   }
 
   private onMessageReceived(event: MessageReceivedEvent, ctx: HookContext): void {
     const content = str(event.content);
-    if (content === undefined) return;
-    this.userMessage(ctx.sessionKey ?? str(event.sessionKey), ctx.sessionId, ctx.runId ?? str(event.runId), content);
+    const sessionKey = ctx.sessionKey ?? str(event.sessionKey);
+    // Only messages of an opted-in session are kept, and never the plugin's own commands.
+    if (content === undefined || sessionKey === undefined || isClawrlCommand(content) || !this.optIns.isOptedIn(sessionKey)) return;
+    const waiting = this.received.get(sessionKey) ?? [];
+    waiting.push({ content, at: Date.now() });
+    this.received.set(sessionKey, waiting.slice(-MAX_WAITING_MESSAGES));
   }
 
-  /** One user.message per run, whichever of message_received and llm_input comes first. */
-  private userMessage(sessionKey: string | undefined, sessionId: string | undefined, runId: string | undefined, content: string): void {
-    if (runId !== undefined) {
-      if (this.runsWithUserMessage.has(runId)) return;
-      this.runsWithUserMessage.set(runId, true);
-    }
-    this.emit(sessionKey, (key) => ({ kind: 'user.message', at: Date.now(), sessionKey: key, sessionId, runId, content: capText(content) }));
+  /** True when the attempt in progress has model calls and none of them completed. */
+  private attemptFailed(track: SessionTrack): boolean {
+    return track.calls !== undefined && track.calls.ended > 0 && track.calls.completed === 0;
   }
 
   private onModelCallStarted(event: ModelCallEvent, ctx: HookContext): void {
@@ -281,14 +318,20 @@ export class Capture {
   }
 
   private onModelCallEnded(event: ModelCallEvent, ctx: HookContext): void {
-    // Requests outside a model call (compaction summaries, say) must not inherit a stale call id.
     const track = this.session(str(event.sessionId) ?? ctx.sessionId);
-    if (track && track.callId === str(event.callId)) track.callId = undefined;
+    if (!track) return;
+    // Requests outside a model call (compaction summaries, say) must not inherit a stale call id.
+    if (track.callId === str(event.callId)) track.callId = undefined;
+    track.calls ??= { ended: 0, completed: 0 };
+    track.calls.ended++;
+    // Hosts that do not report an outcome are taken at their word that the call happened.
+    if (event.outcome !== 'error') track.calls.completed++;
   }
 
   private onLlmOutput(event: LlmOutputEvent, ctx: HookContext): void {
     const sessionId = str(event.sessionId) ?? ctx.sessionId;
     const track = this.track(ctx, sessionId, str(event.runId) ?? ctx.runId);
+    if (this.attemptFailed(track)) return;
     const texts = Array.isArray(event.assistantTexts) ? event.assistantTexts.filter((t): t is string => typeof t === 'string') : [];
     const usage = isRecord(event.usage)
       ? { input: num(event.usage.input), output: num(event.usage.output), total: num(event.usage.total) }
@@ -334,6 +377,7 @@ export class Capture {
 
   private onAgentEnd(event: AgentEndEvent, ctx: HookContext): void {
     const track = this.track(ctx, ctx.sessionId, str(event.runId) ?? ctx.runId);
+    if (this.attemptFailed(track)) return;
     this.emit(track.sessionKey, (key) => ({
       kind: 'run.end',
       at: Date.now(),

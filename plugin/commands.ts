@@ -49,7 +49,11 @@ export function clawrlCommand(capture: Capture, linkStatus: () => LinkStatus | u
     switch (verb) {
       case 'on':
         capture.setOptIn(sessionKey, true);
-        return { text: 'clawrl: this session is now captured for training. /clawrl off stops it.' };
+        return {
+          text:
+            'clawrl: this session is captured for training from here on: your next messages, the replies and what follows them. ' +
+            'Each stored reply keeps the context the model answered in, which includes this conversation so far. /clawrl off stops it.',
+        };
       case 'off':
         capture.setOptIn(sessionKey, false);
         return { text: 'clawrl: this session is no longer captured.' };

@@ -23,11 +23,8 @@ export interface HookContext {
   toolCallId?: string;
 }
 
-export interface LlmInputEvent {
-  runId?: string;
-  sessionId?: string;
-  provider?: string;
-  model?: string;
+/** PluginHookBeforeAgentRunEvent: `prompt` is the message that started the run (no envelope). */
+export interface BeforeAgentRunEvent {
   prompt?: string;
 }
 
@@ -38,6 +35,8 @@ export interface ModelCallEvent {
   sessionId?: string;
   provider?: string;
   model?: string;
+  /** model_call_ended: 'completed' or 'error'. */
+  outcome?: string;
 }
 
 export interface LlmOutputEvent {
@@ -96,10 +95,28 @@ export interface PromptBuildResult {
   prependContext?: string;
 }
 
+/** PluginHookBeforeModelResolveResult: the provider and model this run uses instead. */
+export interface ModelResolveResult {
+  providerOverride?: string;
+  modelOverride?: string;
+}
+
+/** PluginHookReplyPayloadSendingEvent, the fields used here. */
+export interface ReplyPayloadSendingEvent {
+  payload?: { text?: string; isError?: boolean; [field: string]: unknown };
+  sessionKey?: string;
+  /** Present on replies of an agent run (not on command replies): who answered. */
+  usageState?: { provider?: string; model?: string };
+}
+
+/** PluginHookReplyPayloadSendingResult: the payload delivered instead. */
+export interface ReplyPayloadSendingResult {
+  payload?: ReplyPayloadSendingEvent['payload'];
+}
+
 /** The hooks this plugin registers: observe hooks as `(event, ctx) => void`, and the prompt hook. */
 export interface HookHandlers {
-  before_agent_run: (event: unknown, ctx: HookContext) => void;
-  llm_input: (event: LlmInputEvent, ctx: HookContext) => void;
+  before_agent_run: (event: BeforeAgentRunEvent, ctx: HookContext) => void;
   model_call_started: (event: ModelCallEvent, ctx: HookContext) => void;
   model_call_ended: (event: ModelCallEvent, ctx: HookContext) => void;
   llm_output: (event: LlmOutputEvent, ctx: HookContext) => void;
@@ -109,6 +126,8 @@ export interface HookHandlers {
   session_start: (event: SessionStartEvent, ctx: HookContext) => void;
   session_end: (event: SessionEndEvent, ctx: HookContext) => void;
   before_prompt_build: (event: BeforePromptBuildEvent, ctx: unknown) => Promise<PromptBuildResult | undefined>;
+  before_model_resolve: (event: unknown, ctx: unknown) => Promise<ModelResolveResult | undefined>;
+  reply_payload_sending: (event: ReplyPayloadSendingEvent, ctx: unknown) => ReplyPayloadSendingResult | undefined;
 }
 
 export type HookName = keyof HookHandlers;
@@ -191,9 +210,11 @@ export interface PluginApi {
   id: string;
   pluginConfig?: Record<string, unknown>;
   logger: PluginLogger;
+  /** openclaw.json as loaded (`runtime.config.current()` has the live one after a reload). */
+  config?: unknown;
   runtime?: {
     state?: { resolveStateDir?: (env?: NodeJS.ProcessEnv) => string };
-    system?: { enqueueSystemEvent?: (text: string, options: { sessionKey: string; contextKey?: string; replace?: boolean }) => boolean };
+    config?: { current?: () => unknown };
   };
   on<K extends HookName>(hookName: K, handler: HookHandlers[K]): void;
   registerProvider(provider: ProviderPlugin): void;

@@ -19,14 +19,16 @@ import { PLUGIN_VERSION, hintsUrlOf, parseConfig, type PluginConfig } from './co
 import { HintCache, hintsHook } from './hints.ts';
 import type { PluginApi, PluginEntry } from './host-types.ts';
 import { Link } from './link.ts';
+import { WeightNotices } from './notices.ts';
 import { OptIns } from './optin.ts';
-import { clawrlProvider } from './provider.ts';
+import { PROVIDER_ID, clawrlProvider, rerouteWhenDaemonDown } from './provider.ts';
 
 class Runtime {
   readonly optIns: OptIns;
   readonly capture: Capture;
   /** The daemon's hints, kept in sync for before_prompt_build; it opens no socket before first use. */
   readonly hints: HintCache;
+  readonly notices = new WeightNotices(PROVIDER_ID);
   private link: Link | undefined;
   private serviceStopped = false;
 
@@ -53,6 +55,11 @@ class Runtime {
   /** The settings in force (a config reload replaces them). */
   get settings(): PluginConfig {
     return this.config;
+  }
+
+  /** OpenClaw's own config in force (the live one where the host offers it). */
+  openclawConfig(): unknown {
+    return this.api.runtime?.config?.current?.() ?? this.api.config;
   }
 
   /** A later registration (config reload) brings new settings and a new api object. */
@@ -99,7 +106,7 @@ class Runtime {
       spoolMaxEvents: this.config.spoolMaxEvents,
       spoolMaxBytes: this.config.spoolMaxBytes,
       onWeights: (msg: WeightsUpdatedMessage) => {
-        if (this.config.notifyOnWeights) this.notifySessions(msg);
+        if (this.config.notifyOnWeights) this.notices.weightsChanged(msg, this.capture.activeSessionKeys());
       },
     };
   }
@@ -107,19 +114,6 @@ class Runtime {
   private getLink(): Link {
     this.link ??= new Link({ ...this.linkSettings(), stateDir: this.stateDir, logger: this.api.logger, clientVersion: PLUGIN_VERSION });
     return this.link;
-  }
-
-  private notifySessions(msg: WeightsUpdatedMessage): void {
-    const enqueue = this.api.runtime?.system?.enqueueSystemEvent;
-    if (!enqueue) {
-      this.api.logger.warn('clawrl: notifyOnWeights is set, but this OpenClaw has no runtime.system.enqueueSystemEvent');
-      return;
-    }
-    const text = `clawrl: new weights ${msg.version} (${msg.recipe}) are serving from now on.`;
-    for (const sessionKey of this.capture.activeSessionKeys()) {
-      // One pending notice per session: a newer version replaces an unread older one.
-      enqueue(text, { sessionKey, contextKey: 'clawrl:weights', replace: true });
-    }
   }
 }
 
@@ -153,6 +147,11 @@ const entry: PluginEntry = {
     api.registerProvider(clawrlProvider(config, runtime.capture, api.logger));
     runtime.capture.registerHooks(api.on.bind(api));
     api.on('before_prompt_build', hintsHook(runtime.hints, runtime.capture, () => runtime.settings, api.logger));
+    api.on(
+      'before_model_resolve',
+      rerouteWhenDaemonDown({ config: () => runtime.settings, openclawConfig: () => runtime.openclawConfig(), linkStatus: () => runtime.linkStatus(), logger: api.logger }),
+    );
+    api.on('reply_payload_sending', (event) => runtime.notices.onReply(event));
     api.registerCommand(clawrlCommand(runtime.capture, () => runtime.linkStatus(), runtime.hints));
     api.registerService({ id: 'clawrl-link', start: () => runtime.startService(), stop: () => runtime.stopService() });
   },

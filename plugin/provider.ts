@@ -3,12 +3,20 @@
 // tie the exact tokens it served to the plugin's events. Stock OpenClaw sends no session header
 // itself; `resolveTransportTurnState` runs right after `model_call_started` for the same sessionId,
 // so the call in flight is the one being resolved.
-import { isSideTrigger, type Capture } from './capture.ts';
+//
+// When the daemon is down, a run that would use this provider goes to the agent's first configured
+// fallback model from the start (`before_model_resolve`): OpenClaw itself would first retry the
+// refused connection as a transient failure for about a minute (openclaw@2026.9.6: 8 retries in a
+// 90 s window) before trying the fallback.
+import { isRecord, isSideTrigger, type Capture } from './capture.ts';
 import { httpBaseOf, type PluginConfig } from './config.ts';
-import type { ModelDefinition, PluginLogger, ProviderPlugin, TransportTurnContext } from './host-types.ts';
+import type { ModelDefinition, ModelResolveResult, PluginLogger, ProviderPlugin, TransportTurnContext } from './host-types.ts';
+import type { LinkStatus } from './link.ts';
 
-const PROVIDER_ID = 'clawrl';
+export const PROVIDER_ID = 'clawrl';
 const CATALOG_TIMEOUT_MS = 5000;
+/** How long the check that the daemon is really down may take (only asked while the link is down). */
+const PROBE_TIMEOUT_MS = 1000;
 /** Used when the daemon does not say how long a context its model takes. */
 const DEFAULT_CONTEXT_WINDOW = 32_768;
 const DEFAULT_MAX_TOKENS = 4096;
@@ -90,4 +98,72 @@ export function clawrlProvider(config: PluginConfig, capture: Capture, logger: P
       }
     },
   };
+}
+
+/** The fallbacks of a model setting: `"provider/model"` has none, `{ primary, fallbacks }` may. */
+function fallbacksOf(model: unknown): string[] | undefined {
+  if (!isRecord(model) || !Array.isArray(model.fallbacks)) return undefined;
+  return model.fallbacks.filter((f): f is string => typeof f === 'string');
+}
+
+/** The first configured fallback of an agent (its own list, else `agents.defaults`) that is not this provider's. */
+export function fallbackModel(openclawConfig: unknown, agentId: string | undefined): { provider: string; model: string } | undefined {
+  const agents = isRecord(openclawConfig) && isRecord(openclawConfig.agents) ? openclawConfig.agents : {};
+  const own = agentId !== undefined && isRecord(agents.entries) && isRecord(agents.entries[agentId]) ? fallbacksOf(agents.entries[agentId].model) : undefined;
+  const list = own ?? fallbacksOf(isRecord(agents.defaults) ? agents.defaults.model : undefined) ?? [];
+  for (const ref of list) {
+    const slash = ref.indexOf('/');
+    if (slash > 0 && slash < ref.length - 1 && ref.slice(0, slash) !== PROVIDER_ID) return { provider: ref.slice(0, slash), model: ref.slice(slash + 1) };
+  }
+  return undefined;
+}
+
+export interface RerouteOptions {
+  config: () => PluginConfig;
+  /** OpenClaw's config in force (for the agent's fallbacks). */
+  openclawConfig: () => unknown;
+  linkStatus: () => LinkStatus | undefined;
+  logger: Pick<PluginLogger, 'warn' | 'info'>;
+}
+
+/**
+ * The `before_model_resolve` handler. The link says the daemon is down when it is waiting to
+ * reconnect, or reconnecting after an error; a request to the daemon's model list confirms it
+ * (the daemon may be back before the link's next try). A link that never tried (a fresh
+ * one-shot process) says nothing, and the run goes to the daemon as configured.
+ */
+export function rerouteWhenDaemonDown(opts: RerouteOptions) {
+  let rerouting = false;
+  return async (_event: unknown, rawCtx: unknown): Promise<ModelResolveResult | undefined> => {
+    try {
+      const ctx = isRecord(rawCtx) ? rawCtx : {};
+      if (ctx.modelProviderId !== PROVIDER_ID) return undefined;
+      const link = opts.linkStatus();
+      const looksDown = link !== undefined && (link.state === 'waiting' || (link.state === 'connecting' && link.lastError !== undefined));
+      if (!looksDown || (await daemonAnswers(opts.config()))) {
+        rerouting = false;
+        return undefined;
+      }
+      const fallback = fallbackModel(opts.openclawConfig(), typeof ctx.agentId === 'string' ? ctx.agentId : undefined);
+      if (!fallback) return undefined;
+      // Logged when rerouting starts, not for every run while the daemon stays down.
+      if (!rerouting) opts.logger.warn(`clawrl: the daemon is unreachable (${link.lastError ?? link.state}); runs use the fallback ${fallback.provider}/${fallback.model} until it is back`);
+      rerouting = true;
+      return { providerOverride: fallback.provider, modelOverride: fallback.model };
+    } catch (err) {
+      opts.logger.warn(`clawrl: before_model_resolve failed: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+}
+
+/** Whether the daemon's `/v1/models` answers at all (any HTTP status) within PROBE_TIMEOUT_MS. */
+async function daemonAnswers(config: PluginConfig): Promise<boolean> {
+  try {
+    const res = await fetch(`${httpBaseOf(config.daemonUrl)}/models`, { headers: { authorization: `Bearer ${config.token}` }, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    await res.body?.cancel();
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -7,7 +7,12 @@ import { Capture, summariseToolResult, MAX_TEXT_CHARS } from '../plugin/capture.
 import { clawrlCommand } from '../plugin/commands.ts';
 import { HintCache } from '../plugin/hints.ts';
 import { OptIns } from '../plugin/optin.ts';
-import { turnHeaders } from '../plugin/provider.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { PluginConfig } from '../plugin/config.ts';
+import type { LinkStatus } from '../plugin/link.ts';
+import { WeightNotices, weightsNotice } from '../plugin/notices.ts';
+import { fallbackModel, rerouteWhenDaemonDown, turnHeaders } from '../plugin/provider.ts';
 import type { NewEvent } from '../plugin/spool.ts';
 import entry from '../plugin/index.ts';
 import { fakeApi } from './fake-openclaw.ts';
@@ -37,7 +42,6 @@ function recordingCapture(optInByDefault: boolean) {
 /** One agent turn with a failing exec call, in the order OpenClaw fires the hooks. */
 function runTurn(fire: (name: string, event: unknown, c?: unknown) => void) {
   fire('before_agent_run', { prompt: 'list /nope', messages: [] });
-  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy', prompt: 'list /nope', historyMessages: [], imagesCount: 0 });
   fire('model_call_started', { runId: RUN, callId: `${RUN}:model:1`, sessionKey: KEY, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' });
   fire('model_call_ended', { runId: RUN, callId: `${RUN}:model:1`, sessionKey: KEY, sessionId: SESSION_ID, durationMs: 100, outcome: 'completed' });
   fire(
@@ -99,7 +103,7 @@ test('a turn maps to protocol events with its session, run and call ids', () => 
 test('heartbeat and cron runs are side turns and carry no user message', () => {
   const { events, fire } = recordingCapture(true);
   const side = { ...ctx, trigger: 'heartbeat' };
-  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, prompt: 'HEARTBEAT' }, side);
+  fire('before_agent_run', { prompt: 'HEARTBEAT', messages: [] }, side);
   fire('model_call_started', { runId: RUN, callId: 'c1', sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' }, side);
   const call = events.find((e) => e.kind === 'model.call');
   assert.ok(call && call.kind === 'model.call');
@@ -108,13 +112,62 @@ test('heartbeat and cron runs are side turns and carry no user message', () => {
   assert.equal(events.some((e) => e.kind === 'user.message'), false);
 });
 
-test('message_received and llm_input of one run give one user.message', () => {
+/** A gateway run as openclaw@2026.9.6 fires it for a chat.send (message_received, with no run id, comes first). */
+function gatewayRun(fire: (name: string, event: unknown, c?: unknown) => void, runId: string, text: string, outcome: 'completed' | 'error' = 'completed') {
+  const c = { ...ctx, runId };
+  fire('before_agent_run', { prompt: text, messages: [] }, c);
+  fire('model_call_started', { runId, callId: `${runId}:model:1`, sessionKey: KEY, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' }, c);
+  fire('model_call_ended', { runId, callId: `${runId}:model:1`, sessionKey: KEY, sessionId: SESSION_ID, outcome }, c);
+  fire('agent_end', { runId, messages: [], success: true }, c);
+  fire('llm_output', { runId, sessionId: SESSION_ID, assistantTexts: outcome === 'error' ? ['x'] : [`answer to ${text}`] }, c);
+}
+const received = (fire: (name: string, event: unknown, c?: unknown) => void, content: string) =>
+  fire('message_received', { from: 'cli', content }, { channelId: 'webchat', conversationId: KEY, sessionKey: KEY });
+
+test('gateway: one user.message per message, exactly as typed, with the run it started; commands are none', () => {
   const { events, fire } = recordingCapture(true);
-  fire('message_received', { from: 'telegram:1', content: 'hello there' }, { channelId: 'telegram', sessionKey: KEY, runId: RUN });
-  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, prompt: '[envelope] hello there' });
+  received(fire, '/clawrl status');
+  received(fire, 'hello there');
+  gatewayRun(fire, 'run-1', 'hello there');
+  received(fire, '/clawrl good');
+  received(fire, '/status');
+  received(fire, 'second message');
+  gatewayRun(fire, 'run-2', 'second message');
   const users = events.filter((e) => e.kind === 'user.message');
-  assert.equal(users.length, 1);
-  assert.equal(users[0]!.kind === 'user.message' && users[0].content, 'hello there');
+  assert.deepEqual(users.map((e) => [e.kind === 'user.message' && e.content, e.runId]), [['hello there', 'run-1'], ['second message', 'run-2']]);
+});
+
+test('gateway: two messages that one run takes up are both stored; a hint block in the prompt is not', () => {
+  const { events, fire } = recordingCapture(true);
+  received(fire, 'first part');
+  received(fire, 'second part');
+  gatewayRun(fire, 'run-1', `<clawrl-hints>\n- a hint (hint h1)\n</clawrl-hints>\n\nfirst part\nsecond part`);
+  assert.deepEqual(events.filter((e) => e.kind === 'user.message').map((e) => e.kind === 'user.message' && e.content), ['first part', 'second part']);
+  // Without message_received (agent --local), the run's prompt is the message, hint block stripped.
+  gatewayRun(fire, 'run-2', '<clawrl-hints>\n- a hint (hint h1)\n</clawrl-hints>\n\nlocal request');
+  assert.equal((events.filter((e) => e.kind === 'user.message').at(-1) as { content: string }).content, 'local request');
+});
+
+test('failed model attempts and their retries leave no run.end, no model.output and no second user.message', () => {
+  const { events, fire } = recordingCapture(true);
+  received(fire, 'do it');
+  gatewayRun(fire, 'run-1', 'do it', 'error');
+  gatewayRun(fire, 'run-1', '[Queued user message from a previous active turn; preserved as context only.]\ndo it', 'error');
+  assert.deepEqual(events.filter((e) => e.kind !== 'model.call').map((e) => e.kind), ['session.optin', 'user.message']);
+  // The attempt that works is captured once.
+  gatewayRun(fire, 'run-1', 'Continue the current task from the existing transcript.');
+  assert.deepEqual(events.filter((e) => e.kind !== 'model.call').map((e) => e.kind), ['session.optin', 'user.message', 'run.end', 'model.output']);
+  assert.equal(events.filter((e) => e.kind === 'model.output').length, 1);
+});
+
+test('messages received before opting in are never stored', () => {
+  const { capture, events, fire } = recordingCapture(false);
+  received(fire, 'private before opt-in');
+  capture.setOptIn(KEY, true);
+  received(fire, 'after opt-in');
+  gatewayRun(fire, 'run-1', 'after opt-in');
+  assert.deepEqual(events.filter((e) => e.kind === 'user.message').map((e) => e.kind === 'user.message' && e.content), ['after opt-in']);
+  assert.equal(JSON.stringify(events).includes('private'), false);
 });
 
 test('nothing of a session that has not opted in is emitted, except its opt-in state', () => {
@@ -134,7 +187,7 @@ test('nothing of a session that has not opted in is emitted, except its opt-in s
 
 test('turn headers name the session, run and model call in flight', () => {
   const { capture, fire } = recordingCapture(true);
-  fire('llm_input', { runId: RUN, sessionId: SESSION_ID, prompt: 'hi' });
+  fire('before_agent_run', { prompt: 'hi', messages: [] });
   fire('model_call_started', { runId: RUN, callId: `${RUN}:model:1`, sessionId: SESSION_ID, provider: 'clawrl', model: 'policy' });
   assert.deepEqual(turnHeaders(capture, { sessionId: SESSION_ID, turnId: 'turn-1', attempt: 0, transport: 'stream' }), {
     'x-clawrl-opt-in': '1',
@@ -172,7 +225,7 @@ test('images in tool results are summarised, never sent', () => {
 
 test('handlers never throw on weird payloads, and emit nothing invalid', () => {
   const { events, warnings, fire } = recordingCapture(true);
-  const hookNames = ['before_agent_run', 'llm_input', 'model_call_started', 'model_call_ended', 'llm_output', 'after_tool_call', 'message_received', 'agent_end', 'session_start', 'session_end'];
+  const hookNames = ['before_agent_run', 'model_call_started', 'model_call_ended', 'llm_output', 'after_tool_call', 'message_received', 'agent_end', 'session_start', 'session_end'];
   const circular: Record<string, unknown> = { a: 1 };
   circular.self = circular;
   const weird: unknown[] = [
@@ -215,7 +268,7 @@ test('/clawrl on|off|status|good|bad|hint', () => {
   assert.match(run('status'), /not opted in/);
   assert.match(run('good'), /not captured/);
   assert.equal(events.length, 0);
-  assert.match(run('on'), /now captured/);
+  assert.match(run('on'), /captured for training from here on/);
   assert.match(run(''), /this session: opted in/);
   assert.match(run('bad'), /last turn was bad/);
   assert.match(run('hint   use ls -la  first'), /hint noted/);
@@ -240,7 +293,20 @@ test('register() wires provider, hooks, command and service; config defaults com
   assert.equal(entry.id, 'clawrl');
   assert.deepEqual(
     [...hooks.keys()].sort(),
-    ['after_tool_call', 'agent_end', 'before_agent_run', 'before_prompt_build', 'llm_input', 'llm_output', 'message_received', 'model_call_ended', 'model_call_started', 'session_end', 'session_start'],
+    [
+      'after_tool_call',
+      'agent_end',
+      'before_agent_run',
+      'before_model_resolve',
+      'before_prompt_build',
+      'llm_output',
+      'message_received',
+      'model_call_ended',
+      'model_call_started',
+      'reply_payload_sending',
+      'session_end',
+      'session_start',
+    ],
   );
   const [provider] = recorded.providers;
   assert.equal(provider!.id, 'clawrl');
@@ -264,4 +330,75 @@ test('register() wires provider, hooks, command and service; config defaults com
   }
   // A host without the provider hook's ctx still gets headers, and nothing throws.
   assert.deepEqual(provider!.resolveTransportTurnState!(undefined as never), { headers: { 'x-clawrl-opt-in': '1', 'x-clawrl-side': '0' } });
+});
+
+test('weight notices: worded by why the version changed, shown once in front of the next reply the daemon served', () => {
+  assert.match(weightsNotice({ version: 'v3', reason: 'trained' }), /New weights v3, trained on recent feedback/);
+  assert.match(weightsNotice({ version: 'v3' }), /New weights v3, trained/);
+  assert.match(weightsNotice({ version: 'v1', reason: 'rollback' }), /rolled back: v1 answers/);
+  assert.match(weightsNotice({ version: 'v2', reason: 'pin' }), /pinned to v2/);
+  assert.match(weightsNotice({ version: 'v4', reason: 'unpin' }), /pin was lifted: the latest weights, v4/);
+  assert.match(weightsNotice({ version: 'v5', reason: 'adopted' }), /v5, added to the daemon by hand/);
+
+  const notices = new WeightNotices('clawrl');
+  const served = { sessionKey: KEY, payload: { text: 'Here you go.' }, usageState: { provider: 'clawrl', model: 'policy' } };
+  assert.equal(notices.onReply(served), undefined);
+  notices.weightsChanged({ type: 'weights.updated', version: 'v2', recipe: 'combined', metrics: {}, reason: 'trained' }, [KEY]);
+  notices.weightsChanged({ type: 'weights.updated', version: 'v1', recipe: 'combined', metrics: {}, reason: 'rollback' }, [KEY]);
+  // A command's reply, an error and another provider's reply are not the new version's.
+  assert.equal(notices.onReply({ sessionKey: KEY, payload: { text: 'clawrl: noted' } }), undefined);
+  assert.equal(notices.onReply({ ...served, payload: { text: 'failed', isError: true } }), undefined);
+  assert.equal(notices.onReply({ ...served, usageState: { provider: 'backup' } }), undefined);
+  assert.equal(notices.onReply({ ...served, sessionKey: 'agent:main:other' }), undefined);
+  // The newer change replaced the unread one; it is shown once.
+  assert.deepEqual(notices.onReply(served)?.payload, { text: `${weightsNotice({ version: 'v1', reason: 'rollback' })}\n\nHere you go.` });
+  assert.equal(notices.onReply(served), undefined);
+});
+
+test('daemon down: runs that would use the clawrl provider go to the first configured fallback at once', async () => {
+  const openclaw = {
+    agents: {
+      defaults: { model: { primary: 'clawrl/policy', fallbacks: ['clawrl/other', 'backup/small-model'] } },
+      entries: { coder: { model: { primary: 'clawrl/policy', fallbacks: ['hosted/big/v2'] } }, plain: { model: 'clawrl/policy' } },
+    },
+  };
+  assert.deepEqual(fallbackModel(openclaw, 'main'), { provider: 'backup', model: 'small-model' });
+  assert.deepEqual(fallbackModel(openclaw, 'coder'), { provider: 'hosted', model: 'big/v2' });
+  assert.deepEqual(fallbackModel(openclaw, 'plain'), { provider: 'backup', model: 'small-model' });
+  assert.equal(fallbackModel({ agents: { defaults: { model: 'clawrl/policy' } } }, 'main'), undefined);
+
+  // A port nothing listens on: the probe is refused at once.
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  let link: LinkStatus | undefined;
+  const warnings: string[] = [];
+  const hook = rerouteWhenDaemonDown({
+    config: () => ({ daemonUrl: `ws://127.0.0.1:${port}/ws`, token: 't' }) as PluginConfig,
+    openclawConfig: () => openclaw,
+    linkStatus: () => link,
+    logger: { info() {}, warn: (m) => void warnings.push(m) },
+  });
+  const clawrlCtx = { agentId: 'main', modelProviderId: 'clawrl', modelId: 'policy' };
+  const status = (state: LinkStatus['state'], lastError?: string) => ({ state, lastError, clientId: 'c', url: '', sent: 0, pending: 0, acked: 0, dropped: 0 }) as unknown as LinkStatus;
+  // A link that never tried says nothing; a connected one says the daemon is up.
+  assert.equal(await hook({}, clawrlCtx), undefined);
+  link = status('connected');
+  assert.equal(await hook({}, clawrlCtx), undefined);
+  link = status('waiting', 'connect ECONNREFUSED');
+  assert.deepEqual(await hook({}, clawrlCtx), { providerOverride: 'backup', modelOverride: 'small-model' });
+  assert.deepEqual(await hook({}, clawrlCtx), { providerOverride: 'backup', modelOverride: 'small-model' });
+  assert.equal(warnings.length, 1, 'rerouting is logged once, not per run');
+  assert.match(warnings[0]!, /unreachable .*backup\/small-model/);
+  // Runs on another provider are not touched.
+  assert.equal(await hook({}, { ...clawrlCtx, modelProviderId: 'backup' }), undefined);
+  // The link has not noticed yet that the daemon is back: the probe has.
+  const daemon = createServer((_req, res) => res.writeHead(401).end());
+  await new Promise<void>((resolve) => daemon.listen(port, '127.0.0.1', resolve));
+  try {
+    assert.equal(await hook({}, clawrlCtx), undefined);
+  } finally {
+    await new Promise((resolve) => daemon.close(resolve));
+  }
 });

@@ -1,4 +1,5 @@
 // Helpers shared by the CLI's commands (daemon/cli.ts and the command modules beside it).
+import { InvalidArgumentError } from 'commander';
 import { Store } from './store.ts';
 import { isProcessAlive, readRuntimeInfo, readToken, resolveDataDir } from './config.ts';
 
@@ -11,6 +12,31 @@ export function setDataDirFlag(flag: string | undefined): void {
 
 export function dataDir(): string {
   return resolveDataDir(dataDirFlag);
+}
+
+/**
+ * A commander argParser for a numeric flag: anything but a number in range is refused with
+ * commander's own error, e.g. "error: option '--max-connections <n>' argument 'abc' is invalid.
+ * Expected an integer of at least 1." (`Number.parseInt` would read "abc" as NaN, and every
+ * comparison with NaN is false, so a limit quietly turned off.)
+ */
+export function numberArg(range: { integer?: boolean; min: number; max?: number; minExclusive?: boolean }): (value: string) => number {
+  const kind = range.integer ? 'an integer' : 'a number';
+  const expected =
+    range.max !== undefined
+      ? `Expected ${kind} from ${range.min} to ${range.max}.`
+      : `Expected ${kind} ${range.minExclusive ? 'above' : 'of at least'} ${range.min}.`;
+  return (value) => {
+    const n = Number(value);
+    const ok =
+      value.trim() !== '' &&
+      Number.isFinite(n) &&
+      (!range.integer || Number.isSafeInteger(n)) &&
+      (range.minExclusive ? n > range.min : n >= range.min) &&
+      (range.max === undefined || n <= range.max);
+    if (!ok) throw new InvalidArgumentError(expected);
+    return n;
+  };
 }
 
 export function fail(message: string): never {

@@ -1,8 +1,8 @@
 // `clawrl-daemon`: start/stop the daemon and look at what it stored.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, Option } from 'commander';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon } from './server.ts';
+import { startDaemon, type DaemonMode } from './server.ts';
 import { toExportedTurn, type WeightVersionRecord } from './store.ts';
 import {
   DEFAULT_HOST,
@@ -14,11 +14,11 @@ import {
   writeRuntimeInfo,
 } from './config.ts';
 import { createLogger, guardOutput, type Level, type Logger } from './log.ts';
-import { callDaemon, dataDir, fail, requireDaemon, runningDaemonUrl, setDataDirFlag, withStore } from './cli-common.ts';
+import { callDaemon, dataDir, fail, numberArg, requireDaemon, runningDaemonUrl, setDataDirFlag, withStore } from './cli-common.ts';
 import { progress } from './progress.ts';
 import type { Backend } from './backends/types.ts';
 import type { JudgeConfig } from './scoring.ts';
-import { isRecipeName } from '../recipes/index.ts';
+import { recipes, type RecipeName } from '../recipes/index.ts';
 import { setCustomPatterns } from './redact.ts';
 import { registerHintCommands } from './cli-hints.ts';
 
@@ -48,9 +48,6 @@ interface BackendFlags {
 }
 
 async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend> {
-  if (!['auto', 'on', 'off'].includes(flags.gradCkpt)) fail(`--grad-ckpt must be auto, on or off, got ${JSON.stringify(flags.gradCkpt)}`);
-  if (!['auto', 'static', 'growing'].includes(flags.decode)) fail(`--decode must be auto, static or growing, got ${JSON.stringify(flags.decode)}`);
-  if (flags.microBatchTokens !== undefined && !(flags.microBatchTokens >= 1)) fail('--micro-batch-tokens must be a positive integer');
   const torch = async () => {
     const { TorchBackend } = await import('./backends/torch/index.ts');
     const workerArgs = ['--grad-ckpt', flags.gradCkpt, '--decode', flags.decode, ...(flags.microBatchTokens ? ['--micro-batch-tokens', String(flags.microBatchTokens)] : [])];
@@ -96,51 +93,49 @@ const program = new Command('clawrl-daemon')
 
 program.hook('preAction', () => setDataDirFlag(program.opts<{ dataDir?: string }>().dataDir));
 
-function parsePort(value: string): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
-  return port;
-}
-
+const integer = (min: number, max?: number) => numberArg({ integer: true, min, max });
+const positive = numberArg({ min: 0, minExclusive: true });
+const choice = (flags: string, description: string, values: readonly string[], fallback: string) => new Option(flags, description).choices(values).default(fallback);
 
 program
   .command('start')
   .description('run the daemon in the foreground')
   .option('--host <host>', 'address to bind', DEFAULT_HOST)
-  .option('--port <port>', 'port for /ws, /v1, /healthz', parsePort, DEFAULT_PORT)
-  .option('--log-level <level>', 'debug, info, warn, error or silent', 'info')
-  .option('--mode <mode>', 'train (serve, score, train; hint memory alongside) or hints (no policy: hint memory for the model the agent already uses)', 'train')
-  .option('--max-hints <n>', 'hints kept at most; the weakest are evicted beyond it', (v) => Number.parseInt(v, 10), 5000)
-  .option('--hint-scope <scope>', 'learned hints apply to every session of the agent (agent) or only to their own session (session)', 'agent')
-  .option('--backend <name>', 'policy backend: embedded (CPU toy model), torch (a Hugging Face model on GPU) or upstream (an OpenAI-compatible server)', 'embedded')
+  .option('--port <port>', 'port for /ws, /v1, /healthz (0: any free port)', integer(0, 65535), DEFAULT_PORT)
+  .addOption(choice('--log-level <level>', 'how much to log', ['debug', 'info', 'warn', 'error', 'silent'], 'info'))
+  .addOption(choice('--mode <mode>', 'train (serve, score, train; hint memory alongside) or hints (no policy: hint memory for the model the agent already uses)', ['train', 'hints'], 'train'))
+  .option('--max-hints <n>', 'hints kept at most; the weakest are evicted beyond it', integer(1), 5000)
+  .addOption(choice('--hint-scope <scope>', 'learned hints apply to every session of the agent (agent) or only to their own session (session)', ['agent', 'session'], 'agent'))
+  .addOption(choice('--backend <name>', 'policy backend: embedded (CPU toy model), torch (a Hugging Face model on GPU) or upstream (an OpenAI-compatible server)', ['embedded', 'torch', 'upstream'], 'embedded'))
   .option('--model <model>', 'torch, or upstream to train: a local model directory, a Hugging Face id, or tiny-test')
-  .option('--gpus <n>', 'torch: GPUs to train on (more than 1 runs torchrun with FSDP; rank 0 serves)', (v) => Number.parseInt(v, 10), 1)
+  .option('--gpus <n>', 'torch: GPUs to train on (more than 1 runs torchrun with FSDP; rank 0 serves)', integer(1), 1)
   .option('--python <path>', 'torch: the Python that has torch (env CLAWRL_PYTHON; default python3)')
-  .option('--grad-ckpt <mode>', 'torch: recompute activations in the backward pass: auto (only once a step runs out of GPU memory; from the start with --gpus > 1), on or off', 'auto')
-  .option('--decode <mode>', 'torch: KV cache of generation: static (with CUDA graphs on one GPU), growing, or auto (static on one GPU)', 'auto')
-  .option('--micro-batch-tokens <n>', 'torch: padded tokens per forward/backward in a training step (default 4096)', (v) => Number.parseInt(v, 10))
+  .addOption(choice('--grad-ckpt <mode>', 'torch: recompute activations in the backward pass: auto (only once a step runs out of GPU memory; from the start with --gpus > 1), on or off', ['auto', 'on', 'off'], 'auto'))
+  .addOption(choice('--decode <mode>', 'torch: KV cache of generation: static (with CUDA graphs on one GPU), growing, or auto (static on one GPU)', ['auto', 'static', 'growing'], 'auto'))
+  .option('--micro-batch-tokens <n>', 'torch: padded tokens per forward/backward in a training step (default 4096)', integer(1))
   .option('--upstream-url <url>', "upstream server's OpenAI API base, e.g. http://127.0.0.1:8000/v1")
   .option('--upstream-model <name>', "model to ask upstream for (default: the first it lists)")
   .option('--upstream-api-key <key>', 'API key for upstream (env CLAWRL_UPSTREAM_API_KEY)')
   .option('--upstream-adapter-root <dir>', "the daemon's weights folder as the upstream server sees it (default: the same path)")
-  .option('--seed <n>', 'seed of the embedded model', (v) => Number.parseInt(v, 10), 1)
-  .option('--recipe <name>', 'binary-rl, opd or combined', 'binary-rl')
+  .option('--seed <n>', 'seed of the embedded model', integer(0), 1)
+  .addOption(choice('--recipe <name>', 'training recipe', Object.keys(recipes), 'binary-rl'))
   .option('--judge <judge>', 'rules (no model; default for embedded), policy (the served model; default otherwise), or an OpenAI-compatible base URL')
   .option('--judge-model <name>', 'model name at the --judge URL')
   .option('--judge-api-key <key>', 'API key for the --judge URL (env CLAWRL_JUDGE_API_KEY)')
-  .option('--lr <rate>', "learning rate (default: the recipe's 1e-5; 1e-3 for the embedded toy model)", Number.parseFloat)
-  .option('--batch-size <n>', 'scored turns per training step', (v) => Number.parseInt(v, 10), 16)
+  .option('--lr <rate>', "learning rate (default: the recipe's 1e-5; 1e-3 for the embedded toy model)", positive)
+  .option('--batch-size <n>', 'scored turns per training step', integer(1), 16)
   .option('--tls-cert <file>', 'PEM certificate: serve https:// and wss:// (needed to bind a non-loopback address)')
   .option('--tls-key <file>', 'PEM private key for --tls-cert')
   .option('--insecure', 'allow plain HTTP on a non-loopback address (not recommended)')
-  .option('--max-connections <n>', 'plugin WebSocket connections at once', (v) => Number.parseInt(v, 10), 64)
-  .option('--max-store-mb <n>', 'refuse new events once the store holds this much (plugins keep spooling)', Number.parseFloat)
-  .option('--max-sessions <n>', 'sessions kept at most; opting in one more is refused', (v) => Number.parseInt(v, 10))
-  .option('--retention-days <n>', 'delete events and turns older than this many days', Number.parseFloat)
+  .option('--max-connections <n>', 'plugin WebSocket connections at once', integer(1), 64)
+  .option('--max-store-mb <n>', 'refuse new events once the store holds this much (plugins keep spooling)', positive)
+  .option('--max-sessions <n>', 'sessions kept at most; opting in one more is refused', integer(1))
+  .option('--retention-days <n>', 'delete events and turns older than this many days', positive)
   .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
-  .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', Number.parseFloat, 600)
+  .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', numberArg({ min: 0 }), 600)
   .option('--metrics-public', 'serve GET /metrics without the token (for a Prometheus scraper on a trusted network)')
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: string; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: string; maxHints: number; hintScope: string } & { metricsPublic?: boolean }) => {
+  // Commander has checked every closed set (.choices) and number (numberArg): the types below hold.
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: RecipeName; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: DaemonMode; maxHints: number; hintScope: 'agent' | 'session' } & { metricsPublic?: boolean }) => {
     if (!opts.tlsCert !== !opts.tlsKey) fail('--tls-cert and --tls-key go together');
     const readPem = (file: string, what: string) => {
       try {
@@ -155,10 +150,6 @@ program
     } catch (err) {
       fail((err as Error).message);
     }
-    if (!isRecipeName(opts.recipe)) fail(`--recipe must be binary-rl, opd or combined, got ${JSON.stringify(opts.recipe)}`);
-    if (opts.mode !== 'train' && opts.mode !== 'hints') fail(`--mode must be train or hints, got ${JSON.stringify(opts.mode)}`);
-    if (opts.hintScope !== 'agent' && opts.hintScope !== 'session') fail(`--hint-scope must be agent or session, got ${JSON.stringify(opts.hintScope)}`);
-    if (!(opts.maxHints >= 1)) fail('--max-hints must be a positive integer');
     const judge = judgeConfig(opts);
     const dir = dataDir();
     const running = readRuntimeInfo(dir);
@@ -171,7 +162,6 @@ program
     const log = createLogger(opts.logLevel);
     const backend =
       opts.mode === 'hints' ? undefined : await createBackend(opts, log).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
-    if (!(opts.batchSize >= 1)) fail('--batch-size must be a positive integer');
     const lr = opts.lr ?? (opts.backend === 'embedded' ? 1e-3 : undefined);
     const daemon = await startDaemon({
       dataDir: dir,

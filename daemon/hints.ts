@@ -3,14 +3,16 @@
 // prompts. This is learning without a GPU: it works for any model the agent already uses.
 //
 // Rules (each hint has a scope: an agent, or one session of it):
-//  - Learn: every accepted hint of a scored turn (the judge's, or the user's `/clawrl hint`), its
-//    text and its source request redacted of secrets.
+//  - Learn: every accepted hint of a scored turn (the judge's, or each of the user's `/clawrl hint`s),
+//    its text and its source request (what the user typed, as the plugin reported it) redacted of
+//    secrets.
 //  - Merge: a new hint whose content words overlap an existing hint of the same scope with a
 //    Jaccard index of at least MERGE_JACCARD is the same lesson: the evidence is summed and the
 //    clearer text kept (the user's own words over a judge's, else the shorter). A turn adds its
 //    evidence to a hint once, however often it is scored again.
 //  - Fade: feedback on a run that had hints injected (`hints.injected` event of the plugin) counts
-//    for them: weight = (evidence + good) / (1 + 2·bad). Hints below FADED_BELOW are no longer served.
+//    for them: weight = (evidence + good) / (1 + 2·bad). A turn's rating counts once per hint, and
+//    a changed rating replaces the one counted. Hints below FADED_BELOW are no longer served.
 //  - Cap: beyond `maxHints`, the weakest hint goes (lowest weight, then least recently updated).
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -28,6 +30,7 @@ import type { Logger } from './log.ts';
 import { redactSecrets } from './redact.ts';
 import { lastRealUserIndex } from '../recipes/types.ts';
 import type { SampleRecord, ScoreRecord, Store, TurnRecord } from './store.ts';
+import { hintsOf } from './turns.ts';
 
 export type HintOrigin = 'feedback' | 'judge';
 
@@ -47,6 +50,8 @@ export interface HintRecord {
   sources: string[];
   /** Turns whose feedback has been counted for it. */
   rated: string[];
+  /** The rating counted for each turn in `rated` (absent for turns counted before it was kept). */
+  ratedAs?: Record<string, 'good' | 'bad'>;
   createdAt: number;
   updatedAt: number;
 }
@@ -90,8 +95,16 @@ const pushCapped = (list: string[], item: string) => [...list.filter((x) => x !=
 const turnKey = (turn: Pick<TurnRecord, 'sessionKey' | 'turnIndex'>) => `${turn.sessionKey}#${turn.turnIndex}`;
 const sameScope = (a: HintScope, b: HintScope) => a.agent === b.agent && a.sessionKey === b.sessionKey;
 
-/** The request a turn answered: the user's last real message, without the hints it was shown. */
-function sourceRequest(sample: SampleRecord | undefined): string {
+/**
+ * The request a turn answered: what the user typed to start its run (the plugin's user.message),
+ * else the last real user message of its prompt (which in a gateway carries OpenClaw's envelope
+ * prefix), without the hints it was shown.
+ */
+function sourceRequest(store: Store, sample: SampleRecord | undefined): string {
+  if (sample?.runId !== undefined) {
+    const typed = [...store.runEventsOf(sample.sessionKey, sample.runId)].filter((e) => e.kind === 'user.message').map((e) => e.content);
+    if (typed.length > 0) return typed.join('\n').trim();
+  }
   const messages = sample?.requestMessages ?? [];
   const i = lastRealUserIndex(messages);
   return i < 0 ? '' : stripHintsBlock(messages[i]!.content).trim();
@@ -151,8 +164,12 @@ export class HintMemory {
   async learnFrom(turn: TurnRecord, score: ScoreRecord): Promise<void> {
     const sample = this.opts.store.samples.get(turn.sampleId);
     if (score.hint) {
-      const origin: HintOrigin = turn.nextState.feedback?.hint?.trim() === score.hint ? 'feedback' : 'judge';
-      await this.learn({ text: score.hint, context: sourceRequest(sample), origin, sessionKey: turn.sessionKey, source: turnKey(turn) });
+      // The user's hints on a turn are separate lessons; the judge's is one.
+      const fromUser = turn.nextState.feedback?.hint?.trim() === score.hint;
+      const context = sourceRequest(this.opts.store, sample);
+      for (const text of fromUser ? hintsOf(turn.nextState.feedback) : [score.hint]) {
+        await this.learn({ text, context, origin: fromUser ? 'feedback' : 'judge', sessionKey: turn.sessionKey, source: turnKey(turn) });
+      }
     }
     const rating = turn.nextState.feedback?.rating;
     if (rating && sample) await this.rate(this.injectedInto(sample), rating, turnKey(turn));
@@ -224,8 +241,14 @@ export class HintMemory {
       let changed = false;
       for (const id of ids) {
         const hint = this.hints.get(id);
-        if (!hint || hint.rated.includes(source)) continue;
-        this.hints.put(id, { ...hint, [rating]: hint[rating] + 1, rated: pushCapped(hint.rated, source), updatedAt: Date.now() });
+        if (!hint) continue;
+        const counted = hint.rated.includes(source) ? (hint.ratedAs?.[source] ?? 'unknown') : undefined;
+        // Counted already as this rating, or before ratings were kept (nothing to take back).
+        if (counted === rating || counted === 'unknown') continue;
+        const next = { ...hint, [rating]: hint[rating] + 1, rated: pushCapped(hint.rated, source), updatedAt: Date.now() };
+        if (counted !== undefined) next[counted] = Math.max(0, hint[counted] - 1);
+        next.ratedAs = Object.fromEntries(next.rated.map((key) => [key, key === source ? rating : hint.ratedAs?.[key]]).filter(([, r]) => r !== undefined));
+        this.hints.put(id, next);
         changed = true;
       }
       if (changed) this.bump();

@@ -46,6 +46,21 @@ function feedbackOf(e: Extract<StoredEvent, { kind: 'feedback' }>): NextState['f
   return { ...(e.rating && { rating: e.rating }), ...(e.hint && { hint: e.hint }) };
 }
 
+/** Hints given on one turn are kept in one text, in the order given, separated by this. */
+export const HINT_SEPARATOR = '\n\n';
+
+/** All feedback on a turn counts: the latest rating wins, hints add up (a repeated hint once). */
+export function mergeFeedback(before: NextState['feedback'], after: NextState['feedback']): NextState['feedback'] {
+  const rating = after?.rating ?? before?.rating;
+  const hints = [...hintsOf(before), ...hintsOf(after)].filter((h, i, all) => all.indexOf(h) === i);
+  return { ...(rating && { rating }), ...(hints.length > 0 && { hint: hints.join(HINT_SEPARATOR) }) };
+}
+
+/** The separate hints of a turn's feedback. */
+export function hintsOf(feedback: NextState['feedback']): string[] {
+  return (feedback?.hint ?? '').split(HINT_SEPARATOR).map((h) => h.trim()).filter(Boolean);
+}
+
 export class TurnAssembler {
   private readonly idleMs: number;
   private readonly toolGraceMs: number;
@@ -179,9 +194,10 @@ export class TurnAssembler {
 
   /**
    * `/clawrl good|bad|hint` refers to the last response served before it. Feedback that arrives
-   * after that response became a turn is attached to the turn, which is then scored again.
-   * While that response is still open, the feedback waits (open text responses take it as
-   * their next state in `decide`).
+   * after that response became a turn is merged into the turn's (`mergeFeedback`: people change
+   * their mind and add hints after a rating), which is then scored again. While that response is
+   * still open, the feedback waits (open text responses take the first as their next state in
+   * `decide`; merging it again here changes nothing).
    */
   private async applyLateFeedback(): Promise<void> {
     const { store } = this.opts;
@@ -198,7 +214,8 @@ export class TurnAssembler {
       }
       return;
     }
-    const updated: TurnRecord[] = [];
+    // Turns changed in this pass, by key: a second feedback on one turn builds on the first.
+    const updated = new Map<string, TurnRecord>();
     this.feedbackCursor = await store.root.transaction(() => {
       for (const { value: e } of feedback) {
         if (e.kind !== 'feedback') continue;
@@ -217,19 +234,20 @@ export class TurnAssembler {
           store.meta.put('feedbackCursor', e.log - 1);
           return e.log - 1;
         }
-        const turn = target && store.turns.get([target.sessionKey, target.ordinal]);
-        if (turn && !turn.nextState.feedback) {
-          turn.nextState = { ...turn.nextState, feedback: feedbackOf(e) };
+        const turn = target && (updated.get(`${target.sessionKey}#${target.ordinal}`) ?? store.turns.get([target.sessionKey, target.ordinal]));
+        const merged = turn && mergeFeedback(turn.nextState.feedback, feedbackOf(e));
+        if (turn && JSON.stringify(merged) !== JSON.stringify(turn.nextState.feedback)) {
+          turn.nextState = { ...turn.nextState, feedback: merged };
           delete turn.nextState.none;
           store.turns.put([turn.sessionKey, turn.turnIndex], turn);
           store.unscored.put([turn.sessionKey, turn.turnIndex], null);
-          updated.push(turn);
+          updated.set(`${turn.sessionKey}#${turn.turnIndex}`, turn);
         }
       }
       store.meta.put('feedbackCursor', end);
       return end;
     });
     this.feedbackCursorSaved = this.feedbackCursor;
-    for (const turn of updated) this.opts.onTurn?.(turn);
+    for (const turn of updated.values()) this.opts.onTurn?.(turn);
   }
 }

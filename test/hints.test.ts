@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startDaemon } from '../daemon/server.ts';
-import { Store, type SampleRecord } from '../daemon/store.ts';
+import { Store, type SampleRecord, type ScoreRecord, type TurnRecord } from '../daemon/store.ts';
 import { HintMemory, FADED_BELOW, hintWeight } from '../daemon/hints.ts';
 import { EventSamples } from '../daemon/event-samples.ts';
 import { TurnAssembler } from '../daemon/turns.ts';
@@ -34,8 +34,8 @@ function plugin(daemonUrl: string, token: string, config: Record<string, unknown
       const sessionId = `${sessionKey}-id`;
       const ctx = { runId, agentId: 'main', sessionKey, sessionId, trigger: 'user' };
       const built = (await fire('before_prompt_build', { prompt: request, currentUserMessage: request, messages: [] }, ctx)) as PromptBuildResult | undefined;
-      // What OpenClaw then reports to llm_input: the prompt with the prepended context.
-      fire('llm_input', { runId, sessionId, prompt: built?.prependContext ? `${built.prependContext}\n\n${request}` : request }, ctx);
+      // What OpenClaw then reports to before_agent_run: the prompt with the prepended context.
+      fire('before_agent_run', { prompt: built?.prependContext ? `${built.prependContext}\n\n${request}` : request, messages: [] }, ctx);
       fire('model_call_started', { runId, callId: `${runId}:model:1`, sessionKey, sessionId, provider: 'hosted', model: 'gpt-x' }, ctx);
       fire('model_call_ended', { runId, callId: `${runId}:model:1`, sessionKey, sessionId }, ctx);
       fire('agent_end', { runId, success: true }, ctx);
@@ -153,6 +153,46 @@ test('near-duplicates merge: evidence sums, the clearer text stays, a turn count
   assert.notEqual(await learn('Use pnpm, not npm, in this repository.', 's#3'), a);
   assert.notEqual(await learn('Run npm test with --verbose before reporting a failure.', 'o#0', 'judge', 'agent:ops:o'), a, 'another agent is another scope');
   assert.equal(memory.list().length, 3);
+  await store.close();
+});
+
+test("feedback on one turn: each of the user's hints is its own lesson, from what the user typed; a changed rating replaces the one counted", async () => {
+  const store = await Store.open(tempDir());
+  const memory = new HintMemory({ store, log });
+  const sessionKey = 'agent:main:s';
+  const shown = await memory.learn({ text: 'Use ls -la to list files.', context: 'list', origin: 'judge', sessionKey, source: 'old#0' });
+  const event = (seq: number, e: Record<string, unknown>) => ({ seq, at: seq, sessionKey, runId: 'r1', ...e }) as never;
+  await store.appendEvents('c', [
+    event(1, { kind: 'session.optin', runId: undefined }),
+    event(2, { kind: 'hints.injected', hintIds: [shown] }),
+    event(3, { kind: 'user.message', content: 'list the files here' }),
+  ]);
+  const sample = await store.recordSample({
+    id: 'x1', sessionKey, runId: 'r1', side: false, createdAt: Date.now(), model: 'm', weightVersion: 'base',
+    // What the model was sent in a gateway: the message behind OpenClaw's envelope prefix.
+    requestMessages: [{ role: 'user', content: '[Wed 2026-12-02 02:23 UTC] list the files here' }],
+    promptTokens: [1], responseTokens: [2], logprobs: [-0.1], text: 'Here.', toolCalls: [], finishReason: 'stop',
+  });
+  const turn = (feedback: { rating?: 'good' | 'bad'; hint?: string }) =>
+    ({ sessionKey, turnIndex: sample.ordinal, sampleId: sample.id, createdAt: 0, weightVersion: 'base', action: { text: 'Here.', toolCalls: [] }, nextState: { toolResults: [], feedback }, reward: null, hint: null }) as TurnRecord;
+  const score = (hint: string | null) => ({ hint }) as ScoreRecord;
+  const counts = () => { const h = memory.hints.get(shown)!; return [h.good, h.bad]; };
+
+  await memory.learnFrom(turn({ rating: 'bad' }), score(null));
+  assert.deepEqual(counts(), [0, 1]);
+  await memory.learnFrom(turn({ rating: 'bad' }), score(null));
+  assert.deepEqual(counts(), [0, 1], 'rescoring the same rating counts nothing');
+  await memory.learnFrom(turn({ rating: 'good' }), score(null));
+  assert.deepEqual(counts(), [1, 0], 'bad then good: the turn counts as good');
+
+  const hints = 'Say which folder you listed.\n\nShow hidden files too.';
+  await memory.learnFrom(turn({ rating: 'good', hint: hints }), score(hints));
+  const learned = memory.list().filter((h) => h.id !== shown);
+  assert.deepEqual(learned.map((h) => [h.text, h.origin, h.context]).sort(), [
+    ['Say which folder you listed.', 'feedback', 'list the files here'],
+    ['Show hidden files too.', 'feedback', 'list the files here'],
+  ]);
+  assert.deepEqual(counts(), [1, 0]);
   await store.close();
 });
 

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Store, toExportedTurn, type NextState, type SampleRecord } from '../daemon/store.ts';
 import { TurnAssembler } from '../daemon/turns.ts';
 import { ScoringLoop, type JudgeConfig } from '../daemon/scoring.ts';
+import { HintMemory } from '../daemon/hints.ts';
 import { createLogger } from '../daemon/log.ts';
 import { recipes, type RecipeName } from '../recipes/index.ts';
 import { tempDir } from './helpers.ts';
@@ -144,6 +145,38 @@ test('feedback that arrives while the judge is voting is not lost: the turn is s
     assert.equal(judge.prompts.length, 3, 'the judge was asked once, before the feedback came');
   } finally {
     judge.close();
+    await store.close();
+  }
+});
+
+test('a rating, then a hint, then another rating on one turn: each is scored again, the hint is learned, the latest rating stands', async () => {
+  const store = await Store.open(tempDir());
+  try {
+    const memory = new HintMemory({ store, log });
+    const assembler = new TurnAssembler({ store, log });
+    const loop = new ScoringLoop({ store, log, recipe: recipes.combined, judge: { kind: 'rules' }, onScored: (turn, score) => memory.onScored(turn, score) });
+    let seq = 0;
+    const feedback = (e: Record<string, unknown>) => store.appendEvents('c', [{ seq: ++seq, at: seq, sessionKey: 'agent:main:s', runId: 'r1', kind: 'feedback', ...e } as never]);
+    await store.appendEvents('c', [{ seq: ++seq, at: seq, sessionKey: 'agent:main:s', kind: 'session.optin' } as never]);
+    await store.recordSample({
+      id: 'x', sessionKey: 'agent:main:s', runId: 'r1', side: false, createdAt: Date.now(), model: 'm', weightVersion: 'base',
+      requestMessages: [{ role: 'user', content: 'summarise the log' }], promptTokens: [1], responseTokens: [2, 3], logprobs: [-1, -1],
+      text: 'a long summary', toolCalls: [], finishReason: 'stop',
+    });
+    const step = async (e: Record<string, unknown>) => {
+      await feedback(e);
+      await assembler.assembleOnce();
+      assert.equal(await loop.scoreOnce(), 1, `scored again after ${JSON.stringify(e)}`);
+      await memory.flushed();
+      const score = store.scores.get(['agent:main:s', 0])!;
+      return [score.score, score.hint];
+    };
+    assert.deepEqual(await step({ rating: 'good' }), [1, null]);
+    assert.deepEqual(await step({ hint: 'Keep summaries to three lines.' }), [1, 'Keep summaries to three lines.']);
+    assert.deepEqual(memory.list().map((h) => [h.text, h.origin]), [['Keep summaries to three lines.', 'feedback']]);
+    assert.deepEqual(await step({ rating: 'bad' }), [-1, 'Keep summaries to three lines.']);
+    assert.equal(memory.list().length, 1, 'rescoring learns no duplicate');
+  } finally {
     await store.close();
   }
 });

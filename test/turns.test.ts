@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store, type SampleRecord } from '../daemon/store.ts';
-import { TurnAssembler } from '../daemon/turns.ts';
+import { TurnAssembler, hintsOf } from '../daemon/turns.ts';
 import { createLogger } from '../daemon/log.ts';
 import type { Event } from '../protocol/index.ts';
 import { tempDir } from './helpers.ts';
@@ -124,6 +124,39 @@ test('feedback after a turn was made attaches to it and queues it for scoring ag
   const turn = store.turns.get(['s', 0])!;
   assert.deepEqual(turn.nextState, { userMessage: 'thanks', toolResults: [], feedback: { rating: 'good' } });
   assert.equal(store.unscored.get(['s', 0]), null);
+  await store.close();
+});
+
+test('every feedback on a turn counts: the latest rating wins, hints add up, each change queues it for scoring again', async () => {
+  const { store, assembler, turns } = await setup();
+  await store.recordSample(sample('a', { runId: 'r1' }));
+  // Rated while the reply is still open: the rating is its next state.
+  await store.appendEvents('c', [ev({ kind: 'feedback', rating: 'good', runId: 'r1' })]);
+  assert.equal(await assembler.assembleOnce(), 1);
+  assert.deepEqual(store.turns.get(['s', 0])!.nextState.feedback, { rating: 'good' });
+  const changes: [Record<string, unknown>, unknown][] = [
+    [{ hint: 'Say it shorter.' }, { rating: 'good', hint: 'Say it shorter.' }],
+    [{ rating: 'bad' }, { rating: 'bad', hint: 'Say it shorter.' }],
+    [{ hint: 'Cite the file.' }, { rating: 'bad', hint: 'Say it shorter.\n\nCite the file.' }],
+    [{ rating: 'good' }, { rating: 'good', hint: 'Say it shorter.\n\nCite the file.' }],
+  ];
+  for (const [feedback, expected] of changes) {
+    await store.unscored.remove(['s', 0]);
+    await store.appendEvents('c', [ev({ kind: 'feedback', runId: 'r1', ...feedback })]);
+    await assembler.assembleOnce();
+    assert.deepEqual(store.turns.get(['s', 0])!.nextState.feedback, expected, JSON.stringify(feedback));
+    assert.equal(store.unscored.get(['s', 0]), null, 'queued for scoring again');
+  }
+  // The same hint again changes nothing and queues nothing; two in one pass both count.
+  await store.unscored.remove(['s', 0]);
+  await store.appendEvents('c', [ev({ kind: 'feedback', runId: 'r1', hint: 'Cite the file.' })]);
+  await assembler.assembleOnce();
+  assert.equal(store.unscored.get(['s', 0]), undefined);
+  await store.appendEvents('c', [ev({ kind: 'feedback', runId: 'r1', rating: 'bad' }), ev({ kind: 'feedback', runId: 'r1', hint: 'Run the tests.' })]);
+  await assembler.assembleOnce();
+  assert.deepEqual(store.turns.get(['s', 0])!.nextState.feedback, { rating: 'bad', hint: 'Say it shorter.\n\nCite the file.\n\nRun the tests.' });
+  assert.deepEqual(hintsOf(store.turns.get(['s', 0])!.nextState.feedback), ['Say it shorter.', 'Cite the file.', 'Run the tests.']);
+  assert.deepEqual(turns, ['a', 'a', 'a', 'a', 'a', 'a'], 'one onTurn per change (the first made the turn)');
   await store.close();
 });
 

@@ -2,7 +2,7 @@
 //  - A response with tool calls: the results of ALL its calls (joined exactly by tool call id, in its run),
 //    or what arrived of them once its run ended (plus a grace period) or it went idle.
 //  - A response without tool calls: the session's next user message, explicit feedback, or
-//    session end / idle timeout ("no next state").
+//    session end, opt-out (what follows is not captured) or idle timeout ("no next state").
 // "After the response" is judged on the plugin's clock (the `at` of the response's own
 // model.call event) when the plugin sent one, else by arrival order in the daemon's event log.
 // All state lives in LMDB and each turn is written in the same transaction that closes its
@@ -149,7 +149,7 @@ export class TurnAssembler {
         .map((id) => events.find((e): e is Extract<StoredEvent, { kind: 'tool.result' }> => e.kind === 'tool.result' && e.toolCallId === id && sameRun(e, sample)))
         .filter((e) => e !== undefined)
         .map(toolResultOf);
-      const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || (e.kind === 'session.end' && isAfter(e)));
+      const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || ((e.kind === 'session.end' || e.kind === 'session.optout') && isAfter(e)));
       const graceOver = ended !== undefined && now - Math.max(ended.at, sample.createdAt) >= this.toolGraceMs;
       if (results.length === ids.length || graceOver || idle) {
         return { nextState: { toolResults: results, ...(results.length === 0 && { none: true }) } };
@@ -161,7 +161,7 @@ export class TurnAssembler {
       if (!isAfter(e)) continue;
       if (e.kind === 'user.message') return { nextState: { userMessage: e.content, toolResults: [] } };
       if (e.kind === 'feedback') return { nextState: { toolResults: [], feedback: feedbackOf(e) } };
-      if (e.kind === 'session.end') return { nextState: { toolResults: [], none: true } };
+      if (e.kind === 'session.end' || e.kind === 'session.optout') return { nextState: { toolResults: [], none: true } };
     }
     return idle ? { nextState: { toolResults: [], none: true } } : undefined;
   }

@@ -113,6 +113,15 @@ test('feedback, session end and idle make turns; side turns never do', async () 
   await store.close();
 });
 
+test('opting out ends a reply with no next state: what the user says while out is not captured, so what comes after opting in again is not its next state', async () => {
+  const { store, assembler } = await setup();
+  await store.recordSample(sample('before'));
+  await store.appendEvents('c', [ev({ kind: 'session.optout' }), ev({ kind: 'session.optin' }), ev({ kind: 'user.message', content: 'back on' })]);
+  assert.equal(await assembler.assembleOnce(), 1);
+  assert.deepEqual(store.turns.get(['s', 0])!.nextState, { toolResults: [], none: true });
+  await store.close();
+});
+
 test('feedback after a turn was made attaches to it and queues it for scoring again', async () => {
   const { store, assembler } = await setup();
   await store.recordSample(sample('a'));

@@ -1,0 +1,123 @@
+// clawrl as users install it, not as a linked checkout: `npm pack` of this checkout (prepack
+// compiles dist/), the tarball's daemon CLI installed with `npm install -g`, and the same tarball
+// installed into the real OpenClaw (openclaw@2026.9.6 on Node 24, scripts/openclaw-host.sh) with
+// `openclaw plugins install <tgz>`, which refuses TypeScript entries and installs the package's
+// dependencies itself. The packaged daemon serves the OpenClaw turn through its upstream backend,
+// the fake vLLM, scripted to answer in text.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { readRuntimeInfo, readToken } from '../daemon/config.ts';
+import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
+import { repoRoot, tempDir, until } from './helpers.ts';
+import { openclawHost, type OpenclawHost } from './openclaw-host.ts';
+
+const run = promisify(execFile);
+const REPLY = 'Served by the packaged daemon.';
+
+let host: OpenclawHost;
+let fake: FakeVllm;
+let tarball: string;
+/** Where `npm install -g --prefix` put the package, and its `clawrl-daemon`. */
+let prefix: string;
+let daemonBin: string;
+const daemons: ChildProcess[] = [];
+
+/** The packaged CLI, to completion. */
+const cli = (dataDir: string, args: string[]) => run(daemonBin, ['--data-dir', dataDir, ...args], { timeout: 60_000 });
+
+/** `clawrl-daemon start` from the package on a fresh data dir; resolves with its base URL once it wrote daemon.json. */
+async function startPackagedDaemon(dataDir: string, args: string[] = []): Promise<string> {
+  const child = spawn(daemonBin, ['--data-dir', dataDir, 'start', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  daemons.push(child);
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const info = await until(() => (child.exitCode === null ? readRuntimeInfo(dataDir) : Promise.reject(new Error(`packaged daemon exited: ${stderr}`))), 'the packaged daemon to start', 60_000);
+  return `http://${info.host}:${info.port}`;
+}
+
+before(async () => {
+  host = await openclawHost();
+  const packDir = tempDir('clawrl-pack-');
+  // postpack removes dist/ again, so the checkout is left as it was.
+  const packed = await run('npm', ['pack', '--pack-destination', packDir], { cwd: repoRoot, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
+  tarball = join(packDir, packed.stdout.trim().split('\n').at(-1)!);
+  prefix = tempDir('clawrl-global-');
+  // --ignore-scripts as the README says: lmdb's and msgpackr-extract's scripts only build from
+  // source where no prebuilt binary exists (the package's allowScripts cannot cover a global install).
+  await run('npm', ['install', '-g', '--prefix', prefix, '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', tarball], { timeout: 300_000 });
+  daemonBin = join(prefix, 'bin', 'clawrl-daemon');
+  fake = await startFakeVllm(() => ({ text: REPLY }), 'policy');
+});
+
+after(async () => {
+  for (const child of daemons) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  }
+  await fake?.close();
+});
+
+test('the tarball ships compiled JavaScript, the manifest and the runtime assets, and no sources, tests or benches', async () => {
+  const files = (await run('tar', ['tzf', tarball])).stdout.trim().split('\n').map((f) => f.replace(/^package\//, ''));
+  for (const needed of ['package.json', 'openclaw.plugin.json', 'README.md', 'daemon/bin.mjs', 'dist/plugin/index.js', 'dist/daemon/cli.js', 'dist/daemon/backends/embedded/worker.js', 'dist/daemon/ui/index.html', 'dist/daemon/backends/torch/worker.py']) {
+    assert.ok(files.includes(needed), `${needed} is missing from the tarball`);
+  }
+  const unwanted = files.filter((f) => /\.ts$|^(test|bench|scripts|\.cache)\//.test(f));
+  assert.deepEqual(unwanted, []);
+  assert.ok(!existsSync(join(repoRoot, 'dist')), 'postpack left dist/ in the checkout, where a linked OpenClaw would load it instead of plugin/');
+});
+
+test('clawrl-daemon installed with npm install -g starts on a fresh data dir and serves its embedded model from compiled JavaScript', async () => {
+  assert.ok(!existsSync(join(prefix, 'lib', 'node_modules', 'clawrl', 'node_modules', 'tsx')), 'the installed package should not carry tsx');
+  const dataDir = tempDir('clawrl-pkg-embedded-');
+  const url = await startPackagedDaemon(dataDir);
+  const health = (await (await fetch(`${url}/healthz`)).json()) as { ok: boolean; version: string };
+  const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
+  assert.deepEqual(health, { ok: true, version });
+
+  // A completion runs the embedded model in its worker threads: the compiled worker.js, not tsx.
+  const headers = { authorization: `Bearer ${readToken(dataDir)}`, 'content-type': 'application/json' };
+  const models = (await (await fetch(`${url}/v1/models`, { headers })).json()) as { data: { id: string }[] };
+  const reply = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: models.data[0]!.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }) });
+  assert.equal(reply.status, 200, await reply.clone().text());
+  assert.equal(((await reply.json()) as { choices: unknown[] }).choices.length, 1);
+
+  const stopped = await cli(dataDir, ['stop']);
+  assert.match(stopped.stdout, /stopped clawrl daemon/);
+});
+
+test('a turn in the real OpenClaw, with the plugin installed from the tarball, is stored by the packaged daemon', { timeout: 300_000 }, async () => {
+  const dataDir = tempDir('clawrl-pkg-data-');
+  await startPackagedDaemon(dataDir, ['--backend', 'upstream', '--upstream-url', fake.url]);
+
+  const stateDir = tempDir('clawrl-pkg-state-');
+  const config = join(stateDir, 'openclaw.json');
+  await cli(dataDir, ['openclaw-config', '--merge', config, '--primary']);
+  const merged = JSON.parse(readFileSync(config, 'utf8'));
+  merged.plugins.entries.clawrl.config.optInByDefault = true;
+  writeFileSync(config, JSON.stringify(merged, null, 2));
+  await host.openclawIn(stateDir, ['plugins', 'install', tarball, '--force', '--accept-capabilities']);
+  await host.openclawIn(stateDir, ['plugins', 'enable', 'clawrl']);
+  const inspected = await host.openclawIn(stateDir, ['plugins', 'inspect', 'clawrl']);
+  assert.match(inspected.stdout, /^Source: \S+\/extensions\/clawrl\/dist\/plugin\/index\.js$/m, 'OpenClaw should load the compiled entry of the installed copy');
+
+  const turn = await host.openclawIn(stateDir, ['agent', '--local', '--agent', 'main', '--message', 'is the packaged plugin capturing?']);
+  assert.ok(turn.stdout.includes(REPLY), turn.stdout);
+  // The plugin's events and the served response, both in the opted-in session.
+  const sessions = await until(async () => {
+    const out = (await cli(dataDir, ['sessions', 'list', '--json'])).stdout.trim();
+    return out ? out.split('\n').map((line) => JSON.parse(line) as { sessionKey: string }) : undefined;
+  }, 'the session to be stored', 30_000);
+  assert.equal(sessions.length, 1, JSON.stringify(sessions));
+  await until(async () => {
+    const shown = (await cli(dataDir, ['sessions', 'show', sessions[0]!.sessionKey])).stdout;
+    return shown.includes('is the packaged plugin capturing?') && shown.includes(REPLY) && shown;
+  }, 'the message and the reply in the stored session', 30_000);
+});

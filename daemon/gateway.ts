@@ -1,6 +1,9 @@
 // The plugin side of the daemon: one WebSocket per plugin, already authenticated at upgrade.
 // Speaks hello/welcome, stores event batches and acks them once durable, pushes
-// weights.updated. A bad frame gets an error frame; the connection and the store survive it.
+// weights.updated. A bad frame gets an error frame and the store survives it; a bad event is
+// refused alone (named in the ack, never stored) and the rest of its batch is stored; a frame that
+// cannot be read at all also closes the connection, since it may have held events that a later
+// ack would otherwise claim durable.
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import {
   PROTOCOL_VERSION,
@@ -8,14 +11,19 @@ import {
   ProtocolError,
   decode,
   encode,
+  partitionEvents,
+  type Event,
+  type RejectedEvent,
   type ServerMessage,
   type ErrorCode,
 } from '../protocol/index.ts';
-import { StorageFullError, type Store } from './store.ts';
+import { StorageFullError, type AppendResult, type Store } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 
 export const SERVER_VERSION = '0.1.0';
+
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 const HELLO_TIMEOUT_MS = 10_000;
 
 export interface GatewayOptions {
@@ -81,10 +89,14 @@ export class Gateway {
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       let message;
       try {
-        message = decode(bytes, this.maxFrameBytes);
+        message = decode(bytes, this.maxFrameBytes, { events: 'seq' });
       } catch (err) {
-        if (err instanceof ProtocolError) return refuse(err.code, err.message);
-        throw err;
+        if (!(err instanceof ProtocolError)) throw err;
+        refuse(err.code, err.message);
+        // The frame may have held events, and acking later ones would claim these durable too:
+        // the client reconnects and resends everything after its acked seq.
+        if (clientId !== undefined) unreadable(socket);
+        return;
       }
       if (message.type === 'hello') {
         if (message.protocol !== PROTOCOL_VERSION) {
@@ -109,37 +121,76 @@ export class Gateway {
       if (message.type !== 'events') return refuse('bad_frame', `a client may not send ${message.type} frames`);
       if (clientId === undefined) return refuse('bad_frame', 'events before hello');
       const id = clientId;
-      const events = message.events;
-      this.opts.metrics?.eventsReceived.inc(events.length);
+      this.opts.metrics?.eventsReceived.inc(message.events.length);
+      // Bad events are refused before anything is written, named in the ack, and not stored;
+      // the rest of the batch is stored in one transaction.
+      const { valid, rejected } = partitionEvents(message.events);
       // Queued at once so LMDB can commit several batches together; each is stored only if the
       // one before it was (afterSeq), and the acks go out in order.
       const after = expectedSeq;
-      for (const e of events) expectedSeq = Math.max(expectedSeq, e.seq);
-      const stored = refused ? Promise.resolve(null) : store.appendEvents(id, events, after);
-      stored.catch(() => {}); // handled in order below
+      const through = message.events.reduce((high, e) => Math.max(high, (e as { seq: number }).seq), after);
+      expectedSeq = through;
+      const first = refused ? Promise.resolve(null) : store.appendEvents(id, valid, after, through);
+      first.catch(() => {}); // handled in order below
       pending = pending.then(async () => {
         if (refused) return;
         try {
-          const result = await stored;
+          // Null when a batch before it had to be stored event by event: its turn is now.
+          const result = (await first.catch((err: unknown) => storeEach(err, id, valid, rejected, after, through))) ?? (await store.appendEvents(id, valid, after, through));
           if (!result) throw new Error('an earlier batch of this connection was not stored');
-          send({ type: 'ack', seq: result.ackedSeq });
+          const refusedNow = rejected.filter((r) => r.seq > after);
+          if (refusedNow.length > 0) {
+            log.warn('refused events', { clientId: id, count: refusedNow.length, first: refusedNow[0] });
+          }
+          send({ type: 'ack', seq: result.ackedSeq, ...(refusedNow.length > 0 && { rejected: refusedNow }) });
           for (const sessionKey of result.refusedSessions) {
             refuse('limit_reached', `session ${sessionKey} is not stored: the daemon keeps at most ${store.limits.maxSessions} sessions (--max-sessions); remove some with \`clawrl-daemon sessions rm\``);
           }
-          this.opts.metrics?.eventsAcked.inc(events.length);
+          this.opts.metrics?.eventsAcked.inc(message.events.length);
           if (result.stored > 0) this.opts.onStored?.();
         } catch (err) {
           // Not acked. Later batches must not be stored ahead of these (an ack covers every seq
           // below it), so the connection closes: the plugin reconnects with backoff and resends
           // everything after the acked seq from its spool.
           const full = err instanceof StorageFullError;
-          log[full ? 'warn' : 'error']('storing events failed', { clientId: id, error: (err as Error).message });
-          send({ type: 'error', code: full ? 'storage_full' : 'internal', message: `storing events failed: ${(err as Error).message}` });
+          log[full ? 'warn' : 'error']('storing events failed', { clientId: id, error: errorMessage(err) });
+          send({ type: 'error', code: full ? 'storage_full' : 'internal', message: `storing events failed: ${errorMessage(err)}` });
           refused = true;
           socket.close(1013, full ? 'storage full' : 'storing events failed');
         }
       });
     });
+    const unreadable = (ws: WebSocket) => {
+      refused = true;
+      ws.close(1007, 'unreadable frame');
+    };
+    /**
+     * A batch whose transaction failed for another reason than a full store: stored again event
+     * by event, so that one event that cannot be stored is refused (named in the ack) instead of
+     * stalling its client forever.
+     */
+    const storeEach = async (err: unknown, id: string, events: Event[], rejected: RejectedEvent[], after: number, through: number): Promise<AppendResult> => {
+      if (err instanceof StorageFullError || events.length === 0) throw err;
+      log.warn('a batch could not be stored; storing its events one by one', { clientId: id, error: errorMessage(err) });
+      const total: AppendResult = { ackedSeq: after, stored: 0, duplicates: 0, dropped: 0, refusedSessions: [] };
+      for (const event of events) {
+        const result = await store.appendEvents(id, [event], total.ackedSeq, event.seq).catch((eventErr: unknown) => {
+          if (eventErr instanceof StorageFullError) throw eventErr;
+          rejected.push({ seq: event.seq, reason: `${event.kind} event could not be stored: ${errorMessage(eventErr)}` });
+          return store.appendEvents(id, [], total.ackedSeq, event.seq);
+        });
+        if (!result) throw new Error('the acked seq moved while a batch was stored event by event');
+        total.ackedSeq = result.ackedSeq;
+        total.stored += result.stored;
+        total.duplicates += result.duplicates;
+        total.dropped += result.dropped;
+        total.refusedSessions.push(...result.refusedSessions);
+      }
+      rejected.sort((a, b) => a.seq - b.seq);
+      const last = await store.appendEvents(id, [], total.ackedSeq, through);
+      if (!last) throw new Error('the acked seq moved while a batch was stored event by event');
+      return { ...total, ackedSeq: last.ackedSeq };
+    };
     socket.on('close', () => {
       clearTimeout(helloTimer);
       this.clients.delete(socket);

@@ -5,7 +5,7 @@ import { createServer as createTlsServer } from 'node:https';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Store } from './store.ts';
+import { SessionLimitError, Store } from './store.ts';
 import { Gateway, SERVER_VERSION } from './gateway.ts';
 import { createLogger, type Logger } from './log.ts';
 import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken, rotateToken } from './config.ts';
@@ -228,7 +228,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       metrics.served(served.result, served.durationMs);
       // No assembly pass here: a response's next state comes with later events, which nudge it.
       const write = recordSample(served)
-        .catch((err: Error) => log.error('recording a sample failed', { id: served.id, error: err.message }))
+        .catch((err: Error) => log[err instanceof SessionLimitError ? 'warn' : 'error']('recording a sample failed', { id: served.id, error: err.message }))
         .finally(() => recording.delete(write));
       recording.add(write);
     },

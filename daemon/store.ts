@@ -4,7 +4,7 @@
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { join } from 'node:path';
 import { statfsSync } from 'node:fs';
-import type { Event, ToolCallSummary } from '../protocol/index.ts';
+import { MAX_ID_BYTES, type Event, type ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
 
@@ -171,6 +171,14 @@ export class StorageFullError extends Error {
   }
 }
 
+/** A new session would exceed `maxSessions`: nothing of it is stored. */
+export class SessionLimitError extends Error {
+  constructor(sessionKey: string, maxSessions: number) {
+    super(`session ${sessionKey} is not stored: the daemon keeps at most ${maxSessions} sessions (--max-sessions); remove some with \`clawrl-daemon sessions rm\``);
+    this.name = 'SessionLimitError';
+  }
+}
+
 export interface StoreLimits {
   /** Live data above this many bytes refuses new events (LMDB's map itself grows as needed). */
   maxBytes?: number;
@@ -180,8 +188,21 @@ export interface StoreLimits {
   maxSessions?: number;
 }
 
-const DEFAULT_MIN_FREE_DISK = 64 * 1024 * 1024;
+/**
+ * Free disk kept by default: 2 % of the disk, between 8 and 64 MiB, so that LMDB can still grow
+ * its map and commit (a fixed 64 MiB refused everything on small disks).
+ */
+export function defaultMinFreeDisk(diskBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.max(8 * 1024 * 1024, Math.floor(diskBytes * 0.02)));
+}
 const CAPACITY_CHECK_MS = 200;
+
+const idFits = (id: string): boolean => Buffer.byteLength(id) <= MAX_ID_BYTES;
+
+/** Ids become parts of LMDB keys; the protocol bounds them, and so does every other way in (`/v1` headers). */
+function assertKeyFits(name: string, id: string | undefined): void {
+  if (id !== undefined && !idFits(id)) throw new Error(`the ${name} is ${Buffer.byteLength(id)} bytes long, over the limit of ${MAX_ID_BYTES} bytes`);
+}
 
 const zeroCounters = (): Counters => ({ eventsReceived: 0, eventsStored: 0, duplicates: 0, droppedNotOptedIn: 0 });
 
@@ -315,14 +336,15 @@ export class Store {
     if (now - this.capacityCheckedAt >= CAPACITY_CHECK_MS) {
       this.capacityCheckedAt = now;
       this.capacityError = undefined;
-      const { maxBytes, minFreeDiskBytes = DEFAULT_MIN_FREE_DISK } = this.limits;
+      const { maxBytes } = this.limits;
       const used = this.usedBytes();
       if (maxBytes !== undefined && used >= maxBytes) {
         this.capacityError = new StorageFullError(`the store holds ${used} bytes, at its maximum of ${maxBytes} bytes (--max-store-mb); new events are refused until space is freed (sessions rm, --retention-days)`);
       } else {
         const disk = statfsSync(this.path);
         const free = disk.bavail * disk.bsize;
-        if (free < minFreeDiskBytes) this.capacityError = new StorageFullError(`only ${free} bytes are free on the disk of ${this.path}; new events are refused`);
+        const floor = this.limits.minFreeDiskBytes ?? defaultMinFreeDisk(disk.blocks * disk.bsize);
+        if (free < floor) this.capacityError = new StorageFullError(`only ${free} bytes are free on the disk of ${this.path} (the store keeps ${floor} free); new events are refused`);
       }
     }
     if (this.capacityError) throw this.capacityError;
@@ -333,51 +355,48 @@ export class Store {
   }
 
   /**
-   * Stores a client's events in one transaction. A seq at or below the client's acked seq is a
-   * replay and is not stored again. Opt-in events set the session's state; other events of a
-   * session that has not opted in are dropped (and counted), never stored.
+   * Stores a client's events in one transaction: all of them or, if anything fails, none (LMDB's
+   * child transaction is aborted, so no index, counter or session record keeps a half-written
+   * batch). A seq at or below the client's acked seq is a replay and is not stored again.
+   * Opt-in events set the session's state; other events of a session that has not opted in are
+   * dropped (and counted), never stored.
    *
    * `afterSeq` lets a caller queue batches without awaiting each: the batch is stored only if
    * the client's acked seq is still exactly that (the batch before it was stored), else it
-   * resolves to null and nothing is written.
+   * resolves to null and nothing is written. `throughSeq` acks up to that seq even where no event
+   * of the batch has it (events the caller refused).
    */
-  appendEvents(clientId: string, events: Event[], afterSeq?: number): Promise<AppendResult | null> {
+  appendEvents(clientId: string, events: Event[], afterSeq?: number, throughSeq = 0): Promise<AppendResult | null> {
     try {
       this.checkCapacity();
+      assertKeyFits('client id', clientId);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.root.transaction(() => {
+    // Redacted before the transaction: the write lock is held only for the writes.
+    const redacted = events.map((event) => redactDeep(event));
+    return this.atomically(() => {
       let ackedSeq = this.ackedSeq(clientId);
-      // Checked before any write: lmdb-js does not undo the writes of a callback that throws.
       if (afterSeq !== undefined && ackedSeq !== afterSeq) return null;
       const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0, refusedSessions: [] };
-      const { maxSessions } = this.limits;
       let log = this.eventLogPosition();
-      for (const event of events) {
+      const counters = this.counters();
+      for (const [i, event] of events.entries()) {
         if (event.seq <= ackedSeq) {
           result.duplicates++;
           continue;
         }
         ackedSeq = event.seq;
-        const session = this.sessions.get(event.sessionKey);
         const isOpt = event.kind === 'session.optin' || event.kind === 'session.optout';
-        if (!isOpt && !session?.optedIn) {
+        const record = this.sessionForWrite(event.sessionKey, isOpt, result.refusedSessions);
+        if (!record) {
           result.dropped++;
           continue;
         }
-        if (!session && maxSessions !== undefined && (this.sessions.getStats() as { entryCount: number }).entryCount >= maxSessions) {
-          result.refusedSessions.push(event.sessionKey);
-          result.dropped++;
-          continue;
-        }
-        const now = Date.now();
-        const record: SessionRecord = session ?? { sessionKey: event.sessionKey, optedIn: false, createdAt: now, updatedAt: now, events: 0 };
         if (isOpt) record.optedIn = event.kind === 'session.optin';
-        record.updatedAt = now;
         record.events++;
         log++;
-        const stored = redactDeep({ ...event, clientId, log });
+        const stored = { ...redacted[i]!, clientId, log } as StoredEvent;
         this.events.put(log, stored);
         this.sessionEvents.put([event.sessionKey, log], null);
         // Keyed by what is stored, so that lookups with stored run and call ids find them.
@@ -385,9 +404,9 @@ export class Store {
         this.sessions.put(event.sessionKey, record);
         result.stored++;
       }
+      ackedSeq = Math.max(ackedSeq, throughSeq);
       this.meta.put('eventLog', log);
       this.clients.put(clientId, ackedSeq);
-      const counters = this.counters();
       counters.eventsReceived += events.length;
       counters.eventsStored += result.stored;
       counters.duplicates += result.duplicates;
@@ -398,6 +417,38 @@ export class Store {
     });
   }
 
+  /**
+   * Inside a write transaction: the record an event or a served sample of this session is stored
+   * under, or undefined when it must not be stored — the session has not opted in (`opting`: the
+   * event is an opt-in or opt-out, which is always recorded), or it would be a new session beyond
+   * `maxSessions` (then it is added to `refused`).
+   */
+  private sessionForWrite(sessionKey: string, opting: boolean, refused: string[]): SessionRecord | undefined {
+    const session = this.sessions.get(sessionKey);
+    if (!opting && !session?.optedIn) return undefined;
+    const { maxSessions } = this.limits;
+    if (!session && maxSessions !== undefined && this.sessionCount() >= maxSessions) {
+      refused.push(sessionKey);
+      return undefined;
+    }
+    const now = Date.now();
+    const record = session ?? { sessionKey, optedIn: false, createdAt: now, updatedAt: now, events: 0 };
+    record.updatedAt = now;
+    return record;
+  }
+
+  sessionCount(): number {
+    return (this.sessions.getStats() as { entryCount: number }).entryCount;
+  }
+
+  /**
+   * Runs a write transaction that is undone whole if `fn` throws (lmdb-js keeps the writes of a
+   * plain `transaction` callback that throws). Every multi-write state change goes through it.
+   */
+  atomically<T>(fn: () => T): Promise<T> {
+    return this.root.childTransaction(fn) as Promise<T>;
+  }
+
   eventLogPosition(): number {
     return (this.meta.get('eventLog') as number | undefined) ?? 0;
   }
@@ -405,6 +456,10 @@ export class Store {
   /**
    * Stores a response, secrets redacted; `ordinal` is assigned here, in one transaction, and so is
    * `logMark` unless given (a response known only from a plugin event is marked at that event).
+   * The caller decided that the session is opted in (the plugin's header is its newest word, and
+   * its opt-in event may still be on the way): a session without a record gets one, opted in, so
+   * that everything stored is listed, counted against `maxSessions` and deletable. Throws
+   * SessionLimitError when that would be one session too many.
    */
   recordSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'> & { logMark?: number }): Promise<SampleRecord> {
     const count: RedactionCount = { found: 0 };
@@ -412,16 +467,24 @@ export class Store {
     const sample = count.found > 0 ? { ...redacted, redacted: true as const } : served;
     try {
       this.checkCapacity();
+      for (const [name, id] of [['session key', sample.sessionKey], ['sample id', sample.id], ['run id', sample.runId]] as const) assertKeyFits(name, id);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.root.transaction(() => {
+    return this.atomically(() => {
+      if (!this.sessions.get(sample.sessionKey)?.optedIn) {
+        const session = this.sessionForWrite(sample.sessionKey, true, []);
+        if (!session) throw new SessionLimitError(sample.sessionKey, this.limits.maxSessions!);
+        session.optedIn = true;
+        this.sessions.put(sample.sessionKey, session);
+      }
       const [last] = this.sessionSamples.getKeys({ start: [sample.sessionKey, Infinity], end: [sample.sessionKey], reverse: true, limit: 1 });
       const record: SampleRecord = { ...sample, ordinal: last === undefined ? 0 : last[1] + 1, logMark: sample.logMark ?? this.eventLogPosition() };
       this.samples.put(record.id, record);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
       if (record.runId !== undefined) this.runSamples.put([record.sessionKey, record.runId, record.ordinal], record.id);
-      for (const call of record.toolCalls) if (call.id) this.toolCallSamples.put(call.id, record.id);
+      // A tool call id too long to be a key cannot be joined to a result anyway (the protocol refuses such results).
+      for (const call of record.toolCalls) if (call.id && idFits(call.id)) this.toolCallSamples.put(call.id, record.id);
       if (!record.side) this.openSamples.put(record.id, openSampleOf(record));
       return record;
     });

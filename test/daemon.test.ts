@@ -1,6 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { encode } from '../protocol/index.ts';
@@ -51,35 +52,63 @@ test('no token or a wrong token gets 401 on the WebSocket upgrade and on HTTP', 
   await d.stop();
 });
 
-test('bad frames get an error frame and the connection and stored data survive', async () => {
+test('bad frames get an error frame; a bad event is refused alone; stored data survives', async () => {
   const dir = tempDir();
   const d = await daemonIn(dir, ['--log-level', 'silent']);
-  const client = await TestClient.connect(d.wsUrl, d.token);
+  let client = await TestClient.connect(d.wsUrl, d.token);
   await client.hello('bad-frames');
   assert.equal(await client.sendEvents([optIn(1, 's'), userMessage(2, 's', 'kept')]), 2);
 
-  const bad: (Uint8Array | string)[] = [
-    new Uint8Array([0xc1, 0x00, 0xff]),
-    encode({ type: 'events', events: [userMessage(3, 's')] }).subarray(0, 20),
-    'a text frame',
-    encode({ type: 'ack', seq: 5 }),
-    new Uint8Array(9 * 1024 * 1024), // over the 8 MiB default limit
-    encode({ type: 'events', events: [{ kind: 'user.message', seq: 3, at: 1, sessionKey: 's', content: 42 } as never] }),
-  ];
-  const expected = [/not valid msgpack/, /not valid msgpack/, /text frame/, /may not send ack/, /exceeds the limit/, /content must be a string/];
-  for (const [i, frame] of bad.entries()) {
+  // Frames that cannot carry events: an error each, and the connection stays up.
+  for (const [frame, expected] of [
+    ['a text frame', /text frame/],
+    [encode({ type: 'ack', seq: 5 }), /may not send ack/],
+  ] as const) {
     client.sendRaw(frame);
     const reply = await client.next();
-    assert.equal(reply.type, 'error', `frame ${i}`);
-    assert.match((reply as { message: string }).message, expected[i]!);
+    assert.equal(reply.type, 'error');
+    assert.match((reply as { message: string }).message, expected);
   }
-  // Still serving on the same connection, and the earlier event is intact.
-  assert.equal(await client.sendEvents([userMessage(3, 's', 'after')]), 3);
+
+  // Unreadable frames that may have held events: an error, then the connection closes, so that no
+  // later ack can claim their events durable; the client reconnects and resends.
+  for (const [frame, expected] of [
+    [new Uint8Array([0xc1, 0x00, 0xff]), /not valid msgpack/],
+    [encode({ type: 'events', events: [userMessage(3, 's')] }).subarray(0, 20), /not valid msgpack/],
+    [new Uint8Array(9 * 1024 * 1024), /exceeds the limit/],
+    [encode({ type: 'events', events: [{ kind: 'user.message', seq: 'three', at: 1, sessionKey: 's', content: 'x' } as never] }), /events\[0\]\.seq must be a non-negative integer/],
+  ] as const) {
+    client.sendRaw(frame);
+    const reply = await client.next();
+    assert.equal(reply.type, 'error');
+    assert.match((reply as { message: string }).message, expected);
+    await once(client.socket, 'close');
+    client = await TestClient.connect(d.wsUrl, d.token);
+    assert.equal((await client.hello('bad-frames')).ackedSeq, 2);
+  }
+
+  // A batch with bad events: those are named in the ack and not stored; the rest is stored.
+  client.send({
+    type: 'events',
+    events: [
+      userMessage(3, 's', 'good before'),
+      { kind: 'user.message', seq: 4, at: 1, sessionKey: 's', content: 42 } as never,
+      { ...userMessage(5, 's', 'long run id'), runId: 'r'.repeat(3000) },
+      userMessage(6, 's', 'good after'),
+    ],
+  });
+  const ack = await client.next((m) => m.type === 'ack');
+  assert.equal(ack.type === 'ack' && ack.seq, 6);
+  const rejected = ack.type === 'ack' ? ack.rejected ?? [] : [];
+  assert.deepEqual(rejected.map((r) => r.seq), [4, 5]);
+  assert.match(rejected[0]!.reason, /events\[1\]\(user.message\)\.content must be a string/);
+  assert.match(rejected[1]!.reason, /runId is 3000 bytes long, over the limit of 512 bytes/);
+  assert.equal(await client.sendEvents([userMessage(7, 's', 'after')]), 7);
   client.close();
   await d.stop();
   const out = await runCli(dir, ['sessions', 'show', 's']);
   const shown = JSON.parse(out.stdout) as { events: { content?: string }[] };
-  assert.deepEqual(shown.events.map((e) => e.content).filter(Boolean), ['kept', 'after']);
+  assert.deepEqual(shown.events.map((e) => e.content).filter(Boolean), ['kept', 'good before', 'good after', 'after']);
 });
 
 test('events acked before kill -9 survive a restart; replays are not stored twice', async () => {

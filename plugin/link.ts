@@ -2,6 +2,9 @@
 // numbered); the link sends whatever is durable and not yet acknowledged, resends everything after
 // the daemon's `welcome.ackedSeq` on every (re)connect, and reconnects with exponential backoff and
 // jitter. The daemon dedups on (clientId, seq), so events arrive exactly once and in order.
+// An event the daemon refuses (named in its ack) or the protocol refuses (at enqueue) is set aside
+// in the quarantine file and never resent. The backoff resets only once acks make progress, so a
+// daemon that accepts the connection but cannot store what it is sent is not hammered.
 // Nothing here depends on OpenClaw: tests drive it on plain Node.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -11,13 +14,14 @@ import {
   DEFAULT_MAX_FRAME_BYTES,
   MAX_EVENTS_PER_FRAME,
   PROTOCOL_VERSION,
+  ProtocolError,
   decode,
   encode,
   type Event,
   type ServerMessage,
   type WeightsUpdatedMessage,
 } from '../protocol/index.ts';
-import { Spool, type NewEvent, type SpoolStats } from './spool.ts';
+import { Quarantine, Spool, claimSpoolDir, type NewEvent, type QuarantineStats, type SpoolDir, type SpoolStats } from './spool.ts';
 
 export interface LinkLogger {
   debug?(message: string): void;
@@ -31,7 +35,7 @@ export interface LinkOptions {
   token: string;
   /** PEM of a CA to trust for wss:// besides the system's (a self-signed daemon certificate). */
   ca?: string;
-  /** The plugin's own state folder: client id and spool live here. */
+  /** The plugin's own state folder: client id, spool and quarantine live here (or in a `spool-N/` folder inside it when another process writes this one). */
   stateDir: string;
   logger: LinkLogger;
   clientVersion: string;
@@ -46,7 +50,7 @@ export interface LinkOptions {
 
 export type LinkState = 'stopped' | 'connecting' | 'connected' | 'waiting';
 
-export interface LinkStatus extends SpoolStats {
+export interface LinkStatus extends SpoolStats, QuarantineStats {
   state: LinkState;
   clientId: string;
   url: string;
@@ -60,6 +64,8 @@ export interface LinkStatus extends SpoolStats {
 const BATCH_BYTES = Math.min(1024 * 1024, DEFAULT_MAX_FRAME_BYTES / 4);
 /** Stop sending while this much is queued on the socket; acks resume it. */
 const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/** The least wait before reconnecting to a daemon that said its storage is full. */
+const STORAGE_FULL_BACKOFF_MS = 15_000;
 
 function loadClientId(stateDir: string): string {
   const file = join(stateDir, 'client-id');
@@ -78,7 +84,9 @@ function loadClientId(stateDir: string): string {
 
 export class Link {
   readonly clientId: string;
+  private readonly spoolDir: SpoolDir;
   private readonly spool: Spool;
+  private readonly quarantine: Quarantine;
   private ws: WebSocket | undefined;
   private state: LinkState = 'stopped';
   /** Highest seq sent on the current connection. */
@@ -89,10 +97,16 @@ export class Link {
   private pumpScheduled = false;
   private weightVersion: string | undefined;
   private lastError: string | undefined;
+  /** The next reconnect waits at least this long (set by a daemon whose storage is full). */
+  private backoffFloorMs = 0;
 
   constructor(private readonly opts: LinkOptions) {
-    this.clientId = loadClientId(opts.stateDir);
-    this.spool = new Spool(opts.stateDir, {
+    this.spoolDir = claimSpoolDir(opts.stateDir);
+    const dir = this.spoolDir.dir;
+    if (dir !== opts.stateDir) opts.logger.info(`clawrl: another process writes the spool in ${opts.stateDir}; this one uses ${dir}`);
+    this.clientId = loadClientId(dir);
+    this.quarantine = new Quarantine(dir);
+    this.spool = new Spool(dir, {
       maxEvents: opts.spoolMaxEvents,
       maxBytes: opts.spoolMaxBytes,
       logger: opts.logger,
@@ -100,9 +114,18 @@ export class Link {
     });
   }
 
-  /** Queues an event: synchronous and cheap, never touches the network. */
-  enqueue(event: NewEvent): Event {
-    return this.spool.append(event);
+  /**
+   * Queues an event: synchronous and cheap, never touches the network. An event the protocol
+   * refuses (an id over its bound, say) is quarantined at once and undefined returned.
+   */
+  enqueue(event: NewEvent): Event | undefined {
+    try {
+      return this.spool.append(event);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.setAside([{ event, reason: err.message }]);
+      return undefined;
+    }
   }
 
   start(): void {
@@ -116,10 +139,11 @@ export class Link {
     await this.spool.flush();
   }
 
-  /** Stops for good and releases the spool file (another Link may then open the state dir). */
+  /** Stops for good and releases the spool folder (another Link may then open it). */
   async close(): Promise<void> {
     await this.disconnect();
     await this.spool.close();
+    this.spoolDir.release();
   }
 
   private async disconnect(): Promise<void> {
@@ -148,6 +172,7 @@ export class Link {
   status(): LinkStatus {
     return {
       ...this.spool.stats(),
+      ...this.quarantine.stats(),
       state: this.state,
       clientId: this.clientId,
       url: this.opts.url,
@@ -199,16 +224,18 @@ export class Link {
     switch (msg.type) {
       case 'welcome':
         this.state = 'connected';
-        this.attempt = 0;
         this.lastError = undefined;
         this.weightVersion = msg.weightVersion;
-        this.spool.ack(msg.ackedSeq);
+        this.acked(msg.ackedSeq);
         this.sentSeq = msg.ackedSeq;
+        // A connection proves the daemon healthy only once it stores what it is sent; with nothing to send, it is.
+        if (this.spool.stats().pending === 0) this.resetBackoff();
         this.opts.logger.info(`clawrl: connected to ${this.opts.url} (weights ${msg.weightVersion}, ${this.spool.stats().pending} events to send)`);
         this.pump();
         break;
       case 'ack':
-        this.spool.ack(msg.seq);
+        if (msg.rejected) this.setAside(msg.rejected.map((r) => ({ event: this.spool.get(r.seq) ?? { seq: r.seq }, reason: `refused by the daemon: ${r.reason}` })));
+        this.acked(msg.seq);
         this.pump();
         break;
       case 'weights.updated':
@@ -218,6 +245,7 @@ export class Link {
         break;
       case 'error':
         this.lastError = `${msg.code}: ${msg.message}`;
+        if (msg.code === 'storage_full') this.backoffFloorMs = STORAGE_FULL_BACKOFF_MS;
         this.opts.logger.warn(`clawrl: daemon error ${this.lastError}`);
         break;
       default:
@@ -241,7 +269,27 @@ export class Link {
     const max = this.opts.maxBackoffMs ?? 30_000;
     const cap = Math.min(max, min * 2 ** this.attempt);
     this.attempt = Math.min(this.attempt + 1, 30);
-    return Math.round(cap / 2 + (Math.random() * cap) / 2);
+    return Math.max(this.backoffFloorMs, Math.round(cap / 2 + (Math.random() * cap) / 2));
+  }
+
+  private resetBackoff(): void {
+    this.attempt = 0;
+    this.backoffFloorMs = 0;
+  }
+
+  /** The daemon made everything up to `seq` durable; progress resets the backoff. */
+  private acked(seq: number): void {
+    const before = this.spool.stats().ackedSeq;
+    this.spool.ack(seq);
+    if (this.spool.stats().ackedSeq > before) this.resetBackoff();
+  }
+
+  /** Events that will never be stored: kept in the quarantine file, logged, never resent. */
+  private setAside(refused: { event: unknown; reason: string }[]): void {
+    for (const { event, reason } of refused) this.quarantine.add(event, reason);
+    if (refused.length === 0) return;
+    const { quarantined } = this.quarantine.stats();
+    this.opts.logger.warn(`clawrl: set aside ${refused.length} event(s) the daemon will not store (${refused[0]!.reason}); ${quarantined} in ${this.quarantine.file}`);
   }
 
   // --- sending ---

@@ -8,11 +8,15 @@
 // file is rewritten (compacted) once the acknowledged prefix outweighs what is still pending.
 // A small meta file keeps the highest seq handed out, so seq stays monotonic across restarts
 // even when compaction leaves the spool empty.
-import { closeSync, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, write, writeSync } from 'node:fs';
+//
+// One process writes a spool folder at a time (`claimSpoolDir`): a gateway and an `openclaw agent
+// --local` run on the same state dir each get their own folder, client id and seq. Events the
+// daemon refuses are set aside in the folder's quarantine file instead of being resent forever.
+import { appendFileSync, closeSync, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { decode, encode, validateMessage, type Event } from '../protocol/index.ts';
+import { ProtocolError, decode, encode, validateEvent, type Event } from '../protocol/index.ts';
 
 /** An event before the spool numbers it. */
 export type NewEvent = Event extends infer E ? (E extends Event ? Omit<E, 'seq'> : never) : never;
@@ -88,10 +92,13 @@ function readFrames(buf: Buffer): { entries: Entry[]; frames: number; validBytes
     if (off + 4 + len > buf.length) break;
     let event: Event | undefined;
     try {
-      const msg = decode(buf.subarray(off + 4, off + 4 + len));
+      // Only the envelope must be readable: an event a newer protocol refuses (an older spool's)
+      // is still read back, and the daemon names it for quarantine.
+      const msg = decode(buf.subarray(off + 4, off + 4 + len), undefined, { events: 'seq' });
       if (msg.type === 'events' && msg.events.length === 1) event = msg.events[0];
-    } catch {
+    } catch (err) {
       // A corrupt frame ends the readable prefix, like a torn one.
+      if (!(err instanceof ProtocolError)) throw err;
     }
     if (!event) break;
     if (event.seq > (entries.at(-1)?.event.seq ?? 0)) {
@@ -154,12 +161,12 @@ export class Spool {
   }
 
   /**
-   * Numbers an event and queues it; cheap and synchronous so hooks can call it. Throws (and
-   * queues nothing) for an event the daemon would refuse: one bad event must not block the rest.
+   * Numbers an event and queues it; cheap and synchronous so hooks can call it. Throws a
+   * ProtocolError (and queues nothing) for an event the daemon would refuse: one bad event must
+   * not block the rest.
    */
   append(event: NewEvent): Event {
-    const numbered = { ...event, seq: this.lastSeq + 1 } as Event;
-    validateMessage({ type: 'events', events: [numbered] });
+    const numbered = validateEvent({ ...event, seq: this.lastSeq + 1 });
     const frame = frameOf(numbered);
     this.lastSeq = numbered.seq;
     this.entries.push({ event: numbered, frame });
@@ -183,6 +190,12 @@ export class Spool {
       out.push(e.event);
     }
     return out;
+  }
+
+  /** A pending event, by seq. */
+  get(seq: number): Event | undefined {
+    const entry = this.entries[this.indexAfter(seq - 1)];
+    return entry?.event.seq === seq ? entry.event : undefined;
   }
 
   /** Everything up to `seq` is durable at the daemon. */
@@ -357,5 +370,128 @@ export class Spool {
     const tmp = `${this.metaFile}.tmp`;
     await writeFile(tmp, JSON.stringify({ lastSeq: this.lastSeq, ackedSeq: this.ackedSeq } satisfies Meta), { flush: true });
     renameSync(tmp, this.metaFile);
+  }
+}
+
+// --- one writer per spool folder ---
+
+const LOCK_FILE = 'spool.lock';
+/** Folders tried before giving up: more OpenClaw processes than this on one state dir at once is not a real setup. */
+const MAX_SPOOL_DIRS = 64;
+/** Locks this process holds, shared by every copy of this module (OpenClaw may load the plugin twice). */
+const heldLocks: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('clawrl.spoolLocks')] ??= new Set()) as Set<string>;
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return false; // our own pid in a lock we do not hold: left by an earlier process that had it
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the lock file for this process, or returns false when a live process holds it. */
+function tryLock(file: string): boolean {
+  if (heldLocks.has(file)) return false;
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      const fd = openSync(file, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      heldLocks.add(file);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = NaN;
+    try {
+      holder = Number.parseInt(readFileSync(file, 'utf8'), 10);
+    } catch {
+      // Removed between our open and read: try again.
+    }
+    if (Number.isInteger(holder) && isAlive(holder)) return false;
+    try {
+      unlinkSync(file); // stale: its process is gone
+    } catch {
+      // Another process took it over first; the next open decides.
+    }
+  }
+  return false;
+}
+
+export interface SpoolDir {
+  /** The folder: the state dir itself for the first writer, `spool-N/` inside it for others. */
+  dir: string;
+  release(): void;
+}
+
+/**
+ * The first spool folder of `stateDir` no live process writes, locked for this one until
+ * `release` or exit. A folder a process left behind (killed, or a one-shot run that ended with
+ * events unsent) is taken by the next process that needs one, which sends what it holds.
+ */
+export function claimSpoolDir(stateDir: string): SpoolDir {
+  for (let n = 0; n < MAX_SPOOL_DIRS; n++) {
+    const dir = n === 0 ? stateDir : join(stateDir, `spool-${n}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, LOCK_FILE);
+    if (!tryLock(file)) continue;
+    const release = () => {
+      if (!heldLocks.delete(file)) return;
+      process.off('exit', release);
+      try {
+        unlinkSync(file);
+      } catch {
+        // Already gone: nothing to release.
+      }
+    };
+    process.on('exit', release);
+    return { dir, release };
+  }
+  throw new Error(`clawrl: ${MAX_SPOOL_DIRS} processes already write spools under ${stateDir}`);
+}
+
+// --- events the daemon refused ---
+
+const QUARANTINE_FILE = 'quarantine.jsonl';
+/** The quarantine file stops growing here; later refusals are still counted and logged. */
+const MAX_QUARANTINE_BYTES = 64 * 1024 * 1024;
+
+export interface QuarantineStats {
+  /** Events set aside in this folder, ever (the file's lines). */
+  quarantined: number;
+  lastQuarantineReason?: string;
+}
+
+/**
+ * Events that will never be stored (the daemon or the protocol refused them), kept on disk as
+ * JSON lines `{at, seq, reason, event}` for a person to read, and never resent.
+ */
+export class Quarantine {
+  readonly file: string;
+  private count: number;
+  private lastReason: string | undefined;
+
+  constructor(dir: string) {
+    this.file = join(dir, QUARANTINE_FILE);
+    this.count = existsSync(this.file) ? readFileSync(this.file, 'utf8').split('\n').filter(Boolean).length : 0;
+  }
+
+  add(event: unknown, reason: string): void {
+    this.count++;
+    this.lastReason = reason;
+    let line: string;
+    try {
+      line = JSON.stringify({ at: Date.now(), seq: (event as { seq?: number }).seq, reason, event });
+    } catch {
+      line = JSON.stringify({ at: Date.now(), seq: (event as { seq?: number }).seq, reason, event: String(event) });
+    }
+    const size = existsSync(this.file) ? statSync(this.file).size : 0;
+    if (size + line.length < MAX_QUARANTINE_BYTES) appendFileSync(this.file, `${line}\n`, { mode: 0o600 });
+  }
+
+  stats(): QuarantineStats {
+    return { quarantined: this.count, ...(this.lastReason !== undefined && { lastQuarantineReason: this.lastReason }) };
   }
 }

@@ -2,11 +2,14 @@
 // mid-stream and comes back on the same data dir, arrive exactly once and in order; the spool's
 // bound drops the oldest events with a counter; seq resumes after a restart of the link.
 import { strict as assert } from 'node:assert';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
+import { encode, type Event } from '../protocol/index.ts';
 import { Link } from '../plugin/link.ts';
 import { Spool, type NewEvent } from '../plugin/spool.ts';
 import { tempDir, until } from './helpers.ts';
@@ -83,7 +86,7 @@ test('a restarted link resumes its seq and sends what it spooled while the daemo
       assert.equal(link.clientId, firstId);
       assert.equal(link.status().pending, 6);
       const next = link.enqueue(userMessage(sessionKey, 5));
-      assert.equal(next.seq, 7);
+      assert.equal(next?.seq, 7);
       link.start();
       await until(() => link.status().pending === 0, 'all acked', 15_000);
       assert.deepEqual(storedContents(daemon, sessionKey), ['message 0', 'message 1', 'message 2', 'message 3', 'message 4', 'message 5']);
@@ -96,7 +99,7 @@ test('a restarted link resumes its seq and sends what it spooled while the daemo
     const third = newLink(daemon.wsUrl, 'secret', stateDir);
     try {
       assert.equal(third.status().pending, 0);
-      assert.equal(third.enqueue(userMessage(sessionKey, 6)).seq, 8);
+      assert.equal(third.enqueue(userMessage(sessionKey, 6))?.seq, 8);
     } finally {
       await third.close();
     }
@@ -159,4 +162,117 @@ test('the spool survives a torn write and only hands out durable events', async 
   assert.throws(() => third.append({ kind: 'user.message', at: Date.now(), sessionKey: 's', content: 42 } as unknown as NewEvent));
   assert.equal(third.stats().lastSeq, 3);
   await third.close();
+});
+
+test('an event the daemon refuses is set aside once, and the events after it are delivered without a reconnect storm', async () => {
+  const dataDir = tempDir('clawrl-link-daemon-');
+  const stateDir = tempDir('clawrl-link-state-');
+  const daemon = await startDaemon({ dataDir, token: 'secret' });
+  const sessionKey = 'agent:main:poison';
+  try {
+    // An older plugin's spool holding an event this protocol refuses (a run id over the key bound).
+    const frame = (event: object) => {
+      const body = encode({ type: 'events', events: [event as Event] });
+      const head = Buffer.alloc(4);
+      head.writeUInt32LE(body.length);
+      return Buffer.concat([head, body]);
+    };
+    writeFileSync(
+      join(stateDir, 'spool.bin'),
+      Buffer.concat([
+        frame({ kind: 'session.optin', seq: 1, at: 1, sessionKey }),
+        frame({ kind: 'user.message', seq: 2, at: 2, sessionKey, runId: 'r'.repeat(3000), content: 'poison' }),
+        frame({ kind: 'user.message', seq: 3, at: 3, sessionKey, content: 'after the poison' }),
+      ]),
+    );
+    const link = newLink(daemon.wsUrl, 'secret', stateDir);
+    try {
+      // And one the protocol refuses at once: never spooled, never sent.
+      assert.equal(link.enqueue({ kind: 'user.message', at: 4, sessionKey: 'k'.repeat(600), content: 'bad key' }), undefined);
+      link.enqueue(userMessage(sessionKey, 4));
+      link.start();
+      await until(() => link.status().pending === 0, 'all acked or set aside', 15_000);
+      await sleep(500);
+      const status = link.status();
+      assert.equal(status.quarantined, 2);
+      assert.ok(status.sent <= 4, `sent ${status.sent} events for 4 in the spool`);
+      assert.deepEqual(storedContents(daemon, sessionKey), ['after the poison', 'message 4']);
+      const lines = readFileSync(join(stateDir, 'quarantine.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; event: { content: string } });
+      assert.deepEqual(lines.map((l) => l.event.content), ['bad key', 'poison']);
+      assert.match(lines[0]!.reason, /sessionKey is 600 bytes long, over the limit of 512 bytes/);
+      assert.match(lines[1]!.reason, /refused by the daemon: .*runId is 3000 bytes long/);
+    } finally {
+      await link.close();
+    }
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('a daemon whose storage is full is not hammered: the link waits before reconnecting', async () => {
+  const dataDir = tempDir('clawrl-link-daemon-');
+  const stateDir = tempDir('clawrl-link-state-');
+  const daemon = await startDaemon({ dataDir, token: 'secret', maxStoreBytes: 1 });
+  try {
+    const link = newLink(daemon.wsUrl, 'secret', stateDir);
+    try {
+      link.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey: 'full' });
+      for (let i = 0; i < 3; i++) link.enqueue(userMessage('full', i));
+      link.start();
+      await until(() => /storage_full/.test(link.status().lastError ?? ''), 'storage_full seen', 15_000);
+      const sent = link.status().sent;
+      // newLink's backoff is 20-200 ms: without the storage-full floor it would resend ~15 times here.
+      await sleep(3000);
+      assert.equal(link.status().sent, sent);
+      assert.equal(link.status().pending, 4);
+    } finally {
+      await link.close();
+    }
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('two processes on one state dir write separate spools with their own client ids; nothing is lost', async () => {
+  const dataDir = tempDir('clawrl-link-daemon-');
+  const stateDir = tempDir('clawrl-link-state-');
+  const daemon = await startDaemon({ dataDir, token: 'secret' });
+  // Another process (a gateway, say) holds the state dir's first spool.
+  const holder = spawn(process.execPath, ['--import', 'tsx', '-e', `
+    import('${new URL('../plugin/spool.ts', import.meta.url).pathname}').then(({ claimSpoolDir }) => {
+      console.log(claimSpoolDir(process.argv[1]).dir);
+    });
+    setInterval(() => {}, 1000);`, stateDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const [line] = (await once(holder.stdout!, 'data')) as [Buffer];
+    assert.equal(line.toString().trim(), stateDir);
+    const first = newLink(daemon.wsUrl, 'secret', stateDir);
+    const second = newLink(daemon.wsUrl, 'secret', stateDir);
+    try {
+      assert.notEqual(first.clientId, second.clientId);
+      for (const [i, link] of [first, second].entries()) {
+        link.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey: `s${i}` });
+        for (let n = 0; n < 50; n++) link.enqueue(userMessage(`s${i}`, n));
+        link.start();
+      }
+      await until(() => first.status().pending === 0 && second.status().pending === 0, 'both acked', 15_000);
+      for (const key of ['s0', 's1']) assert.equal(storedContents(daemon, key).length, 50);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    // A process that is gone leaves its folder to the next one, with its client id.
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    const next = newLink(daemon.wsUrl, 'secret', stateDir);
+    try {
+      assert.equal(next.status().lastSeq, 0);
+      assert.notEqual(next.clientId, first.clientId);
+    } finally {
+      await next.close();
+    }
+  } finally {
+    holder.kill('SIGKILL');
+    await daemon.close();
+  }
 });

@@ -25,6 +25,15 @@ export function weightsNotice(msg: Pick<WeightsUpdatedMessage, 'version' | 'reas
   }
 }
 
+/**
+ * Whether a payload is the model's own reply: OpenClaw flags the others it sends in a run
+ * (openclaw@2026.9.6: isError, isReasoning, isCommentary, isCompactionNotice, isFallbackNotice,
+ * isStatusNotice, ...), e.g. "↪️ Model Fallback cleared" right before the reply.
+ */
+function isModelText(payload: NonNullable<ReplyPayloadSendingEvent['payload']>): boolean {
+  return !Object.entries(payload).some(([field, value]) => /^is[A-Z]/.test(field) && value === true);
+}
+
 export class WeightNotices {
   /** Session key → the notice its next served reply carries (a newer change replaces an unread one). */
   private readonly pending = new Map<string, string>();
@@ -41,8 +50,8 @@ export class WeightNotices {
   onReply(event: ReplyPayloadSendingEvent): ReplyPayloadSendingResult | undefined {
     const key = event?.sessionKey;
     const payload = event?.payload;
-    // Command replies and error notices carry no usageState; another provider's reply is not the new version's.
-    if (key === undefined || !payload || payload.isError || event.usageState?.provider !== this.provider) return undefined;
+    // Command replies carry no usageState; another provider's reply is not the new version's.
+    if (key === undefined || !payload || event.usageState?.provider !== this.provider || !isModelText(payload)) return undefined;
     const notice = this.pending.get(key);
     if (notice === undefined) return undefined;
     this.pending.delete(key);

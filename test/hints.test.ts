@@ -167,12 +167,12 @@ test("feedback on one turn: each of the user's hints is its own lesson, from wha
     event(2, { kind: 'hints.injected', hintIds: [shown] }),
     event(3, { kind: 'user.message', content: 'list the files here' }),
   ]);
-  const sample = await store.recordSample({
+  const sample = (await store.recordSample({
     id: 'x1', sessionKey, runId: 'r1', side: false, createdAt: Date.now(), model: 'm', weightVersion: 'base',
     // What the model was sent in a gateway: the message behind OpenClaw's envelope prefix.
     requestMessages: [{ role: 'user', content: '[Wed 2026-12-02 02:23 UTC] list the files here' }],
     promptTokens: [1], responseTokens: [2], logprobs: [-0.1], text: 'Here.', toolCalls: [], finishReason: 'stop',
-  });
+  }))!;
   const turn = (feedback: { rating?: 'good' | 'bad'; hint?: string }) =>
     ({ sessionKey, turnIndex: sample.ordinal, sampleId: sample.id, createdAt: 0, weightVersion: 'base', action: { text: 'Here.', toolCalls: [] }, nextState: { toolResults: [], feedback }, reward: null, hint: null }) as TurnRecord;
   const score = (hint: string | null) => ({ hint }) as ScoreRecord;

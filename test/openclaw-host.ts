@@ -2,7 +2,7 @@
 // scripts/openclaw-host.sh): a stable copy of the plugin, and state dirs with it installed and the
 // daemon's `openclaw-config` fragment merged in.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -43,8 +43,12 @@ export async function openclawHost() {
   const env = await run('bash', [join(repoRoot, 'scripts', 'openclaw-host.sh'), '--env'], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
   const node24 = /CLAWRL_NODE24=(\S+)/.exec(env.stdout)![1]!.replace(/^'|'$/g, '');
   const openclaw = /CLAWRL_OPENCLAW=(\S+)/.exec(env.stdout)![1]!.replace(/^'|'$/g, '');
+  const envIn = (stateDir: string, extra: NodeJS.ProcessEnv = {}) => ({ ...process.env, OPENCLAW_STATE_DIR: stateDir, NO_COLOR: '1', ...extra });
   const openclawIn = (stateDir: string, args: string[], timeout = 120_000) =>
-    run(node24, [openclaw, ...args], { env: { ...process.env, OPENCLAW_STATE_DIR: stateDir, NO_COLOR: '1' }, timeout, maxBuffer: 64 * 1024 * 1024 });
+    run(node24, [openclaw, ...args], { env: envIn(stateDir), timeout, maxBuffer: 64 * 1024 * 1024 });
+  /** A long-running OpenClaw process (`gateway run`), its output piped. */
+  const spawnIn = (stateDir: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
+    spawn(node24, [openclaw, ...args], { env: envIn(stateDir, env), stdio: ['ignore', 'pipe', 'pipe'] });
   /** A state dir with the plugin installed and the daemon's fragment merged. */
   const state = async (opts: StateOptions): Promise<string> => {
     const stateDir = tempDir('clawrl-oc-state-');
@@ -59,5 +63,5 @@ export async function openclawHost() {
     await openclawIn(stateDir, ['plugins', 'enable', 'clawrl']);
     return stateDir;
   };
-  return { openclawIn, state };
+  return { openclawIn, spawnIn, state };
 }

@@ -345,9 +345,10 @@ test('weight notices: worded by why the version changed, shown once in front of 
   assert.equal(notices.onReply(served), undefined);
   notices.weightsChanged({ type: 'weights.updated', version: 'v2', recipe: 'combined', metrics: {}, reason: 'trained' }, [KEY]);
   notices.weightsChanged({ type: 'weights.updated', version: 'v1', recipe: 'combined', metrics: {}, reason: 'rollback' }, [KEY]);
-  // A command's reply, an error and another provider's reply are not the new version's.
+  // A command's reply, OpenClaw's own notices and another provider's reply are not the new version's.
   assert.equal(notices.onReply({ sessionKey: KEY, payload: { text: 'clawrl: noted' } }), undefined);
   assert.equal(notices.onReply({ ...served, payload: { text: 'failed', isError: true } }), undefined);
+  assert.equal(notices.onReply({ ...served, payload: { text: '↪️ Model Fallback cleared: clawrl/policy', isFallbackNotice: true } }), undefined);
   assert.equal(notices.onReply({ ...served, usageState: { provider: 'backup' } }), undefined);
   assert.equal(notices.onReply({ ...served, sessionKey: 'agent:main:other' }), undefined);
   // The newer change replaced the unread one; it is shown once.

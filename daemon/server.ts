@@ -17,7 +17,7 @@ import { recipes, type RecipeName, type RecipeDefaults } from '../recipes/index.
 import { Trainer, type TrainerStatus } from './trainer.ts';
 import { WeightsDir } from './weights.ts';
 import { join } from 'node:path';
-import { findRoute, sendError, sendJson, type Route } from './http.ts';
+import { HttpError, findRoute, sendError, sendJson, type Route } from './http.ts';
 import { controlRoutes } from './control.ts';
 import { Loop } from './loop.ts';
 import { EventSamples } from './event-samples.ts';
@@ -109,6 +109,29 @@ export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1' || host === '[::1]';
+}
+
+/** The name in a Host header, without its port ("[::1]:7077" → "::1"). */
+function hostName(header: string): string {
+  const bracketed = /^\[([^\]]*)\]/.exec(header);
+  if (bracketed) return bracketed[1]!.toLowerCase();
+  return header.replace(/:\d*$/, '').toLowerCase();
+}
+
+/**
+ * Whether a request's Host header names this daemon. A page in a browser can make its own domain
+ * resolve to 127.0.0.1 (DNS rebinding) and then talk to a loopback daemon as a same-origin site:
+ * its requests carry that domain in Host. So a daemon bound to loopback answers only loopback
+ * names, one bound to an address answers that address and loopback names, and one bound to every
+ * interface (0.0.0.0, ::) answers any name (its clients reach it by names it cannot know).
+ */
+export function hostAllowed(header: string | undefined, boundHost: string): boolean {
+  if (header === undefined) return true; // not a browser: browsers always send Host
+  const name = hostName(header);
+  if (isLoopback(name)) return true;
+  const bound = hostName(boundHost);
+  if (bound === '0.0.0.0' || bound === '::' || bound === '') return true;
+  return name === bound;
 }
 
 function refuseUpgrade(socket: Duplex, status: string, message: string, type: string): void {
@@ -279,6 +302,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   ];
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    if (!hostAllowed(req.headers.host, host)) return sendError(res, 403, `Host ${JSON.stringify(req.headers.host)} is not this daemon's (it answers ${host} and loopback names)`, 'permission_error');
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const route = findRoute(routes, path);
     if (route?.auth !== false && !bearerMatches(req.headers.authorization, token) && !dashboard.allows(req, path)) {
@@ -290,14 +314,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: Error) => {
-      log.error('request failed', { url: req.url, error: err.stack });
-      if (!res.headersSent) sendError(res, 500, 'internal error', 'internal_error');
-      else res.destroy();
+      // Malformed input that a route did not catch is still the client's error, not ours.
+      const clientError = err instanceof HttpError ? err.status : err instanceof URIError ? 400 : undefined;
+      if (clientError === undefined) log.error('request failed', { url: req.url, error: err.stack });
+      const message = err instanceof URIError ? `the URL is not valid percent-encoding: ${req.url}` : err.message;
+      if (res.headersSent) res.destroy();
+      else if (clientError !== undefined) sendError(res, clientError, message, 'invalid_request_error');
+      else sendError(res, 500, 'internal error', 'internal_error');
     });
   };
   const server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createServer(onRequest);
   const maxConnections = opts.maxConnections ?? 64;
   server.on('upgrade', (req, socket, head) => {
+    if (!hostAllowed(req.headers.host, host)) return refuseUpgrade(socket, '403 Forbidden', `Host ${JSON.stringify(req.headers.host)} is not this daemon's`, 'permission_error');
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path !== '/ws') return refuseUpgrade(socket, '404 Not Found', `no WebSocket at ${path}; use /ws`, 'not_found');
     if (!bearerMatches(req.headers.authorization, token)) {

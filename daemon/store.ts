@@ -370,6 +370,8 @@ export class Store {
     try {
       this.checkCapacity();
       assertKeyFits('client id', clientId);
+      // The gateway refuses such events first; checked here too since every key write must fit.
+      for (const e of events) for (const [name, id] of [['session key', e.sessionKey], ['run id', e.runId], ['call id', e.kind === 'model.call' ? e.callId : undefined]] as const) assertKeyFits(name, id);
     } catch (err) {
       return Promise.reject(err);
     }

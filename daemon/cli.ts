@@ -7,10 +7,12 @@ import { toExportedTurn, type WeightVersionRecord } from './store.ts';
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
+  ensureDataDir,
   isProcessAlive,
   loadOrCreateToken,
   readRuntimeInfo,
   rotateToken,
+  secureDataDir,
   writeRuntimeInfo,
 } from './config.ts';
 import { createLogger, guardOutput, type Level, type Logger } from './log.ts';
@@ -160,6 +162,11 @@ program
     guardOutput(process.stdout);
     guardOutput(process.stderr);
     const log = createLogger(opts.logLevel);
+    // Everything the daemon and its workers create is private to this user (LMDB would make its
+    // files 0644), and what an earlier run or a data dir made by hand left is made so too.
+    process.umask(0o077);
+    ensureDataDir(dir);
+    for (const problem of secureDataDir(dir)) log.warn('could not make a file in the data dir private', { problem });
     const backend =
       opts.mode === 'hints' ? undefined : await createBackend(opts, log).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
     const lr = opts.lr ?? (opts.backend === 'embedded' ? 1e-3 : undefined);

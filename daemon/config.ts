@@ -1,6 +1,6 @@
 // Where the daemon keeps its things, and the access token.
 import { randomBytes, createHash, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync, renameSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync, renameSync, readdirSync, lstatSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -11,8 +11,43 @@ export function resolveDataDir(flag?: string): string {
   return flag ?? process.env.CLAWRL_DATA_DIR ?? join(homedir(), '.clawrl');
 }
 
+/** Creates the data dir, private (0700) even if it existed with looser modes. */
 export function ensureDataDir(dataDir: string): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
+}
+
+/**
+ * Makes everything under the data dir private to its owner: folders 0700, files 0600, whatever
+ * they were (a data dir made by hand or by an older clawrl held 0644 store and weight files in
+ * 0755 folders; LMDB creates its files 0644). Links are left alone, and not followed. Returns
+ * what could not be changed (a file of another user), one "path: reason" each.
+ */
+export function secureDataDir(dataDir: string): string[] {
+  const problems: string[] = [];
+  const attempt = (path: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      problems.push(`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const folders = [dataDir];
+  for (let folder = folders.pop(); folder !== undefined; folder = folders.pop()) {
+    const inside = folder;
+    attempt(inside, () => {
+      chmodSync(inside, 0o700);
+      for (const name of readdirSync(inside)) {
+        const path = join(inside, name);
+        attempt(path, () => {
+          const stat = lstatSync(path);
+          if (stat.isDirectory()) folders.push(path);
+          else if (stat.isFile() && (stat.mode & 0o777) !== 0o600) chmodSync(path, 0o600);
+        });
+      }
+    });
+  }
+  return problems;
 }
 
 const tokenPath = (dataDir: string) => join(dataDir, 'token');

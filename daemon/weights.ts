@@ -3,10 +3,16 @@
 // ids, metrics). A version appears by an atomic rename of a fully written, fsynced folder, so a
 // reader never sees half of one; chokidar watches the folder so a version dropped in by an
 // external trainer is picked up the same way.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync, statSync, existsSync } from 'node:fs';
+//
+// Versions are private like the rest of the data dir: folders 0700, files 0600 (whoever wrote
+// them: the torch worker writes its adapter files itself). A temporary folder left by a daemon
+// killed mid-write is removed when the next one starts.
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { WeightVersionRecord } from './store.ts';
+import type { Logger } from './log.ts';
+import { isProcessAlive } from './config.ts';
 
 export const VERSION_PATTERN = /^v\d{6}$/;
 export const METADATA_FILE = 'clawrl.json';
@@ -24,9 +30,23 @@ function fsyncPath(path: string): void {
   }
 }
 
+/** `.tmp-<version>-<pid>`: where publish() writes a version before renaming it into place. */
+const TEMP_PATTERN = /^\.tmp-.*-(\d+)$/;
+
 export class WeightsDir {
-  constructor(readonly root: string) {
-    mkdirSync(root, { recursive: true });
+  constructor(
+    readonly root: string,
+    log?: Logger,
+  ) {
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    chmodSync(root, 0o700);
+    for (const name of readdirSync(root)) {
+      const pid = TEMP_PATTERN.exec(name)?.[1];
+      // Another daemon still writing it (not this process: it has written nothing yet) keeps it.
+      if (pid === undefined || (Number(pid) !== process.pid && isProcessAlive(Number(pid)))) continue;
+      rmSync(join(root, name), { recursive: true, force: true });
+      log?.warn('removed a weight version left half-written by a daemon that stopped mid-write', { folder: join(root, name) });
+    }
   }
 
   pathOf(version: string): string {
@@ -48,10 +68,15 @@ export class WeightsDir {
     const final = this.pathOf(record.version);
     const tmp = join(this.root, `.tmp-${record.version}-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp);
+    mkdirSync(tmp, { mode: 0o700 });
     await write(tmp);
-    writeFileSync(join(tmp, METADATA_FILE), JSON.stringify(record, null, 2) + '\n');
-    for (const name of readdirSync(tmp)) fsyncPath(join(tmp, name));
+    writeFileSync(join(tmp, METADATA_FILE), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+    for (const name of readdirSync(tmp)) {
+      const path = join(tmp, name);
+      chmodSync(path, statSync(path).isDirectory() ? 0o700 : 0o600);
+      fsyncPath(path);
+    }
+    chmodSync(tmp, 0o700);
     fsyncPath(tmp);
     rmSync(final, { recursive: true, force: true });
     renameSync(tmp, final);

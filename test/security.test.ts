@@ -1,9 +1,10 @@
 // Network security and limits: loopback by default, TLS (with the plugin trusting a custom CA),
-// token rotation, connection and storage limits with clear errors and nothing lost.
+// token rotation, connection and storage limits with clear errors and nothing lost; the data
+// dir's files private to their owner.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,7 +12,9 @@ import WebSocket from 'ws';
 import { startDaemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
 import { Link } from '../plugin/link.ts';
-import { TestClient, optIn, tempDir, until, userMessage } from './helpers.ts';
+import { WeightsDir } from '../daemon/weights.ts';
+import type { WeightVersionRecord } from '../daemon/store.ts';
+import { TestClient, optIn, spawnDaemon, tempDir, until, userMessage } from './helpers.ts';
 
 const log = createLogger('silent');
 const quiet = { info() {}, warn() {}, debug() {} };
@@ -151,5 +154,69 @@ test('opting in more sessions than --max-sessions is refused with a clear error;
     client.close();
   } finally {
     await daemon.close();
+  }
+});
+
+/** The data dir ('.') and every folder and file under it with its permission bits, links left out. */
+function modesUnder(dir: string): Map<string, number> {
+  const modes = new Map<string, number>([['.', statSync(dir).mode & 0o777]]);
+  for (const name of readdirSync(dir, { recursive: true }) as string[]) {
+    const stat = lstatSync(join(dir, name));
+    if (!stat.isSymbolicLink()) modes.set(name, stat.mode & 0o777);
+  }
+  return modes;
+}
+
+test('the data dir is private whatever existed: folders 0700, files 0600, and a half-written version is removed', async () => {
+  const dir = tempDir();
+  // A first run makes the store: private from the start.
+  let d = await spawnDaemon(dir);
+  await d.stop();
+  for (const [path, mode] of modesUnder(dir)) assert.equal(mode, statSync(join(dir, path)).isDirectory() ? 0o700 : 0o600, path);
+  assert.equal(statSync(join(dir, 'store', 'data.mdb')).mode & 0o777, 0o600);
+
+  // As an older clawrl or a data dir made by hand left it: 0755 folders, 0644 files, and a
+  // version folder a killed daemon was writing.
+  mkdirSync(join(dir, 'weights', 'v000001'), { recursive: true });
+  writeFileSync(join(dir, 'weights', 'v000001', 'adapter_config.json'), '{}');
+  mkdirSync(join(dir, 'weights', '.tmp-v000002-999999999'));
+  writeFileSync(join(dir, 'weights', '.tmp-v000002-999999999', 'adapter_model.safetensors'), 'half');
+  symlinkSync('/etc/hostname', join(dir, 'a-link'));
+  for (const [path] of modesUnder(dir)) chmodSync(join(dir, path), statSync(join(dir, path)).isDirectory() ? 0o755 : 0o644);
+  const linkTarget = statSync('/etc/hostname').mode & 0o777;
+
+  d = await spawnDaemon(dir);
+  try {
+    const modes = modesUnder(dir);
+    assert.ok(modes.has(join('store', 'lock.mdb')) && modes.has(join('weights', 'v000001', 'adapter_config.json')) && modes.has('token'));
+    for (const [path, mode] of modes) assert.equal(mode, statSync(join(dir, path)).isDirectory() ? 0o700 : 0o600, path);
+    assert.equal(existsSync(join(dir, 'weights', '.tmp-v000002-999999999')), false);
+    // A link is not followed.
+    assert.equal(statSync('/etc/hostname').mode & 0o777, linkTarget);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('weight versions are written 0700/0600, and only temp folders no live process is writing are removed (logged)', async () => {
+  const root = join(tempDir(), 'weights');
+  const live = spawn('sleep', ['30']);
+  try {
+    mkdirSync(join(root, `.tmp-v000007-${live.pid}`), { recursive: true });
+    mkdirSync(join(root, '.tmp-v000008-999999999'));
+    mkdirSync(join(root, `.tmp-v000009-${process.pid}`));
+    const warnings: Record<string, unknown>[] = [];
+    const weights = new WeightsDir(root, { ...createLogger('silent'), warn: (_msg, fields) => void warnings.push(fields!) });
+    assert.deepEqual(readdirSync(root), [`.tmp-v000007-${live.pid}`]);
+    assert.deepEqual(warnings.map((w) => w.folder).sort(), [join(root, '.tmp-v000008-999999999'), join(root, `.tmp-v000009-${process.pid}`)]);
+
+    const record = { version: 'v000001', parent: null, recipe: 'binary-rl', createdAt: 1, turnIds: [], metrics: {} } as unknown as WeightVersionRecord;
+    // A writer that leaves its files world-readable, as a worker with the default umask would.
+    const dir = await weights.publish(record, async (tmp) => writeFileSync(join(tmp, 'adapter_model.safetensors'), 'weights', { mode: 0o644 }));
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    for (const name of readdirSync(dir)) assert.equal(statSync(join(dir, name)).mode & 0o777, 0o600, name);
+    assert.deepEqual(readdirSync(dir).sort(), ['adapter_model.safetensors', 'clawrl.json']);
+  } finally {
+    live.kill();
   }
 });

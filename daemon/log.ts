@@ -99,7 +99,7 @@ function safeDestination(out: NodeJS.WritableStream, format: (line: string) => s
 
 export function createLogger(level: Level | 'silent' = 'info', out: NodeJS.WritableStream = process.stderr): Logger {
   const tty = (out as { isTTY?: boolean }).isTTY === true;
-  const format = tty ? pretty.prettyFactory({ translateTime: 'SYS:standard', colorize: true }) : (line: string) => line;
+  const format = tty ? pretty.prettyFactory({ translateTime: 'SYS:standard', colorize: pretty.isColorSupported }) : (line: string) => line;
   const logger = pino(
     {
       level,

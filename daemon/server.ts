@@ -258,14 +258,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
 
   const status = (): DaemonStatus => {
-    const sessions = store.listSessions();
     return {
       version: SERVER_VERSION,
       pid: process.pid,
       uptimeS: Math.round((Date.now() - startedAt) / 1000),
       connections: gateway.connections,
       weightVersion: weightVersion(),
-      sessions: { total: sessions.length, optedIn: sessions.filter((s) => s.optedIn).length },
+      sessions: { total: store.sessionCount(), optedIn: store.optedInCount() },
       counters: store.counters(),
       mode,
       recipe: recipe.name,

@@ -287,6 +287,10 @@ export class Store {
       // Also what an older clawrl says of a newer store: it would write events its indexes miss.
       throw new Error(`store at ${store.path} has schema version ${String(found)}; this clawrl understands ${SCHEMA_VERSION}`);
     }
+    if (store.meta.get('optedInSessions') === undefined) {
+      // Stores written before the counter: counted once.
+      await store.meta.put('optedInSessions', store.listSessions().filter((x) => x.optedIn).length);
+    }
     return store;
   }
 
@@ -395,7 +399,7 @@ export class Store {
           result.dropped++;
           continue;
         }
-        if (isOpt) record.optedIn = event.kind === 'session.optin';
+        if (isOpt) this.setOptedIn(record, event.kind === 'session.optin');
         record.events++;
         log++;
         const stored = { ...redacted[i]!, clientId, log } as StoredEvent;
@@ -443,6 +447,17 @@ export class Store {
     return (this.sessions.getStats() as { entryCount: number }).entryCount;
   }
 
+  /** Sessions stored and opted in, kept as a counter so that status pages cost nothing at 100,000 sessions. */
+  optedInCount(): number {
+    return (this.meta.get('optedInSessions') as number | undefined) ?? 0;
+  }
+
+  /** Inside a write transaction: a session's opt-in state, with the opted-in counter. */
+  private setOptedIn(record: SessionRecord, optedIn: boolean): void {
+    if (record.optedIn !== optedIn) this.meta.put('optedInSessions', this.optedInCount() + (optedIn ? 1 : -1));
+    record.optedIn = optedIn;
+  }
+
   /**
    * Runs a write transaction that is undone whole if `fn` throws (lmdb-js keeps the writes of a
    * plain `transaction` callback that throws). Every multi-write state change goes through it.
@@ -477,7 +492,7 @@ export class Store {
       if (!this.sessions.get(sample.sessionKey)?.optedIn) {
         const session = this.sessionForWrite(sample.sessionKey, true, []);
         if (!session) throw new SessionLimitError(sample.sessionKey, this.limits.maxSessions!);
-        session.optedIn = true;
+        this.setOptedIn(session, true);
         this.sessions.put(sample.sessionKey, session);
       }
       const [last] = this.sessionSamples.getKeys({ start: [sample.sessionKey, Infinity], end: [sample.sessionKey], reverse: true, limit: 1 });
@@ -582,6 +597,7 @@ export class Store {
         this.removeTurn([sessionKey, turn.turnIndex]);
         onProgress?.(++done, total);
       }
+      if (this.sessions.get(sessionKey)?.optedIn) this.meta.put('optedInSessions', this.optedInCount() - 1);
       this.sessions.remove(sessionKey);
       return true;
     });

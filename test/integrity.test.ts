@@ -153,6 +153,13 @@ test('a sample served for a session with no record creates it: listed, counted b
     assert.deepEqual(store.listSessions().map((s) => [s.sessionKey, s.optedIn]), [['agent:main:via-header', true]]);
     await store.recordSample(sample('agent:main:second', 's2'));
     await assert.rejects(store.recordSample(sample('agent:main:third', 's3')), SessionLimitError);
+    // The status counters are kept as sessions come and go, in and out.
+    await store.appendEvents('c', [
+      { kind: 'session.optout', seq: 1, at: 1, sessionKey: 'agent:main:second' },
+      { kind: 'session.optin', seq: 2, at: 2, sessionKey: 'agent:main:second' },
+      { kind: 'session.optout', seq: 3, at: 3, sessionKey: 'agent:main:second' },
+    ]);
+    assert.deepEqual([store.sessionCount(), store.optedInCount()], [2, 1]);
     assert.equal(store.samples.get('s3'), undefined);
     await assert.rejects(store.recordSample({ ...sample('agent:main:second', 's4'), runId: 'r'.repeat(3000) }), /run id is 3000 bytes long, over the limit of 512 bytes/);
     assert.equal(store.samples.get('s4'), undefined);
@@ -163,6 +170,7 @@ test('a sample served for a session with no record creates it: listed, counted b
   assert.equal(removed.code, 0, removed.stderr);
   const reopened = await Store.open(dataDir);
   try {
+    assert.deepEqual([reopened.sessionCount(), reopened.optedInCount()], [1, 0]);
     assert.equal(reopened.samples.get('s1'), undefined);
     assert.deepEqual(reopened.listSessions().map((s) => s.sessionKey), ['agent:main:second']);
   } finally {

@@ -1,6 +1,6 @@
 // The plugin's settings: `plugins.entries.clawrl.config` in openclaw.json, over the defaults
 // declared once, in openclaw.plugin.json's configSchema.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 
 export interface PluginConfig {
   daemonUrl: string;
@@ -19,15 +19,11 @@ export interface PluginConfig {
   hintsMaxTokens: number;
 }
 
-// The package root holds openclaw.plugin.json and package.json: one folder above plugin/ in a
-// source checkout, two above dist/plugin/ in the built package.
-const root = ['../', '../../'].map((up) => new URL(up, import.meta.url)).find((dir) => existsSync(new URL('openclaw.plugin.json', dir)));
-if (!root) throw new Error(`clawrl: no openclaw.plugin.json one or two folders above ${import.meta.url}`);
-const readJson = (file: string): unknown => JSON.parse(readFileSync(new URL(file, root), 'utf8'));
-const manifest = readJson('openclaw.plugin.json') as { configSchema: { properties: Record<string, { default?: unknown }> } };
+const readJson = (file: string): unknown => JSON.parse(readFileSync(new URL(file, import.meta.url), 'utf8'));
+const manifest = readJson('../openclaw.plugin.json') as { configSchema: { properties: Record<string, { default?: unknown }> } };
 
 /** Reported to the daemon in `hello`. */
-export const PLUGIN_VERSION = (readJson('package.json') as { version: string }).version;
+export const PLUGIN_VERSION = (readJson('../package.json') as { version: string }).version;
 
 /** OpenClaw validates the config against the schema; a value of the wrong type still falls back. */
 export function parseConfig(raw: Record<string, unknown> | undefined): PluginConfig {

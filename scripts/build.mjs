@@ -1,32 +1,92 @@
-// The package's build (`npm run build`; `npm pack` and `npm publish` run it as `prepack`):
-// TypeScript → dist/ (tsconfig.build.json rewrites the `.ts` import specifiers to `.js`), then
-// the files the compiled code finds beside itself, at the same relative paths as in the source:
-// the dashboard's ui/ and the torch worker's Python.
+// This checkout packs as two packages.
 //
-// `--clean` (postpack) removes dist/ again: OpenClaw loads a linked checkout's dist/plugin/index.js
-// whenever it exists, so a dist/ left behind by `npm pack` would shadow later edits to plugin/.
+// The daemon (`npm pack`: this package.json, clawrl-daemon). prepack runs this script: TypeScript
+// → dist/ (tsconfig.build.json rewrites the `.ts` import specifiers to `.js`), then the files the
+// compiled code finds beside itself, at the same relative paths as in the source: the dashboard's
+// ui/ and the torch worker's Python. postpack runs it with `--clean`, which removes dist/ again.
+//
+// The OpenClaw plugin (`--plugin [dir]`, `npm run pack:plugin`: a package named after the plugin's
+// id, clawrl, packed into dir, default the current one). Its entry is bundled into one file with
+// what it imports (ws, msgpackr, minisearch), so the package declares no dependencies: OpenClaw
+// copies and scans every declared dependency of a plugin each time it loads it, and the daemon's
+// (lmdb, pino, ...) made each load take seconds (bench/plugin-load.sh).
 import { execFileSync } from 'node:child_process';
-import { cpSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const at = (path) => `${root}${path}`;
+const at = (path) => join(root, path);
+const readJson = (file) => JSON.parse(readFileSync(file, 'utf8'));
 
-// Also before a build: a stale file (a module since removed from the source) must not ship.
-rmSync(at('dist'), { recursive: true, force: true });
-if (process.argv.includes('--clean')) process.exit(0);
-
-try {
-  execFileSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', at('tsconfig.build.json')], { stdio: 'inherit' });
-} catch {
-  console.error('build: tsc -p tsconfig.build.json failed: its errors are above');
+function fail(message) {
+  console.error(`build: ${message}`);
   process.exit(1);
 }
 
-cpSync(at('daemon/ui'), at('dist/daemon/ui'), { recursive: true });
-// worker.py and what it imports; gpu_check.py is a developer's GPU check, run from a checkout.
-const torch = 'daemon/backends/torch';
-for (const file of readdirSync(at(torch))) {
-  if (file.endsWith('.py') && file !== 'gpu_check.py') cpSync(at(`${torch}/${file}`), at(`dist/${torch}/${file}`));
+function buildDaemon() {
+  try {
+    execFileSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', at('tsconfig.build.json')], { stdio: 'inherit' });
+  } catch {
+    fail('tsc -p tsconfig.build.json failed: its errors are above');
+  }
+  cpSync(at('daemon/ui'), at('dist/daemon/ui'), { recursive: true });
+  // worker.py and what it imports; gpu_check.py is a developer's GPU check, run from a checkout.
+  const torch = 'daemon/backends/torch';
+  for (const file of readdirSync(at(torch))) {
+    if (file.endsWith('.py') && file !== 'gpu_check.py') cpSync(at(`${torch}/${file}`), at(`dist/${torch}/${file}`));
+  }
+}
+
+async function packPlugin(destination) {
+  const { build } = await import('esbuild');
+  const pkg = readJson(at('package.json'));
+  const manifest = readJson(at('openclaw.plugin.json'));
+  const { extensions, ...openclaw } = pkg.openclaw;
+  const dir = mkdtempSync(join(tmpdir(), 'clawrl-plugin-package-'));
+  try {
+    await build({
+      entryPoints: extensions.map((entry) => at(entry)),
+      outbase: root,
+      outdir: dir,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node22',
+      // Optional native helpers of ws and msgpackr, which run without them as when they are not installed.
+      external: ['bufferutil', 'utf-8-validate', 'msgpackr-extract'],
+      // ws is CommonJS: its require() of Node's own modules needs a real require in an ES module.
+      banner: { js: "import { createRequire as clawrlCreateRequire } from 'node:module';\nconst require = clawrlCreateRequire(import.meta.url);" },
+      logLevel: 'warning',
+    });
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    fail('esbuild could not bundle the plugin: its errors are above');
+  }
+  const plugin = {
+    name: manifest.id,
+    version: pkg.version,
+    description: manifest.description,
+    type: 'module',
+    license: pkg.license,
+    openclaw: { extensions: extensions.map((entry) => entry.replace(/\.ts$/, '.js')), ...openclaw },
+  };
+  writeFileSync(join(dir, 'package.json'), JSON.stringify(plugin, null, 2) + '\n');
+  for (const file of ['openclaw.plugin.json', 'README.md']) cpSync(at(file), join(dir, file));
+  try {
+    execFileSync('npm', ['pack', dir, '--pack-destination', destination], { stdio: 'inherit' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const pluginFlag = process.argv.indexOf('--plugin');
+if (pluginFlag >= 0) {
+  await packPlugin(resolve(process.argv[pluginFlag + 1] ?? '.'));
+} else {
+  // Also before a build: a stale file (a module since removed from the source) must not ship.
+  rmSync(at('dist'), { recursive: true, force: true });
+  if (!process.argv.includes('--clean')) buildDaemon();
 }

@@ -1,9 +1,9 @@
-// clawrl as users install it, not as a linked checkout: `npm pack` of this checkout (prepack
-// compiles dist/), the tarball's daemon CLI installed with `npm install -g`, and the same tarball
-// installed into the real OpenClaw (openclaw@2026.9.6 on Node 24, scripts/openclaw-host.sh) with
-// `openclaw plugins install <tgz>`, which refuses TypeScript entries and installs the package's
-// dependencies itself. The packaged daemon serves the OpenClaw turn through its upstream backend,
-// the fake vLLM, scripted to answer in text.
+// clawrl as users install it, not as a linked checkout. This checkout packs as two packages: the
+// daemon (`npm pack`: prepack compiles dist/), whose CLI is installed with `npm install -g`, and
+// the OpenClaw plugin (`npm run pack:plugin`: one bundled file, no dependencies), installed into
+// the real OpenClaw (openclaw@2026.9.6 on Node 24, scripts/openclaw-host.sh) with `openclaw
+// plugins install <tgz>`, which refuses TypeScript entries. The packaged daemon serves the
+// OpenClaw turn through its upstream backend, the fake vLLM, scripted to answer in text.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -21,7 +21,9 @@ const REPLY = 'Served by the packaged daemon.';
 
 let host: OpenclawHost;
 let fake: FakeVllm;
-let tarball: string;
+/** The daemon's tarball and the plugin's. */
+let daemonTarball: string;
+let pluginTarball: string;
 /** Where `npm install -g --prefix` put the package, and its `clawrl-daemon`. */
 let prefix: string;
 let daemonBin: string;
@@ -43,13 +45,15 @@ async function startPackagedDaemon(dataDir: string, args: string[] = []): Promis
 before(async () => {
   host = await openclawHost();
   const packDir = tempDir('clawrl-pack-');
+  // npm pack prints the tarball's name last.
+  const pack = async (args: string[]) => join(packDir, (await run('npm', args, { cwd: repoRoot, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 })).stdout.trim().split('\n').at(-1)!);
   // postpack removes dist/ again, so the checkout is left as it was.
-  const packed = await run('npm', ['pack', '--pack-destination', packDir], { cwd: repoRoot, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
-  tarball = join(packDir, packed.stdout.trim().split('\n').at(-1)!);
+  daemonTarball = await pack(['pack', '--pack-destination', packDir]);
+  pluginTarball = await pack(['run', 'pack:plugin', '--', packDir]);
   prefix = tempDir('clawrl-global-');
   // --ignore-scripts as the README says: lmdb's and msgpackr-extract's scripts only build from
   // source where no prebuilt binary exists (the package's allowScripts cannot cover a global install).
-  await run('npm', ['install', '-g', '--prefix', prefix, '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', tarball], { timeout: 300_000 });
+  await run('npm', ['install', '-g', '--prefix', prefix, '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', daemonTarball], { timeout: 300_000 });
   daemonBin = join(prefix, 'bin', 'clawrl-daemon');
   fake = await startFakeVllm(() => ({ text: REPLY }), 'policy');
 });
@@ -64,18 +68,29 @@ after(async () => {
   await fake?.close();
 });
 
-test('the tarball ships compiled JavaScript, the manifest and the runtime assets, and no sources, tests or benches', async () => {
-  const files = (await run('tar', ['tzf', tarball])).stdout.trim().split('\n').map((f) => f.replace(/^package\//, ''));
-  for (const needed of ['package.json', 'openclaw.plugin.json', 'README.md', 'daemon/bin.mjs', 'dist/plugin/index.js', 'dist/daemon/cli.js', 'dist/daemon/backends/embedded/worker.js', 'dist/daemon/ui/index.html', 'dist/daemon/backends/torch/worker.py']) {
-    assert.ok(files.includes(needed), `${needed} is missing from the tarball`);
+const listing = async (tarball: string) => (await run('tar', ['tzf', tarball])).stdout.trim().split('\n').map((f) => f.replace(/^package\//, '')).sort();
+
+test('the daemon tarball ships compiled JavaScript and its runtime assets, and no sources, tests, benches or plugin', async () => {
+  const files = await listing(daemonTarball);
+  for (const needed of ['package.json', 'README.md', 'daemon/bin.mjs', 'dist/daemon/cli.js', 'dist/daemon/backends/embedded/worker.js', 'dist/daemon/ui/index.html', 'dist/daemon/backends/torch/worker.py']) {
+    assert.ok(files.includes(needed), `${needed} is missing from the daemon tarball`);
   }
-  const unwanted = files.filter((f) => /\.ts$|^(test|bench|scripts|\.cache)\//.test(f));
-  assert.deepEqual(unwanted, []);
+  assert.deepEqual(files.filter((f) => /\.ts$|^(test|bench|scripts|plugin|dist\/plugin|\.cache)\//.test(f)), []);
   assert.ok(!existsSync(join(repoRoot, 'dist')), 'postpack left dist/ in the checkout, where a linked OpenClaw would load it instead of plugin/');
 });
 
+test('the plugin tarball is the bundled entry, the manifest and the README, and declares no dependencies', async () => {
+  assert.deepEqual(await listing(pluginTarball), ['README.md', 'openclaw.plugin.json', 'package.json', 'plugin/index.js']);
+  const extracted = tempDir('clawrl-plugin-tgz-');
+  await run('tar', ['xzf', pluginTarball, '-C', extracted]);
+  const pkg = JSON.parse(readFileSync(join(extracted, 'package', 'package.json'), 'utf8'));
+  assert.equal(pkg.name, 'clawrl');
+  assert.deepEqual(pkg.openclaw.extensions, ['./plugin/index.js']);
+  assert.equal(pkg.dependencies, undefined);
+});
+
 test('clawrl-daemon installed with npm install -g starts on a fresh data dir and serves its embedded model from compiled JavaScript', async () => {
-  assert.ok(!existsSync(join(prefix, 'lib', 'node_modules', 'clawrl', 'node_modules', 'tsx')), 'the installed package should not carry tsx');
+  assert.ok(!existsSync(join(prefix, 'lib', 'node_modules', 'clawrl-daemon', 'node_modules', 'tsx')), 'the installed package should not carry tsx');
   const dataDir = tempDir('clawrl-pkg-embedded-');
   const url = await startPackagedDaemon(dataDir);
   const health = (await (await fetch(`${url}/healthz`)).json()) as { ok: boolean; version: string };
@@ -93,7 +108,7 @@ test('clawrl-daemon installed with npm install -g starts on a fresh data dir and
   assert.match(stopped.stdout, /stopped clawrl daemon/);
 });
 
-test('a turn in the real OpenClaw, with the plugin installed from the tarball, is stored by the packaged daemon', { timeout: 300_000 }, async () => {
+test('a turn in the real OpenClaw, with the plugin installed from its tarball, is stored by the packaged daemon', { timeout: 300_000 }, async () => {
   const dataDir = tempDir('clawrl-pkg-data-');
   await startPackagedDaemon(dataDir, ['--backend', 'upstream', '--upstream-url', fake.url]);
 
@@ -103,10 +118,10 @@ test('a turn in the real OpenClaw, with the plugin installed from the tarball, i
   const merged = JSON.parse(readFileSync(config, 'utf8'));
   merged.plugins.entries.clawrl.config.optInByDefault = true;
   writeFileSync(config, JSON.stringify(merged, null, 2));
-  await host.openclawIn(stateDir, ['plugins', 'install', tarball, '--force', '--accept-capabilities']);
+  await host.openclawIn(stateDir, ['plugins', 'install', pluginTarball, '--force', '--accept-capabilities']);
   await host.openclawIn(stateDir, ['plugins', 'enable', 'clawrl']);
   const inspected = await host.openclawIn(stateDir, ['plugins', 'inspect', 'clawrl']);
-  assert.match(inspected.stdout, /^Source: \S+\/extensions\/clawrl\/dist\/plugin\/index\.js$/m, 'OpenClaw should load the compiled entry of the installed copy');
+  assert.match(inspected.stdout, /^Source: \S+\/extensions\/clawrl\/plugin\/index\.js$/m, 'OpenClaw should load the bundled entry of the installed copy');
 
   const turn = await host.openclawIn(stateDir, ['agent', '--local', '--agent', 'main', '--message', 'is the packaged plugin capturing?']);
   assert.ok(turn.stdout.includes(REPLY), turn.stdout);

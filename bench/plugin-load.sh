@@ -1,26 +1,22 @@
 #!/usr/bin/env bash
 # How long OpenClaw takes to load the clawrl plugin when its gateway starts, as OpenClaw itself
-# reports it (OPENCLAW_DIAGNOSTICS=plugin.load-profile: one line per load and phase; the gateway
-# loads a plugin more than once while starting). Three variants of the same packed checkout:
-#   package   `openclaw plugins install <tgz>`: the compiled dist/plugin/index.js, as users get it
-#   source    the same installed copy with dist/ removed and plugin/*.ts put back, linked:
-#             the TypeScript that OpenClaw compiles at each load (the state before the build)
-#   own-deps  the package with only the plugin's own dependencies declared (ws, msgpackr,
-#             minisearch): what a plugin package without the daemon's dependencies would cost,
-#             since OpenClaw captures every declared dependency of a plugin at each load
+# reports it (OPENCLAW_DIAGNOSTICS=plugin.load-profile: one line per load; the gateway loads a
+# plugin more than once while starting). Two variants:
+#   package  the plugin package (`npm run pack:plugin`) installed with `openclaw plugins install`:
+#            one bundled file, no dependencies; what users get
+#   source   the TypeScript entry linked from a package that declares (and has installed) the
+#            daemon's dependencies: clawrl before it was packaged, compiled by OpenClaw at each load
 #
-#   bash bench/plugin-load.sh            # all three (each gateway start takes 1-3 minutes here)
+#   bash bench/plugin-load.sh            # both (a gateway start takes 20 s to 2 minutes here)
 #   bash bench/plugin-load.sh package    # one of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/openclaw-host.sh --env)"
 variants=("$@")
-((${#variants[@]})) || variants=(package source own-deps)
+((${#variants[@]})) || variants=(package source)
 
 work="$(mktemp -d -t clawrl-plugin-load-XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-npm pack --pack-destination "$work" --silent >/dev/null
-tarball="$(ls "$work"/clawrl-*.tgz)"
 
 openclaw() { OPENCLAW_STATE_DIR="$state" NO_COLOR=1 "$CLAWRL_NODE24" "$CLAWRL_OPENCLAW" "$@"; }
 # A setup step's output is shown only when it fails.
@@ -37,17 +33,9 @@ new_state() {
     fs.writeFileSync(file, JSON.stringify(c, null, 2));' "$state/openclaw.json"
 }
 
-# The installed package's folder, copied for linking (OpenClaw refuses a symlinked node_modules).
-installed_copy() {
-  new_state
-  quiet openclaw plugins install "$tarball" --force --accept-capabilities
-  copy="$work/linked-$1"
-  cp -r "$state/extensions/clawrl" "$copy"
-}
-
-# Starts the gateway, waits for `[gateway] ready`, prints the clawrl plugin's load-profile lines.
+# Starts the gateway, waits for `[gateway] ready`, prints a table row of the plugin's loads.
 measure() {
-  local log="$work/gateway-$1.log" started pid
+  local log="$work/gateway-$1.log" started pid loads entry
   started=$(date +%s)
   OPENCLAW_DIAGNOSTICS=plugin.load-profile openclaw gateway run >"$log" 2>&1 &
   pid=$!
@@ -62,9 +50,9 @@ measure() {
   done
   kill "$pid"
   wait "$pid" 2>/dev/null || true
-  local loads
-  loads=$(grep -o 'phase=[a-z:-]* plugin=clawrl elapsedMs=[0-9.]*' "$log" | grep -v ':register' | sed 's/.*elapsedMs=//' | paste -sd ' ' -)
-  echo "| $1 | $(grep -m1 -o 'plugin=clawrl elapsedMs=[0-9.]* source=[^ ]*' "$log" | sed 's/.*source=//; s#.*/clawrl/##; s#.*/linked-[a-z-]*/##') | ${loads// / + } ms | $(($(date +%s) - started)) s |"
+  loads=$(grep -o 'phase=[a-z-]* plugin=clawrl elapsedMs=[0-9.]*' "$log" | sed 's/.*elapsedMs=//' | paste -sd ' ' -)
+  entry=$(grep -m1 -o 'plugin=clawrl elapsedMs=[0-9.]* source=[^ ]*' "$log" | sed 's#.*/\(plugin/[^/]*\)$#\1#')
+  echo "| $1 | $entry | ${loads// / + } ms | $(($(date +%s) - started)) s |"
 }
 
 echo "| variant | entry | clawrl load at gateway start (each load) | gateway ready after |"
@@ -72,23 +60,21 @@ echo "|---|---|---|---|"
 for variant in "${variants[@]}"; do
   case "$variant" in
     package)
+      quiet npm run pack:plugin -- "$work"
       new_state
-      quiet openclaw plugins install "$tarball" --force --accept-capabilities ;;
+      quiet openclaw plugins install "$work"/clawrl-[0-9]*.tgz --force --accept-capabilities ;;
     source)
-      installed_copy source
+      # The daemon package with its dependencies installed, plus the plugin's TypeScript (a copy:
+      # OpenClaw refuses a linked plugin whose files change meanwhile, or a symlinked node_modules).
+      quiet npm pack --pack-destination "$work"
+      quiet npm install -g --prefix "$work/global" --ignore-scripts --prefer-offline --no-audit --no-fund "$work"/clawrl-daemon-*.tgz
+      copy="$work/linked-source"
+      cp -r "$work/global/lib/node_modules/clawrl-daemon" "$copy"
       rm -rf "$copy/dist"
-      cp -r plugin protocol "$copy/"
+      cp -r plugin protocol openclaw.plugin.json "$copy/"
       new_state
       quiet openclaw plugins install --link "$copy" --force --accept-capabilities ;;
-    own-deps)
-      installed_copy own-deps
-      node -e '
-        const fs = require("fs"); const file = process.argv[1]; const p = JSON.parse(fs.readFileSync(file, "utf8"));
-        p.dependencies = Object.fromEntries(["ws", "msgpackr", "minisearch"].map((m) => [m, p.dependencies[m]]));
-        fs.writeFileSync(file, JSON.stringify(p, null, 2));' "$copy/package.json"
-      new_state
-      quiet openclaw plugins install --link "$copy" --force --accept-capabilities ;;
-    *) echo "unknown variant $variant (package, source or own-deps)" >&2; exit 2 ;;
+    *) echo "unknown variant $variant (package or source)" >&2; exit 2 ;;
   esac
   quiet openclaw plugins enable clawrl
   measure "$variant"

@@ -3,7 +3,7 @@
 // The daemon (`npm pack`: this package.json, clawrl-daemon). prepack runs this script: TypeScript
 // → dist/ (tsconfig.build.json rewrites the `.ts` import specifiers to `.js`), then the files the
 // compiled code finds beside itself, at the same relative paths as in the source: the dashboard's
-// ui/ and the torch worker's Python. postpack runs it with `--clean`, which removes dist/ again.
+// ui/ and the torch worker's Python.
 //
 // The OpenClaw plugin (`--plugin [dir]`, `npm run pack:plugin`: a package named after the plugin's
 // id, clawrl, packed into dir, default the current one). Its entry is bundled into one file with
@@ -86,7 +86,7 @@ const pluginFlag = process.argv.indexOf('--plugin');
 if (pluginFlag >= 0) {
   await packPlugin(resolve(process.argv[pluginFlag + 1] ?? '.'));
 } else {
-  // Also before a build: a stale file (a module since removed from the source) must not ship.
+  // A stale file (a module since removed from the source) must not ship.
   rmSync(at('dist'), { recursive: true, force: true });
-  if (!process.argv.includes('--clean')) buildDaemon();
+  buildDaemon();
 }

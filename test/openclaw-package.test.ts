@@ -47,7 +47,6 @@ before(async () => {
   const packDir = tempDir('clawrl-pack-');
   // npm pack prints the tarball's name last.
   const pack = async (args: string[]) => join(packDir, (await run('npm', args, { cwd: repoRoot, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 })).stdout.trim().split('\n').at(-1)!);
-  // postpack removes dist/ again, so the checkout is left as it was.
   daemonTarball = await pack(['pack', '--pack-destination', packDir]);
   pluginTarball = await pack(['run', 'pack:plugin', '--', packDir]);
   prefix = tempDir('clawrl-global-');
@@ -76,7 +75,6 @@ test('the daemon tarball ships compiled JavaScript and its runtime assets, and n
     assert.ok(files.includes(needed), `${needed} is missing from the daemon tarball`);
   }
   assert.deepEqual(files.filter((f) => /\.ts$|^(test|bench|scripts|plugin|dist\/plugin|\.cache)\//.test(f)), []);
-  assert.ok(!existsSync(join(repoRoot, 'dist')), 'postpack left dist/ in the checkout, where a linked OpenClaw would load it instead of plugin/');
 });
 
 test('the plugin tarball is the bundled entry, the manifest and the README, and declares no dependencies', async () => {

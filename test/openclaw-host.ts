@@ -18,9 +18,7 @@ export function pluginCopy(): string {
   for (const part of ['plugin', 'protocol', 'openclaw.plugin.json']) cpSync(join(repoRoot, part), join(dir, part), { recursive: true });
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
   const runtime = Object.fromEntries(PLUGIN_MODULES.map((mod) => [mod, pkg.dependencies[mod]]));
-  // A linked source checkout: OpenClaw loads its TypeScript entries, not the built ones (there is no dist/ in the copy).
-  const { runtimeExtensions: _built, ...openclaw } = pkg.openclaw;
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module', openclaw, dependencies: runtime }, null, 2));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module', openclaw: pkg.openclaw, dependencies: runtime }, null, 2));
   for (const mod of PLUGIN_MODULES) cpSync(join(repoRoot, 'node_modules', mod), join(dir, 'node_modules', mod), { recursive: true });
   return dir;
 }

@@ -57,11 +57,11 @@ export interface AfterToolCallEvent {
   durationMs?: number;
 }
 
+/** In a gateway it comes before the run it starts, without a run id; command messages fire it too. */
 export interface MessageReceivedEvent {
   from?: string;
   content?: string;
   sessionKey?: string;
-  runId?: string;
 }
 
 export interface AgentEndEvent {

@@ -33,23 +33,32 @@ new_state() {
     fs.writeFileSync(file, JSON.stringify(c, null, 2));' "$state/openclaw.json"
 }
 
+stop_gateway() {
+  kill -- -"$1" 2>/dev/null || true
+  while kill -0 -- -"$1" 2>/dev/null; do sleep 0.2; done
+  wait "$1" 2>/dev/null || true
+}
+
 # Starts the gateway, waits for `[gateway] ready`, prints a table row of the plugin's loads.
 measure() {
   local log="$work/gateway-$1.log" started pid loads entry
   started=$(date +%s)
-  OPENCLAW_DIAGNOSTICS=plugin.load-profile openclaw gateway run >"$log" 2>&1 &
+  : >"$log"
+  # In a process group of its own: the gateway runs in a child of the `openclaw` process, which
+  # outlives a kill of that process alone.
+  OPENCLAW_DIAGNOSTICS=plugin.load-profile OPENCLAW_STATE_DIR="$state" NO_COLOR=1 \
+    setsid "$CLAWRL_NODE24" "$CLAWRL_OPENCLAW" gateway run >"$log" 2>&1 &
   pid=$!
   until grep -q '\[gateway\] ready' "$log"; do
     if ! kill -0 "$pid" 2>/dev/null || (($(date +%s) - started > 400)); then
       echo "$1: the gateway did not get ready; its log:" >&2
       tail -20 "$log" >&2
-      kill "$pid" 2>/dev/null || true
+      stop_gateway "$pid"
       return 1
     fi
     sleep 1
   done
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+  stop_gateway "$pid"
   loads=$(grep -o 'phase=[a-z-]* plugin=clawrl elapsedMs=[0-9.]*' "$log" | sed 's/.*elapsedMs=//' | paste -sd ' ' -)
   entry=$(grep -m1 -o 'plugin=clawrl elapsedMs=[0-9.]* source=[^ ]*' "$log" | sed 's#.*/\(plugin/[^/]*\)$#\1#')
   echo "| $1 | $entry | ${loads// / + } ms | $(($(date +%s) - started)) s |"

@@ -15,6 +15,8 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
 import { repoRoot, runCli, spawnDaemon, tempDir, until, type DaemonProcess } from './helpers.ts';
@@ -43,6 +45,15 @@ function typedText(body: Record<string, unknown>): string {
 
 let flakyFailed = false;
 
+/** A loopback port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 before(async () => {
   host = await openclawHost();
   policy = await startFakeVllm((body) => {
@@ -56,7 +67,7 @@ before(async () => {
   }, 'policy');
   backup = await startFakeVllm([{ text: 'Backup model here.' }], 'backup-model');
   daemon = await spawnDaemon(dataDir, ['--backend', 'upstream', '--upstream-url', policy.url, '--judge', 'rules']);
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   stateDir = await host.state({
     dataDir,
     daemonUrl: daemon.url,

@@ -16,8 +16,9 @@
 //
 // A model attempt that fails (provider down, a broken stream) still fires `agent_end` and
 // `llm_output` (success: true, the partial or no text), and OpenClaw retries the run under the
-// same run id. An attempt none of whose model calls completed produced nothing: it sends no
-// run.end and no model.output.
+// same run id (or gives up). An attempt whose last model call failed did not end the run and its
+// output is no answer: it sends no run.end and no model.output (its tool results were real and
+// were sent).
 import { stripHintsBlock, type ImageSummary, type ToolCallSummary } from '../protocol/index.ts';
 import type {
   AfterToolCallEvent,
@@ -48,8 +49,8 @@ export interface SessionTrack {
   /** The model call in flight (between model_call_started and model_call_ended). */
   callId?: string;
   trigger?: string;
-  /** Model calls of the current attempt (since its before_agent_run) that ended, and that completed. */
-  calls?: { ended: number; completed: number };
+  /** The last model call of the current attempt (since its before_agent_run) failed. */
+  lastCallFailed?: boolean;
 }
 
 /** A message as the person sent it, waiting for the run it starts. */
@@ -265,7 +266,7 @@ export class Capture {
 
   private onBeforeAgentRun(event: BeforeAgentRunEvent, ctx: HookContext): void {
     const track = this.track(ctx, ctx.sessionId, ctx.runId);
-    track.calls = { ended: 0, completed: 0 };
+    track.lastCallFailed = false;
     const runId = track.runId;
     // A retry of a run (same id) re-sends the conversation; side turns have no user.
     if (runId !== undefined && this.runsStarted.has(runId)) return;
@@ -290,11 +291,6 @@ export class Capture {
     const waiting = this.received.get(sessionKey) ?? [];
     waiting.push({ content, at: Date.now() });
     this.received.set(sessionKey, waiting.slice(-MAX_WAITING_MESSAGES));
-  }
-
-  /** True when the attempt in progress has model calls and none of them completed. */
-  private attemptFailed(track: SessionTrack): boolean {
-    return track.calls !== undefined && track.calls.ended > 0 && track.calls.completed === 0;
   }
 
   private onModelCallStarted(event: ModelCallEvent, ctx: HookContext): void {
@@ -322,16 +318,14 @@ export class Capture {
     if (!track) return;
     // Requests outside a model call (compaction summaries, say) must not inherit a stale call id.
     if (track.callId === str(event.callId)) track.callId = undefined;
-    track.calls ??= { ended: 0, completed: 0 };
-    track.calls.ended++;
-    // Hosts that do not report an outcome are taken at their word that the call happened.
-    if (event.outcome !== 'error') track.calls.completed++;
+    // Hosts that do not report an outcome are taken at their word that the call completed.
+    track.lastCallFailed = event.outcome === 'error';
   }
 
   private onLlmOutput(event: LlmOutputEvent, ctx: HookContext): void {
     const sessionId = str(event.sessionId) ?? ctx.sessionId;
     const track = this.track(ctx, sessionId, str(event.runId) ?? ctx.runId);
-    if (this.attemptFailed(track)) return;
+    if (track.lastCallFailed) return;
     const texts = Array.isArray(event.assistantTexts) ? event.assistantTexts.filter((t): t is string => typeof t === 'string') : [];
     const usage = isRecord(event.usage)
       ? { input: num(event.usage.input), output: num(event.usage.output), total: num(event.usage.total) }
@@ -377,7 +371,7 @@ export class Capture {
 
   private onAgentEnd(event: AgentEndEvent, ctx: HookContext): void {
     const track = this.track(ctx, ctx.sessionId, str(event.runId) ?? ctx.runId);
-    if (this.attemptFailed(track)) return;
+    if (track.lastCallFailed) return;
     this.emit(track.sessionKey, (key) => ({
       kind: 'run.end',
       at: Date.now(),

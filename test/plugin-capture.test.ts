@@ -158,6 +158,16 @@ test('failed model attempts and their retries leave no run.end, no model.output 
   gatewayRun(fire, 'run-1', 'Continue the current task from the existing transcript.');
   assert.deepEqual(events.filter((e) => e.kind !== 'model.call').map((e) => e.kind), ['session.optin', 'user.message', 'run.end', 'model.output']);
   assert.equal(events.filter((e) => e.kind === 'model.output').length, 1);
+  // An attempt whose tool call went through but whose next call broke: its tool result is real, its end is not.
+  const c = { ...ctx, runId: 'run-2' };
+  fire('before_agent_run', { prompt: 'list it', messages: [] }, c);
+  fire('model_call_ended', { runId: 'run-2', callId: 'run-2:model:1', sessionId: SESSION_ID, outcome: 'completed' }, c);
+  fire('after_tool_call', { toolName: 'exec', toolCallId: 'call_1', runId: 'run-2', result: { content: [{ type: 'text', text: 'a.txt' }] } }, c);
+  fire('model_call_ended', { runId: 'run-2', callId: 'run-2:model:2', sessionId: SESSION_ID, outcome: 'error' }, c);
+  fire('agent_end', { runId: 'run-2', success: true }, c);
+  fire('llm_output', { runId: 'run-2', sessionId: SESSION_ID, assistantTexts: ['Here are the fi'] }, c);
+  const ofRun2 = events.filter((e) => e.runId === 'run-2' && e.kind !== 'model.call').map((e) => e.kind);
+  assert.deepEqual(ofRun2, ['user.message', 'tool.result']);
 });
 
 test('messages received before opting in are never stored', () => {

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { SessionLimitError, Store } from './store.ts';
 import { Gateway, SERVER_VERSION } from './gateway.ts';
 import { createLogger, type Logger } from './log.ts';
-import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken, rotateToken } from './config.ts';
+import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken, rotateToken, secureDataDir } from './config.ts';
 import { createApi, type ServedResponse } from './api.ts';
 import type { Backend } from './backends/types.ts';
 import { TurnAssembler } from './turns.ts';
@@ -111,6 +111,14 @@ export function isLoopback(host: string): boolean {
   return host === '::1' || host === '[::1]';
 }
 
+/** A route that only reads: GET and HEAD, 405 for anything else. */
+function readOnly(handle: Route['handle']): Route['handle'] {
+  return (req, res, path) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, `use GET for ${path}`, 'invalid_request_error');
+    return handle(req, res, path);
+  };
+}
+
 /** The name in a Host header, without its port ("[::1]:7077" → "::1"). */
 function hostName(header: string): string {
   const bracketed = /^\[([^\]]*)\]/.exec(header);
@@ -153,6 +161,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log.warn('serving plain HTTP on a non-loopback address: tokens and conversations cross the network unencrypted', { host });
   }
   const store = await Store.open(opts.dataDir, { maxBytes: opts.maxStoreBytes, maxSessions: opts.maxSessions });
+  // The CLI also sets umask 077; a daemon started from code gets its files made private here.
+  for (const problem of secureDataDir(opts.dataDir)) log.warn('could not make a file in the data dir private', { problem });
   const startedAt = Date.now();
   const backend = opts.backend;
   const weightVersion = () => backend?.currentVersion() ?? 'base';
@@ -203,7 +213,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         store,
         log,
         backend,
-        weights: new WeightsDir(join(opts.dataDir, 'weights')),
+        weights: new WeightsDir(join(opts.dataDir, 'weights'), log),
         recipe,
         recipeOptions: opts.recipeOptions,
         maxWaitMs: opts.maxWaitMs,
@@ -276,8 +286,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const dashboard = createDashboard({ token: () => token, store, status, stats });
   const routes: Route[] = [
-    { path: '/healthz', auth: false, handle: (_req, res) => sendJson(res, 200, { ok: true, version: SERVER_VERSION }) },
-    { path: '/status', handle: (_req, res) => sendJson(res, 200, status()) },
+    { path: '/healthz', auth: false, handle: readOnly((_req, res) => sendJson(res, 200, { ok: true, version: SERVER_VERSION })) },
+    { path: '/status', handle: readOnly((_req, res) => sendJson(res, 200, status())) },
     { path: '/v1/', handle: metrics.timeServing(handleV1) },
     metrics.route(opts.metricsPublic === true),
     ...dashboard.routes,

@@ -99,8 +99,9 @@ function checkDepth(value: unknown, path: string): void {
     if (depth > MAX_VALUE_DEPTH) throw bad(`${path} nests deeper than ${MAX_VALUE_DEPTH} levels`);
     const next: unknown[] = [];
     for (const v of level) {
-      if (Array.isArray(v)) next.push(...v.filter((x) => typeof x === 'object' && x !== null));
-      else if (isPlainObject(v)) for (const x of Object.values(v)) if (typeof x === 'object' && x !== null) next.push(x);
+      // A loop, not push(...spread): a spread of 200,000 items overflows the stack.
+      const children = Array.isArray(v) ? v : isPlainObject(v) ? Object.values(v) : [];
+      for (const x of children) if (typeof x === 'object' && x !== null) next.push(x);
     }
     level = next;
   }

@@ -191,7 +191,7 @@ function get(daemon: Daemon, path: string, host: string): Promise<{ status: numb
   });
 }
 
-test('requests naming another host are refused (DNS rebinding); malformed URLs get a 400', async () => {
+test('requests naming another host are refused (DNS rebinding); malformed URLs get a 400; read-only routes refuse other methods', async () => {
   const daemon = await startDaemon({ dataDir: tempDir('clawrl-integrity-'), port: 0, log });
   try {
     for (const host of [`127.0.0.1:${daemon.port}`, `localhost:${daemon.port}`, `[::1]:${daemon.port}`, 'localhost']) {
@@ -206,6 +206,10 @@ test('requests naming another host are refused (DNS rebinding); malformed URLs g
     const refused = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode!)));
     assert.equal(refused, 403);
 
+    for (const path of ['/status', '/healthz']) {
+      const res = await fetch(`${daemon.url}${path}`, { method: 'DELETE', headers: { authorization: `Bearer ${daemon.token}` } });
+      assert.equal(res.status, 405, path);
+    }
     const bad = await get(daemon, '/hints/%', `127.0.0.1:${daemon.port}`);
     assert.equal(bad.status, 400);
     assert.match(bad.body, /percent-encoding/);

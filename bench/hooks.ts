@@ -43,7 +43,6 @@ for (let t = 0; t < turns; t++) {
   const sessionId = `session-${t % 8}`;
   const ctx = { runId, agentId: 'main', sessionKey: `agent:main:s${t % 8}`, sessionId, trigger: 'user' };
   call('before_agent_run', { prompt: 'list the files', messages: [] }, ctx);
-  call('llm_input', { runId, sessionId, provider: 'clawrl', model: 'policy', prompt: `[Thu 2026-11-26 06:55 UTC] turn ${t}: list /definitely-not-here`, historyMessages: [], imagesCount: 0 }, ctx);
   for (const n of [1, 2]) {
     const callId = `${runId}:model:${n}`;
     call('model_call_started', { runId, callId, sessionKey: ctx.sessionKey, sessionId, provider: 'clawrl', model: 'policy', api: 'openai-completions' }, ctx);

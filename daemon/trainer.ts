@@ -76,8 +76,9 @@ export class Trainer {
     this.batchSize = opts.batchSize ?? opts.recipeOptions?.batchSize ?? opts.recipe.defaults.batchSize;
     this.maxWaitMs = opts.maxWaitMs ?? 10 * 60_000;
     this.poll = new Loop(() => this.maybeTrain(), opts.pollMs);
+    // A batch still pending when a step starts is one a crash or a failed step left behind.
     const step = () =>
-      this.step(false)
+      this.step(this.meta.get('pendingBatch') !== undefined)
         .catch((err: Error) => {
           opts.log.error('training step failed; the batch will be retried', { error: err.stack });
           return null;
@@ -95,7 +96,11 @@ export class Trainer {
     return (this.meta.get('pinned') as string | undefined) ?? (this.meta.get('servingVersion') as string | undefined) ?? 'base';
   }
 
-  /** Loads the serving and training adapters, then finishes or re-runs a batch a crash left behind. */
+  /**
+   * Loads the serving and training adapters, and starts finishing or re-running a batch a crash
+   * left behind: in the background, as any step runs, so the daemon listens, serves and stores
+   * events meanwhile instead of being down for a whole step after a restart.
+   */
   async init(): Promise<void> {
     const serving = this.servingVersion();
     const trainFrom = (this.meta.get('servingVersion') as string | undefined) ?? 'base';
@@ -103,7 +108,7 @@ export class Trainer {
     // starting: the base model serves meanwhile and status says why.
     await this.serve(serving);
     await this.opts.backend.loadTrainingAdapter(this.dirOf(trainFrom));
-    if (this.meta.get('pendingBatch')) await this.step(true);
+    if (this.meta.get('pendingBatch')) void this.steps.run();
     this.watcher = this.opts.weights.watch((version) => void this.adoptExternal(version));
   }
 

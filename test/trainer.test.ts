@@ -130,7 +130,7 @@ test('a crash mid-step re-runs the same batch; a crash after writing the version
   writeFileSync(join(weights, 'v000002', 'clawrl.json'), JSON.stringify({ version: 'v000002', parent: 'v000001', recipe: 'binary-rl', createdAt: 1, turnIds: [], metrics: {} }));
   await close(h);
   h = await harness(dir, await flaky(), 100);
-  assert.equal(h.daemon.trainer!.status().serving, 'v000002');
+  await until(() => h.daemon.trainer!.status().serving === 'v000002', 'the finished version to serve');
   assert.equal(steps, 2, 'no step was run again');
   assert.deepEqual([...h.daemon.store.turnsOf(session)].map((t) => t.trainedIn), ['v000001', 'v000001', 'v000001', 'v000002', 'v000002']);
   assert.equal(h.daemon.trainer!.status().waiting, 0);

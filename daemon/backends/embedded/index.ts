@@ -39,10 +39,13 @@ export function promptBudget(config: ModelConfig): number {
   return config.context - Math.floor(config.context / 4);
 }
 
-// The workers are TypeScript. On Node 20 a worker inherits neither the parent's loader hooks nor
-// a `--import tsx` in execArgv, so a small bootstrap registers tsx inside the worker and then
-// imports the entry; both are resolved from here, so the current directory does not matter.
-const WORKER_BOOTSTRAP = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
+// The workers' entry is worker.js beside this file in the built package. In a source checkout it
+// is worker.ts, and on Node 20 a worker inherits neither the parent's loader hooks nor a
+// `--import tsx` in execArgv, so a small bootstrap registers tsx inside the worker first. Both are
+// resolved from here, so the current directory does not matter.
+const WORKER_BOOTSTRAP = import.meta.url.endsWith('.js')
+  ? `import(${JSON.stringify(new URL('./worker.js', import.meta.url).href)});`
+  : `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
   .then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); });`;
 
 /** Request/reply over one worker, with streamed chunks routed to the request's callback. */

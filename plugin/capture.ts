@@ -19,7 +19,7 @@
 // same run id (or gives up). An attempt whose last model call failed did not end the run and its
 // output is no answer: it sends no run.end and no model.output (its tool results were real and
 // were sent).
-import { stripHintsBlock, type ImageSummary, type ToolCallSummary } from '../protocol/index.ts';
+import { MAX_ID_BYTES, MAX_VALUE_DEPTH, stripHintsBlock, type ImageSummary, type ToolCallSummary } from '../protocol/index.ts';
 import type {
   AfterToolCallEvent,
   AgentEndEvent,
@@ -84,6 +84,15 @@ function str(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
+/**
+ * An id the host reported, kept only when the protocol can carry it: ids become the daemon's
+ * store keys and are bounded, and an event with a longer one would be set aside whole.
+ */
+function id(value: unknown): string | undefined {
+  const text = str(value);
+  return text !== undefined && (text.length * 3 <= MAX_ID_BYTES || Buffer.byteLength(text) <= MAX_ID_BYTES) ? text : undefined;
+}
+
 function num(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 }
@@ -105,7 +114,27 @@ function jsonText(value: unknown): string {
   }
 }
 
-/** Params as they are when small and plain JSON; otherwise (huge, cyclic) as cut JSON text. */
+/** How deep a JSON text nests its arrays and maps. */
+function jsonDepth(json: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '[' || c === '{') deepest = Math.max(deepest, ++depth);
+    else if (c === ']' || c === '}') depth--;
+  }
+  return deepest;
+}
+
+/**
+ * Params as they are when small, plain JSON nested no deeper than the protocol allows; otherwise
+ * (huge, deep, cyclic) as JSON text, cut: the tool result must still reach the daemon.
+ */
 function boundedParams(params: unknown): unknown {
   if (params === undefined) return undefined;
   let json: string | undefined;
@@ -115,7 +144,8 @@ function boundedParams(params: unknown): unknown {
     return String(params);
   }
   if (json === undefined) return undefined;
-  return json.length <= MAX_PARAMS_CHARS ? params : capText(json.slice(0, MAX_PARAMS_CHARS));
+  if (json.length > MAX_PARAMS_CHARS) return capText(json.slice(0, MAX_PARAMS_CHARS));
+  return jsonDepth(json) > MAX_VALUE_DEPTH ? json : params;
 }
 
 /** Decoded size of base64 text, without decoding it. */
@@ -156,7 +186,7 @@ function toolCallsOf(message: unknown): ToolCallSummary[] {
     if (!isRecord(block) || block.type !== 'toolCall') continue;
     const args = block.arguments;
     calls.push({
-      id: str(block.id) ?? '',
+      id: id(block.id) ?? '',
       name: str(block.name) ?? '',
       arguments: capText(typeof args === 'string' ? args : jsonText(args ?? {})),
     });
@@ -168,13 +198,13 @@ function toolCallsOf(message: unknown): ToolCallSummary[] {
 export function hookContext(ctx: unknown): HookContext {
   if (!isRecord(ctx)) return {};
   return {
-    runId: str(ctx.runId),
+    runId: id(ctx.runId),
     agentId: str(ctx.agentId),
-    sessionKey: str(ctx.sessionKey),
-    sessionId: str(ctx.sessionId),
+    sessionKey: id(ctx.sessionKey),
+    sessionId: id(ctx.sessionId),
     trigger: str(ctx.trigger),
     toolName: str(ctx.toolName),
-    toolCallId: str(ctx.toolCallId),
+    toolCallId: id(ctx.toolCallId),
   };
 }
 
@@ -257,7 +287,7 @@ export class Capture {
       message_received: this.guard('message_received', (event: MessageReceivedEvent, ctx: HookContext) => this.onMessageReceived(event, ctx)),
       agent_end: this.guard('agent_end', (event: AgentEndEvent, ctx: HookContext) => this.onAgentEnd(event, ctx)),
       session_start: this.guard('session_start', (event: SessionStartEvent, ctx: HookContext) => {
-        this.track({ sessionKey: str(event.sessionKey) ?? ctx.sessionKey }, str(event.sessionId) ?? ctx.sessionId, undefined);
+        this.track({ sessionKey: id(event.sessionKey) ?? ctx.sessionKey }, id(event.sessionId) ?? ctx.sessionId, undefined);
       }),
       session_end: this.guard('session_end', (event: SessionEndEvent, ctx: HookContext) => this.onSessionEnd(event, ctx)),
     };
@@ -285,7 +315,7 @@ export class Capture {
 
   private onMessageReceived(event: MessageReceivedEvent, ctx: HookContext): void {
     const content = str(event.content);
-    const sessionKey = ctx.sessionKey ?? str(event.sessionKey);
+    const sessionKey = ctx.sessionKey ?? id(event.sessionKey);
     // Only messages of an opted-in session are kept, and never the plugin's own commands.
     if (content === undefined || sessionKey === undefined || isClawrlCommand(content) || !this.optIns.isOptedIn(sessionKey)) return;
     const waiting = this.received.get(sessionKey) ?? [];
@@ -294,9 +324,9 @@ export class Capture {
   }
 
   private onModelCallStarted(event: ModelCallEvent, ctx: HookContext): void {
-    const sessionId = str(event.sessionId) ?? ctx.sessionId;
-    const track = this.track({ ...ctx, sessionKey: ctx.sessionKey ?? str(event.sessionKey) }, sessionId, str(event.runId) ?? ctx.runId);
-    const callId = str(event.callId);
+    const sessionId = id(event.sessionId) ?? ctx.sessionId;
+    const track = this.track({ ...ctx, sessionKey: ctx.sessionKey ?? id(event.sessionKey) }, sessionId, id(event.runId) ?? ctx.runId);
+    const callId = id(event.callId);
     if (callId === undefined) return;
     track.callId = callId;
     this.emit(track.sessionKey, (key) => ({
@@ -314,17 +344,17 @@ export class Capture {
   }
 
   private onModelCallEnded(event: ModelCallEvent, ctx: HookContext): void {
-    const track = this.session(str(event.sessionId) ?? ctx.sessionId);
+    const track = this.session(id(event.sessionId) ?? ctx.sessionId);
     if (!track) return;
     // Requests outside a model call (compaction summaries, say) must not inherit a stale call id.
-    if (track.callId === str(event.callId)) track.callId = undefined;
+    if (track.callId === id(event.callId)) track.callId = undefined;
     // Hosts that do not report an outcome are taken at their word that the call completed.
     track.lastCallFailed = event.outcome === 'error';
   }
 
   private onLlmOutput(event: LlmOutputEvent, ctx: HookContext): void {
-    const sessionId = str(event.sessionId) ?? ctx.sessionId;
-    const track = this.track(ctx, sessionId, str(event.runId) ?? ctx.runId);
+    const sessionId = id(event.sessionId) ?? ctx.sessionId;
+    const track = this.track(ctx, sessionId, id(event.runId) ?? ctx.runId);
     if (track.lastCallFailed) return;
     const texts = Array.isArray(event.assistantTexts) ? event.assistantTexts.filter((t): t is string => typeof t === 'string') : [];
     const usage = isRecord(event.usage)
@@ -344,7 +374,7 @@ export class Capture {
 
   private onAfterToolCall(event: AfterToolCallEvent, ctx: HookContext): void {
     const sessionId = ctx.sessionId;
-    const runId = str(event.runId) ?? ctx.runId;
+    const runId = id(event.runId) ?? ctx.runId;
     const sessionKey = ctx.sessionKey ?? this.session(sessionId)?.sessionKey;
     this.emit(sessionKey, (key) => {
       const { text, image } = summariseToolResult(event.result);
@@ -356,7 +386,7 @@ export class Capture {
         sessionKey: key,
         sessionId,
         runId,
-        toolCallId: str(event.toolCallId) ?? ctx.toolCallId ?? '',
+        toolCallId: id(event.toolCallId) ?? ctx.toolCallId ?? '',
         toolName: str(event.toolName) ?? ctx.toolName ?? '',
         params: boundedParams(event.params),
         output: capText(text || (error ?? '')),
@@ -370,7 +400,7 @@ export class Capture {
   }
 
   private onAgentEnd(event: AgentEndEvent, ctx: HookContext): void {
-    const track = this.track(ctx, ctx.sessionId, str(event.runId) ?? ctx.runId);
+    const track = this.track(ctx, ctx.sessionId, id(event.runId) ?? ctx.runId);
     if (track.lastCallFailed) return;
     this.emit(track.sessionKey, (key) => ({
       kind: 'run.end',
@@ -385,8 +415,8 @@ export class Capture {
   }
 
   private onSessionEnd(event: SessionEndEvent, ctx: HookContext): void {
-    const sessionId = str(event.sessionId) ?? ctx.sessionId;
-    const sessionKey = str(event.sessionKey) ?? ctx.sessionKey ?? this.session(sessionId)?.sessionKey;
+    const sessionId = id(event.sessionId) ?? ctx.sessionId;
+    const sessionKey = id(event.sessionKey) ?? ctx.sessionKey ?? this.session(sessionId)?.sessionKey;
     this.emit(sessionKey, (key) => ({ kind: 'session.end', at: Date.now(), sessionKey: key, sessionId, reason: str(event.reason) }));
     if (sessionId !== undefined) this.sessions.delete(sessionId);
   }

@@ -233,6 +233,13 @@ test('images in tool results are summarised, never sent', () => {
   assert.equal(JSON.stringify(tool).includes(png.slice(0, 40)), false);
 });
 
+/** A value nested `n` levels deep. */
+function deep(n: number): unknown {
+  let v: unknown = 'bottom';
+  for (let i = 0; i < n; i++) v = { v };
+  return v;
+}
+
 test('handlers never throw on weird payloads, and emit nothing invalid', () => {
   const { events, warnings, fire } = recordingCapture(true);
   const hookNames = ['before_agent_run', 'model_call_started', 'model_call_ended', 'llm_output', 'after_tool_call', 'message_received', 'agent_end', 'session_start', 'session_end'];
@@ -248,8 +255,11 @@ test('handlers never throw on weird payloads, and emit nothing invalid', () => {
     { result: { content: [null, 5, { type: 'image', data: 9 }], details: { exitCode: 'two', timedOut: 'yes' } }, params: circular, error: 12 },
     { toolCallId: 'x', result: circular, params: { big: 'y'.repeat(100_000) } },
     { content: 'z'.repeat(MAX_TEXT_CHARS * 2) },
+    // Ids past the protocol's bound and params nested past its depth: still valid events.
+    { toolCallId: 'i'.repeat(3000), runId: 'r'.repeat(3000), callId: 'c'.repeat(3000), sessionId: 's'.repeat(3000), params: deep(200), toolName: 'exec', result: 'ok' },
+    { lastAssistant: { content: [{ type: 'toolCall', id: 't'.repeat(3000), name: 'exec', arguments: deep(100) }] } },
   ];
-  const weirdCtx: unknown[] = [undefined, null, 'ctx', { sessionKey: 17 }, { sessionKey: KEY, sessionId: SESSION_ID, trigger: ['user'] }, ctx];
+  const weirdCtx: unknown[] = [undefined, null, 'ctx', { sessionKey: 17 }, { sessionKey: KEY, sessionId: SESSION_ID, trigger: ['user'] }, { ...ctx, runId: 'r'.repeat(3000), toolCallId: 'x'.repeat(3000) }, ctx];
   for (const name of hookNames) for (const event of weird) for (const c of weirdCtx) assert.doesNotThrow(() => fire(name, event, c));
   // The sink validated every event against the protocol schema; no handler failed.
   assert.deepEqual(warnings, []);
@@ -257,6 +267,8 @@ test('handlers never throw on weird payloads, and emit nothing invalid', () => {
   for (const e of events) assert.equal(e.sessionKey, KEY);
   const longest = Math.max(...events.map((e) => JSON.stringify(e).length));
   assert.ok(longest < 4 * MAX_TEXT_CHARS, `an event of ${longest} characters got through`);
+  // The deep params arrived, as JSON text.
+  assert.ok(events.some((e) => e.kind === 'tool.result' && typeof e.params === 'string' && e.params.startsWith('{"v":{"v":')));
 });
 
 test('a handler that fails logs a few times and never throws into the host', () => {

@@ -181,7 +181,7 @@ export class HintMemory {
     const context = redactSecrets(input.context).slice(0, MAX_CONTEXT_CHARS);
     const scope: HintScope = { agent: agentOf(input.sessionKey), ...(this.opts.scope === 'session' && { sessionKey: input.sessionKey }) };
     const now = Date.now();
-    return this.opts.store.root.transaction(() => {
+    return this.opts.store.atomically(() => {
       let twin: HintRecord | undefined;
       let best = MERGE_JACCARD;
       for (const { value } of this.hints.getRange()) {
@@ -216,7 +216,7 @@ export class HintMemory {
 
   /** Deletes a hint; false if there was none with this id. */
   async remove(id: string): Promise<boolean> {
-    return this.opts.store.root.transaction(() => {
+    return this.opts.store.atomically(() => {
       if (this.hints.get(id) === undefined) return false;
       this.hints.remove(id);
       this.bump();
@@ -237,7 +237,7 @@ export class HintMemory {
 
   private async rate(ids: string[], rating: 'good' | 'bad', source: string): Promise<void> {
     if (ids.length === 0) return;
-    await this.opts.store.root.transaction(() => {
+    await this.opts.store.atomically(() => {
       let changed = false;
       for (const id of ids) {
         const hint = this.hints.get(id);

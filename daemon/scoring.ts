@@ -127,7 +127,7 @@ export class ScoringLoop {
     const turn = store.turns.get(key);
     const sample = turn && store.samples.get(turn.sampleId);
     if (!turn || !sample) {
-      await store.unscored.remove(key);
+      await store.dropUnscored(key);
       return false;
     }
     const view: Turn = {
@@ -180,18 +180,8 @@ export class ScoringLoop {
       scoredAt: Date.now(),
     };
     const updated: TurnRecord = { ...turn, reward: record.score, hint: record.hint };
-    const written = await store.root.transaction(() => {
-      // Late feedback may have changed the turn since it was read: the next pass scores the new one.
-      if (store.unscored.get(key) === undefined || JSON.stringify(store.turns.get(key)?.nextState) !== JSON.stringify(turn.nextState)) return false;
-      store.scores.put(key, record);
-      store.turns.put(key, updated);
-      store.unscored.remove(key);
-      // A turn trains once: rescoring after late feedback does not queue a trained turn again.
-      if (advantages && !turn.trainedIn) store.trainQueue.put(key, null);
-      else store.trainQueue.remove(key);
-      return true;
-    });
-    if (!written) return false;
+    // Not written when late feedback changed the turn since it was read: the next pass scores the new one.
+    if (!(await store.recordScore(updated, record, Boolean(advantages)))) return false;
     this.counts.scored++;
     if (advantages) this.counts.trainable++;
     this.counts.judgeFailures += record.failures;

@@ -120,6 +120,27 @@ export interface ScoreRecord {
   scoredAt: number;
 }
 
+/** A turn's key: [sessionKey, turnIndex]. */
+export type TurnKey = [string, number];
+
+/** The turns a training step takes, and the version it will make: kept until the step is done, so a crash re-runs it. */
+export interface PendingBatch {
+  version: string;
+  parent: string | null;
+  keys: TurnKey[];
+}
+
+/** What serves and what trains from: the trainer's state, kept in the store's meta table. */
+export interface ServingState {
+  /** The newest version serving was swapped to (training continues from it); undefined before any. */
+  servingVersion?: string;
+  /** A version pinned by hand: it serves whatever training makes. */
+  pinned?: string;
+  /** The number of the last version made (v000001 is 1). */
+  versionCounter: number;
+  pendingBatch?: PendingBatch;
+}
+
 export interface WeightVersionRecord {
   version: string;
   parent: string | null;
@@ -299,7 +320,7 @@ export class Store {
    * gives each open sample the record turn assembly reads (early version 1 stores kept null).
    */
   private upgradeFrom1(): Promise<void> {
-    return this.root.transaction(() => {
+    return this.atomically(() => {
       for (const { value: e } of this.events.getRange()) this.indexEvent(e.sessionKey, e);
       for (const { value: s } of this.samples.getRange()) if (s.runId !== undefined) this.runSamples.put([s.sessionKey, s.runId, s.ordinal], s.id);
       for (const { key, value } of [...this.openSamples.getRange()]) {
@@ -577,7 +598,7 @@ export class Store {
 
   /** Deletes everything stored about a session. Returns false if there was no such session. */
   async removeSession(sessionKey: string, onProgress?: (done: number, total: number) => void): Promise<boolean> {
-    return this.root.transaction(() => {
+    return this.atomically(() => {
       if (this.sessions.get(sessionKey) === undefined) return false;
       // Collect first: deleting under an open cursor would skip entries.
       const eventKeys = [...this.sessionEvents.getKeys({ start: [sessionKey], end: [sessionKey, Infinity] })];
@@ -608,7 +629,7 @@ export class Store {
    * Sessions keep their records (the opt-in state), not their content.
    */
   async expireBefore(cutoff: number): Promise<{ events: number; turns: number }> {
-    return this.root.transaction(() => {
+    return this.atomically(() => {
       const oldEvents = [...this.events.getRange()].filter(({ value }) => value.at < cutoff).map(({ value }) => value);
       const oldSamples = [...this.samples.getRange()].filter(({ value }) => value.createdAt < cutoff).map(({ value }) => value);
       for (const e of oldEvents) this.removeEvent(e.sessionKey, e.log);
@@ -643,6 +664,117 @@ export class Store {
     this.scores.remove(key);
     this.unscored.remove(key);
     this.trainQueue.remove(key);
+  }
+
+  // --- the pipeline's state changes, in the order a response goes through them ---
+  // open sample → (closeSample) unscored turn → (recordScore) scored, trainable ones queued →
+  // (startBatch) pending batch → (finishBatch) trained version. Late feedback sends a turn back to
+  // scoring (reviseTurn). Each runs in one atomic transaction, or inside the caller's.
+
+  /** A sample got its next state: its turn is written and queued for scoring. False when another pass closed it first. */
+  closeSample(turn: TurnRecord): Promise<boolean> {
+    return this.atomically(() => {
+      if (this.openSamples.get(turn.sampleId) === undefined) return false;
+      const key: TurnKey = [turn.sessionKey, turn.turnIndex];
+      this.turns.put(key, turn);
+      this.unscored.put(key, null);
+      this.openSamples.remove(turn.sampleId);
+      return true;
+    });
+  }
+
+  /** Inside a write transaction: a made turn changed (late feedback) and goes back to scoring. */
+  reviseTurn(turn: TurnRecord): void {
+    const key: TurnKey = [turn.sessionKey, turn.turnIndex];
+    this.turns.put(key, turn);
+    this.unscored.put(key, null);
+  }
+
+  /** A queued turn that no longer exists (its session was removed) leaves the scoring queue. */
+  dropUnscored(key: TurnKey): Promise<boolean> {
+    return this.unscored.remove(key);
+  }
+
+  /**
+   * A turn's score, if the turn is still the one that was scored (late feedback may have changed
+   * it meanwhile: then nothing is written and the next pass scores the new one). A trainable turn
+   * joins the training queue unless it trained already: a turn trains once.
+   */
+  recordScore(scored: TurnRecord, score: ScoreRecord, trainable: boolean): Promise<boolean> {
+    const key: TurnKey = [scored.sessionKey, scored.turnIndex];
+    return this.atomically(() => {
+      if (this.unscored.get(key) === undefined || JSON.stringify(this.turns.get(key)?.nextState) !== JSON.stringify(scored.nextState)) return false;
+      this.scores.put(key, score);
+      this.turns.put(key, scored);
+      this.unscored.remove(key);
+      if (trainable && !scored.trainedIn) this.trainQueue.put(key, null);
+      else this.trainQueue.remove(key);
+      return true;
+    });
+  }
+
+  servingState(): ServingState {
+    return {
+      servingVersion: this.meta.get('servingVersion') as string | undefined,
+      pinned: this.meta.get('pinned') as string | undefined,
+      versionCounter: (this.meta.get('versionCounter') as number | undefined) ?? 0,
+      pendingBatch: this.meta.get('pendingBatch') as PendingBatch | undefined,
+    };
+  }
+
+  /**
+   * The batch a training step works on: the one a crash left pending, else up to `limit` queued
+   * turns under the next version's name (`nameOf` the version counter). Null when nothing waits.
+   */
+  startBatch(limit: number, nameOf: (counter: number) => string): Promise<PendingBatch | null> {
+    return this.atomically(() => {
+      const state = this.servingState();
+      if (state.pendingBatch) return state.pendingBatch;
+      const keys = [...this.trainQueue.getKeys({ limit })] as TurnKey[];
+      if (keys.length === 0) return null;
+      const counter = state.versionCounter + 1;
+      const batch: PendingBatch = { version: nameOf(counter), parent: state.servingVersion ?? null, keys };
+      this.meta.put('versionCounter', counter);
+      this.meta.put('pendingBatch', batch);
+      return batch;
+    });
+  }
+
+  /** The pending batch made `record`: its turns are marked trained in it, and it is what training continues from. */
+  finishBatch(record: WeightVersionRecord, keys: TurnKey[]): Promise<void> {
+    return this.atomically(() => {
+      this.versions.put(record.version, record);
+      for (const key of keys) {
+        const turn = this.turns.get(key);
+        if (turn) this.turns.put(key, { ...turn, trainedIn: record.version });
+        this.trainQueue.remove(key);
+      }
+      this.meta.put('servingVersion', record.version);
+      this.meta.remove('pendingBatch');
+    });
+  }
+
+  /** Serving and training go on from `version` (a rollback), unpinned. */
+  rollBackTo(version: string): Promise<void> {
+    return this.atomically(() => {
+      this.meta.put('servingVersion', version);
+      this.meta.remove('pinned');
+    });
+  }
+
+  /** Pins serving to a version, or (null) unpins it. */
+  setPinned(version: string | null): Promise<boolean> {
+    return version === null ? this.meta.remove('pinned') : this.meta.put('pinned', version);
+  }
+
+  /** A version made elsewhere (dropped into the versions folder): recorded, and with `trainFrom`, what training continues from. */
+  adoptVersion(record: WeightVersionRecord, versionNumber: number, trainFrom: boolean): Promise<void> {
+    return this.atomically(() => {
+      this.versions.put(record.version, record);
+      if (!trainFrom) return;
+      this.meta.put('servingVersion', record.version);
+      this.meta.put('versionCounter', Math.max(versionNumber, this.servingState().versionCounter));
+    });
   }
 
   close(): Promise<void> {

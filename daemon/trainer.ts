@@ -2,11 +2,11 @@
 // clipped policy-gradient step on the backend's training copy, a new weight version written
 // atomically, then a hot swap on the serving side (between requests) and weights.updated.
 //
-// Exactly once: the batch is recorded (meta `pendingBatch`) before the step and cleared in the
-// same transaction that marks its turns trained. A crash before the version folder exists
-// re-runs the same batch; a crash after it only finishes the bookkeeping.
+// Exactly once: the batch is recorded (`store.startBatch`) before the step and cleared in the
+// same transaction that marks its turns trained (`store.finishBatch`). A crash before the version
+// folder exists re-runs the same batch; a crash after it only finishes the bookkeeping.
 import type { FSWatcher } from 'chokidar';
-import type { Store, WeightVersionRecord } from './store.ts';
+import type { Store, TurnKey, WeightVersionRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Backend, TrainExample, TrainMetrics, TrainOptions } from './backends/types.ts';
@@ -14,14 +14,6 @@ import type { Recipe, RecipeDefaults } from '../recipes/index.ts';
 import type { WeightsChange } from '../protocol/index.ts';
 import { WeightsDir, versionName, versionNumber } from './weights.ts';
 import { Loop } from './loop.ts';
-
-type TurnKey = [string, number];
-
-interface PendingBatch {
-  version: string;
-  parent: string | null;
-  keys: TurnKey[];
-}
 
 export interface TrainerOptions {
   store: Store;
@@ -78,7 +70,7 @@ export class Trainer {
     this.poll = new Loop(() => this.maybeTrain(), opts.pollMs);
     // A batch still pending when a step starts is one a crash or a failed step left behind.
     const step = () =>
-      this.step(this.meta.get('pendingBatch') !== undefined)
+      this.step(opts.store.servingState().pendingBatch !== undefined)
         .catch((err: Error) => {
           opts.log.error('training step failed; the batch will be retried', { error: err.stack });
           return null;
@@ -87,13 +79,10 @@ export class Trainer {
     this.steps = new Loop(step);
   }
 
-  private get meta() {
-    return this.opts.store.meta;
-  }
-
   /** The version serving is meant to be on (pinned or latest); 'base' before any. */
   servingVersion(): string {
-    return (this.meta.get('pinned') as string | undefined) ?? (this.meta.get('servingVersion') as string | undefined) ?? 'base';
+    const { pinned, servingVersion } = this.opts.store.servingState();
+    return pinned ?? servingVersion ?? 'base';
   }
 
   /**
@@ -103,12 +92,12 @@ export class Trainer {
    */
   async init(): Promise<void> {
     const serving = this.servingVersion();
-    const trainFrom = (this.meta.get('servingVersion') as string | undefined) ?? 'base';
+    const trainFrom = this.opts.store.servingState().servingVersion ?? 'base';
     // A server that refuses the version (down, no runtime LoRA) must not keep the daemon from
     // starting: the base model serves meanwhile and status says why.
     await this.serve(serving);
     await this.opts.backend.loadTrainingAdapter(this.dirOf(trainFrom));
-    if (this.meta.get('pendingBatch')) void this.steps.run();
+    if (this.opts.store.servingState().pendingBatch) void this.steps.run();
     this.watcher = this.opts.weights.watch((version) => void this.adoptExternal(version));
   }
 
@@ -125,7 +114,7 @@ export class Trainer {
   status(): TrainerStatus {
     return {
       serving: this.opts.backend.currentVersion(),
-      pinned: (this.meta.get('pinned') as string | undefined) ?? null,
+      pinned: this.opts.store.servingState().pinned ?? null,
       waiting: this.waiting(),
       batchSize: this.batchSize,
       steps: this.stepCount,
@@ -158,21 +147,6 @@ export class Trainer {
     return (await this.steps.run()) ?? null;
   }
 
-  private async takeBatch(): Promise<PendingBatch | null> {
-    const { store } = this.opts;
-    return store.root.transaction(() => {
-      const pending = this.meta.get('pendingBatch') as PendingBatch | undefined;
-      if (pending) return pending;
-      const keys = [...store.trainQueue.getKeys({ limit: this.batchSize })] as TurnKey[];
-      if (keys.length === 0) return null;
-      const counter = ((this.meta.get('versionCounter') as number | undefined) ?? 0) + 1;
-      const batch: PendingBatch = { version: versionName(counter), parent: (this.meta.get('servingVersion') as string | undefined) ?? null, keys };
-      this.meta.put('versionCounter', counter);
-      this.meta.put('pendingBatch', batch);
-      return batch;
-    });
-  }
-
   private examples(keys: TurnKey[]): TrainExample[] {
     const { store } = this.opts;
     const out: TrainExample[] = [];
@@ -199,7 +173,7 @@ export class Trainer {
 
   private async step(resuming: boolean): Promise<WeightVersionRecord | null> {
     const { store, weights, backend, log } = this.opts;
-    const batch = await this.takeBatch();
+    const batch = await store.startBatch(this.batchSize, versionName);
     if (!batch) return null;
     const startedAt = Date.now();
     this.progress = { version: batch.version, turns: batch.keys.length, phase: 'training', startedAt };
@@ -222,21 +196,12 @@ export class Trainer {
       };
       await weights.publish(record, (dir) => backend.saveAdapter(dir));
     }
-    await store.root.transaction(() => {
-      store.versions.put(record.version, record);
-      for (const key of batch.keys) {
-        const turn = store.turns.get(key);
-        if (turn) store.turns.put(key, { ...turn, trainedIn: record.version });
-        store.trainQueue.remove(key);
-      }
-      this.meta.put('servingVersion', record.version);
-      this.meta.remove('pendingBatch');
-    });
+    await store.finishBatch(record, batch.keys);
     this.waitingSince = undefined;
     log.info('trained a new weight version', { version: record.version, turns: batch.keys.length, ms: Date.now() - startedAt, loss: record.metrics.loss });
     this.opts.metrics?.trainingStepSeconds.observe((Date.now() - startedAt) / 1000);
     let serving = true;
-    if (!this.meta.get('pinned')) {
+    if (!store.servingState().pinned) {
       this.progress.phase = 'swapping';
       serving = await this.serve(record.version);
     }
@@ -271,10 +236,7 @@ export class Trainer {
     await this.opts.backend.loadAdapter(dir, version);
     this.swapError = null;
     await this.opts.backend.loadTrainingAdapter(dir);
-    await this.opts.store.root.transaction(() => {
-      this.meta.put('servingVersion', version);
-      this.meta.remove('pinned');
-    });
+    await this.opts.store.rollBackTo(version);
     this.opts.log.info('rolled back', { version });
     this.opts.onServing?.(record, 'rollback');
     return record;
@@ -282,13 +244,12 @@ export class Trainer {
 
   /** Keeps serving one version while training goes on; null unpins and serves the latest. */
   async pin(version: string | null): Promise<string> {
-    const serving = version ?? (this.meta.get('servingVersion') as string | undefined) ?? 'base';
+    const serving = version ?? this.opts.store.servingState().servingVersion ?? 'base';
     const record = this.checkedRecord(serving);
     // Swapped first: a pin the backend refuses is not remembered.
     await this.opts.backend.loadAdapter(this.dirOf(serving), serving);
     this.swapError = null;
-    if (version === null) await this.meta.remove('pinned');
-    else await this.meta.put('pinned', version);
+    await this.opts.store.setPinned(version);
     this.opts.onServing?.(record, version === null ? 'unpin' : 'pin');
     return serving;
   }
@@ -313,17 +274,13 @@ export class Trainer {
     try {
       const record = weights.validate(version);
       if (versionNumber(version) <= versionNumber(backend.currentVersion())) {
-        await store.versions.put(version, record);
+        await store.adoptVersion(record, versionNumber(version), false);
         return;
       }
       // Loading proves the files: a truncated adapter is refused here and the current one stays.
       await backend.loadTrainingAdapter(weights.pathOf(version));
-      const serving = this.meta.get('pinned') ? true : await this.serve(version);
-      await store.root.transaction(() => {
-        store.versions.put(version, record);
-        this.meta.put('servingVersion', version);
-        this.meta.put('versionCounter', Math.max(versionNumber(version), (this.meta.get('versionCounter') as number | undefined) ?? 0));
-      });
+      const serving = store.servingState().pinned ? true : await this.serve(version);
+      await store.adoptVersion(record, versionNumber(version), true);
       log.info('picked up a weight version from the versions folder', { version });
       if (serving) this.opts.onServing?.(record, 'adopted');
     } catch (err) {

@@ -179,15 +179,8 @@ export class TurnAssembler {
       reward: null,
       hint: null,
     };
-    const key: [string, number] = [turn.sessionKey, turn.turnIndex];
-    const written = await store.root.transaction(() => {
-      // Re-checked inside the transaction: another pass (or process) may have closed it.
-      if (store.openSamples.get(sample.id) === undefined) return false;
-      store.turns.put(key, turn);
-      store.unscored.put(key, null);
-      store.openSamples.remove(sample.id);
-      return true;
-    });
+    // Checked again in the transaction: another pass (or process) may have closed it.
+    const written = await store.closeSample(turn);
     if (written) this.opts.onTurn?.(turn);
     return written;
   }
@@ -216,7 +209,7 @@ export class TurnAssembler {
     }
     // Turns changed in this pass, by key: a second feedback on one turn builds on the first.
     const updated = new Map<string, TurnRecord>();
-    this.feedbackCursor = await store.root.transaction(() => {
+    this.feedbackCursor = await store.atomically(() => {
       for (const { value: e } of feedback) {
         if (e.kind !== 'feedback') continue;
         // The plugin names the run the feedback is about; without it, the last response before it.
@@ -239,8 +232,7 @@ export class TurnAssembler {
         if (turn && JSON.stringify(merged) !== JSON.stringify(turn.nextState.feedback)) {
           turn.nextState = { ...turn.nextState, feedback: merged };
           delete turn.nextState.none;
-          store.turns.put([turn.sessionKey, turn.turnIndex], turn);
-          store.unscored.put([turn.sessionKey, turn.turnIndex], null);
+          store.reviseTurn(turn);
           updated.set(`${turn.sessionKey}#${turn.turnIndex}`, turn);
         }
       }

@@ -3,6 +3,7 @@
 // Shared by /metrics, the dashboard and `status --watch`.
 import type { Store, WeightVersionRecord } from './store.ts';
 import { versionNumber } from './weights.ts';
+import { HealthReader, type VersionHealth } from './health.ts';
 
 export interface VersionStats {
   version: string;
@@ -17,6 +18,8 @@ export interface VersionStats {
   batch: { turns: number; meanReward: number | null; meanAdvantage: number | null };
   loss: number | null;
   trainMs: number | null;
+  /** Live-traffic health (reward with its interval, entropy, repetition, length, drift); null if it served no turn. */
+  health: VersionHealth | null;
 }
 
 const BASE: WeightVersionRecord = { version: 'base', parent: null, recipe: 'base', createdAt: 0, turnIds: [], metrics: {} };
@@ -29,13 +32,17 @@ export class VersionStatsReader {
   private readonly batches = new Map<string, VersionStats['batch']>();
   /** Several readers (a scrape, the dashboard, `status --watch`) ask often; one scan serves them until the store changes. */
   private cached?: { txn: number; stats: VersionStats[] };
+  readonly health: HealthReader;
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: Store) {
+    this.health = new HealthReader(store);
+  }
 
   /** base first, then every version that is recorded or served a turn, oldest first. O(turns) after each write. */
   read(): VersionStats[] {
     const txn = (this.store.root.getStats() as { lastTxnId: number }).lastTxnId;
-    if (this.cached?.txn === txn) return this.cached.stats;
+    const health = this.health.read();
+    if (this.cached?.txn === txn && this.cached.stats.every((s) => s.health === (health.get(s.version) ?? null))) return this.cached.stats;
     const served = new Map<string, { turns: number; scored: number; sum: number; hits: number }>();
     for (const turn of this.store.turnsOf()) {
       const s = served.get(turn.weightVersion) ?? { turns: 0, scored: 0, sum: 0, hits: 0 };
@@ -64,6 +71,7 @@ export class VersionStatsReader {
           batch: this.batchOf(record),
           loss: metric(record, 'loss'),
           trainMs: metric(record, 'durationMs'),
+          health: health.get(record.version) ?? null,
         };
       });
     this.cached = { txn, stats };

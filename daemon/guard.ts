@@ -1,0 +1,175 @@
+// The safety net of online learning: watches the version serving and rolls it back, to the
+// nearest ancestor still in good standing, when it is significantly worse than its parent or
+// shows collapse. Training then continues from that version (the trainer's rollback reloads its
+// training copy), the plugins are told (weights.updated, reason 'rollback'), the log says why,
+// and `weights list` shows the verdict. A person's word wins: nothing is judged while a version
+// is pinned, and a version a person rolls back to by hand is never rolled back by the guard.
+// Serving never pauses for any of it: a rollback is a swap between requests.
+//
+// Statistics:
+// - "Significantly worse": a confidence sequence for the difference of mean rewards (version −
+//   parent), the normal-mixture sequential test (mSPRT) of Johari, Pekelis & Walsh ("Always valid
+//   inference", 2017). The guard looks again after every scored turn; a fixed-n test looked at
+//   that often would raise false alarms far above its α, while this interval holds at every look
+//   at once with probability 1 − α. α = 0.05; the mixture's τ = 0.25 reward units is the size of
+//   a change worth catching (a quarter of the way from neutral to always good). The variance of
+//   each mean is floored (see VARIANCE_FLOOR) so that a handful of equal rewards does not make a
+//   zero-width interval, and a test needs MIN_RATED scored turns on each side.
+// - Collapse: the entropy estimate or distinct-2 of the version's replies against a reference,
+//   the nearest ancestor with MIN_REPLIES replies (base at the root). Relative thresholds, since
+//   absolute ones differ by model and tokenizer: entropy below ENTROPY_FLOOR of the reference's,
+//   or distinct-2 below DISTINCT_FLOOR of the reference's. Learning a preference sharpens a
+//   policy slowly (the normal runs of bench/guard.ts keep ≥ 0.75 of base's entropy after 12
+//   steps); a collapse takes it towards 0 within a step or two.
+import type { Logger } from './log.ts';
+import type { Backend } from './backends/types.ts';
+import type { Store } from './store.ts';
+import type { Trainer } from './trainer.ts';
+import type { HealthReader, VersionHealth, VersionVerdict } from './health.ts';
+import { Loop } from './loop.ts';
+
+export const ALPHA = 0.05;
+export const TAU = 0.25;
+/** Rewards lie in [−1, 1]: variance at most 1. 0.05 is a policy right 97.5 % of the time. */
+export const VARIANCE_FLOOR = 0.05;
+export const MIN_RATED = 10;
+export const MIN_REPLIES = 16;
+export const ENTROPY_FLOOR = 0.4;
+export const DISTINCT_FLOOR = 0.5;
+
+export interface Comparison {
+  /** Mean reward of the version minus the parent's. */
+  difference: number;
+  /** The always-valid 95 % interval of the difference. */
+  low: number;
+  high: number;
+}
+
+function meanAndVariance(h: VersionHealth): { mean: number; variance: number } {
+  const { rated, mean, sumSq } = h.reward;
+  const m = mean ?? 0;
+  // Unbiased sample variance from the sums, floored.
+  const variance = rated > 1 ? Math.max(VARIANCE_FLOOR, (sumSq - rated * m * m) / (rated - 1)) : 1;
+  return { mean: m, variance };
+}
+
+/**
+ * The mSPRT confidence sequence for the difference of the two mean rewards (normal approximation,
+ * V = s²_v/n_v + s²_p/n_p): θ̂ ± sqrt(V(V+τ²)/τ² · (log((V+τ²)/V) − 2 log α)). Null when either
+ * side has fewer than MIN_RATED scored turns.
+ */
+export function compareRewards(version: VersionHealth, parent: VersionHealth, alpha = ALPHA, tau = TAU): Comparison | null {
+  if (version.reward.rated < MIN_RATED || parent.reward.rated < MIN_RATED) return null;
+  const v = meanAndVariance(version);
+  const p = meanAndVariance(parent);
+  const V = v.variance / version.reward.rated + p.variance / parent.reward.rated;
+  const t2 = tau * tau;
+  const half = Math.sqrt(((V * (V + t2)) / t2) * (Math.log((V + t2) / V) - 2 * Math.log(alpha)));
+  const difference = v.mean - p.mean;
+  return { difference, low: difference - half, high: difference + half };
+}
+
+const fmt = (x: number) => (x >= 0 ? '+' : '') + x.toFixed(2);
+
+/** Why a version must stop serving, or null. `reference` is what collapse is measured against. */
+export function diagnose(version: VersionHealth, parent: VersionHealth | undefined, reference: VersionHealth | undefined): string | null {
+  if (reference && version.replies >= MIN_REPLIES) {
+    if (version.entropy !== null && reference.entropy !== null && version.entropy < ENTROPY_FLOOR * reference.entropy) {
+      return `collapse: entropy ${version.entropy.toFixed(3)} nats/token, under ${ENTROPY_FLOOR} × ${reference.version}'s ${reference.entropy.toFixed(3)} (${version.replies} replies)`;
+    }
+    if (version.distinct2 !== null && reference.distinct2 !== null && version.distinct2 < DISTINCT_FLOOR * reference.distinct2) {
+      return `collapse: distinct-2 ${version.distinct2.toFixed(2)} (repetition), under ${DISTINCT_FLOOR} × ${reference.version}'s ${reference.distinct2.toFixed(2)} (${version.replies} replies)`;
+    }
+  }
+  const c = parent && compareRewards(version, parent);
+  if (c && c.high < 0) {
+    return `significantly worse than ${parent!.version}: reward ${fmt(version.reward.mean!)} over ${version.reward.rated} turns vs ${fmt(parent!.reward.mean!)} over ${parent!.reward.rated}; difference ${fmt(c.difference)}, always-valid 95 % interval [${fmt(c.low)}, ${fmt(c.high)}]`;
+  }
+  return null;
+}
+
+export interface GuardOptions {
+  store: Store;
+  log: Logger;
+  backend: Backend;
+  trainer: Trainer;
+  health: HealthReader;
+  pollMs?: number;
+}
+
+export interface GuardStatus {
+  /** The verdict on the version serving, if any. */
+  serving: VersionVerdict | null;
+  /** The last automatic rollback: from, to, why. */
+  lastRollback: { from: string; to: string; reason: string; at: number } | null;
+}
+
+export class Guard {
+  private readonly loop: Loop<void>;
+  private lastRollback: GuardStatus['lastRollback'] = null;
+
+  constructor(private readonly opts: GuardOptions) {
+    this.loop = new Loop(() => this.check().catch((err: Error) => opts.log.error('the version guard failed; it will look again', { error: err.stack })), opts.pollMs ?? 2_000);
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  /** Looks now (after a scored turn) rather than at the next poll. */
+  nudge(): Promise<void | undefined> {
+    return this.loop.run();
+  }
+
+  status(): GuardStatus {
+    return { serving: this.opts.health.verdicts.get(this.opts.trainer.status().serving) ?? null, lastRollback: this.lastRollback };
+  }
+
+  /** A person rolled back to `version` by hand: the guard will leave it alone. */
+  async keptByPerson(version: string): Promise<void> {
+    if (version === 'base') return;
+    await this.opts.health.verdicts.put(version, { state: 'kept', by: 'person', reason: 'rolled back to by hand', at: Date.now() });
+  }
+
+  private parentOf(version: string): string | null {
+    if (version === 'base') return null;
+    return this.opts.store.versions.get(version)?.parent ?? 'base';
+  }
+
+  /** The nearest ancestor the guard has not rolled back (base at the root). */
+  private lastGood(version: string): string {
+    let v = this.parentOf(version) ?? 'base';
+    while (v !== 'base' && this.opts.health.verdicts.get(v)?.state === 'rolled-back') v = this.parentOf(v) ?? 'base';
+    return v;
+  }
+
+  private async check(): Promise<void> {
+    const { trainer, backend, health, log } = this.opts;
+    const { serving, pinned, step } = trainer.status();
+    if (serving === 'base' || pinned !== null || step !== null) return;
+    const verdict = health.verdicts.get(serving);
+    if (verdict?.by === 'person' || verdict?.state === 'rolled-back') return;
+    await health.measureDrift(backend, serving);
+    const all = health.read();
+    const mine = all.get(serving);
+    if (!mine) return;
+    const parent = this.parentOf(serving)!;
+    let reference: VersionHealth | undefined;
+    for (let v: string | null = parent; v !== null && !reference; v = this.parentOf(v)) {
+      const h = all.get(v);
+      if (h && h.replies >= MIN_REPLIES) reference = h;
+    }
+    const reason = diagnose(mine, all.get(parent), reference);
+    if (!reason) return;
+    const to = this.lastGood(serving);
+    const at = Date.now();
+    await health.verdicts.put(serving, { state: 'rolled-back', by: 'guard', reason, at });
+    log.warn(`rolled back ${serving} to ${to}: ${reason}`, { version: serving, to });
+    await trainer.rollback(to);
+    this.lastRollback = { from: serving, to, reason, at };
+  }
+}

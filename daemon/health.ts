@@ -1,0 +1,211 @@
+// Per-version health, measured on live traffic: what the turns each weight version served say
+// about it. Read from the store (turns and the samples they were made of), so it survives a
+// restart; shared by `weights list`, /status, /metrics, the dashboard and the guard (guard.ts).
+//
+// The statistics, and why:
+// - Reward: the mean of the scored turns' rewards (+1 / 0 / −1) with a 95 % Wilson interval on
+//   (reward + 1) / 2. A variable in [0, 1] with mean p has variance at most p(1 − p), so the Wilson
+//   interval (exact enough for the few dozen turns a version serves, unlike the normal one, and
+//   never outside [−1, 1]) is conservative for three-valued rewards.
+// - Entropy: the mean surprisal −log π(y_t) of the sampled tokens, from the logprobs recorded as
+//   they were generated. With y_t drawn from π it is an unbiased estimate of the per-token entropy
+//   (E[−log π(y)] = H(π)); no backend has to report whole distributions. A collapsing policy puts
+//   all its mass on few tokens and this falls towards 0.
+// - Repetition: distinct-2, the share of distinct token bigrams among a reply's bigrams, averaged
+//   over replies; a reply that loops scores near 0.
+// - Reply length in tokens.
+// - Drift: mean log π(y_t) − log π_base(y_t) over the served tokens of a few replies, an unbiased
+//   estimate of KL(π ‖ π_base) per token for the same reason as the entropy; only where the backend
+//   can score with the base weights (`capabilities.score`), measured by the guard in the background.
+import type { Database } from 'lmdb';
+import type { Store, TurnRecord } from './store.ts';
+import type { Backend } from './backends/types.ts';
+import { versionNumber } from './weights.ts';
+
+/** z of a two-sided 95 % interval. */
+const Z95 = 1.959964;
+
+export interface RewardSummary {
+  /** Scored turns (a reward of +1, 0 or −1). */
+  rated: number;
+  mean: number | null;
+  /** 95 % Wilson interval of the mean (see above); null with no rated turn. */
+  low: number | null;
+  high: number | null;
+  /** Sum of squared rewards, for the guard's variance. */
+  sumSq: number;
+}
+
+export interface VersionHealth {
+  version: string;
+  /** Turns this version served whose tokens were recorded (redacted replies keep none). */
+  replies: number;
+  reward: RewardSummary;
+  /** Mean surprisal of the sampled tokens, nats per token (an entropy estimate); null with no tokens. */
+  entropy: number | null;
+  /** Mean distinct-2 of the replies of 2 tokens or more; null without any. */
+  distinct2: number | null;
+  /** Mean reply length in tokens. */
+  replyTokens: number | null;
+  /** Estimated KL to the base weights, nats per token; null where not measured (or base). */
+  drift: number | null;
+  driftReplies: number;
+}
+
+/** 95 % Wilson score interval of a proportion with `successes` (may be fractional) of `n`. */
+export function wilson(successes: number, n: number, z = Z95): { low: number; high: number } {
+  if (n <= 0) return { low: 0, high: 1 };
+  const p = successes / n;
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return { low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
+}
+
+export function rewardSummary(rated: number, sum: number, sumSq: number): RewardSummary {
+  if (rated === 0) return { rated, mean: null, low: null, high: null, sumSq };
+  const { low, high } = wilson((sum + rated) / 2, rated);
+  return { rated, mean: sum / rated, low: 2 * low - 1, high: 2 * high - 1, sumSq };
+}
+
+/** Share of distinct bigrams among a token sequence's bigrams; null under 2 tokens. */
+export function distinct2(tokens: number[]): number | null {
+  if (tokens.length < 2) return null;
+  const seen = new Set<number>();
+  // Token ids stay far below 2^26 (vocabularies are < 300,000), so one number keys a bigram.
+  for (let i = 1; i < tokens.length; i++) seen.add(tokens[i - 1]! * 67_108_864 + tokens[i]!);
+  return seen.size / (tokens.length - 1);
+}
+
+/** What one reply contributes; a served reply never changes, so it is computed once. */
+interface ReplySummary {
+  surprisal: number;
+  tokens: number;
+  distinct2: number | null;
+}
+
+interface Accumulator {
+  replies: number;
+  rated: number;
+  sum: number;
+  sumSq: number;
+  surprisal: number;
+  tokens: number;
+  distinctSum: number;
+  distinctN: number;
+  driftSum: number;
+  driftTokens: number;
+  driftReplies: number;
+}
+
+const empty = (): Accumulator => ({ replies: 0, rated: 0, sum: 0, sumSq: 0, surprisal: 0, tokens: 0, distinctSum: 0, distinctN: 0, driftSum: 0, driftTokens: 0, driftReplies: 0 });
+
+/** What the guard (or a person) decided about a version, kept so that `weights list` can say why. */
+export interface VersionVerdict {
+  /** rolled-back: stopped serving; kept: a person chose to serve it again, the guard leaves it alone; promoted: a canary passed. */
+  state: 'rolled-back' | 'kept' | 'promoted';
+  by: 'guard' | 'person';
+  reason: string;
+  at: number;
+}
+
+/** Replies per version whose drift is measured: enough for a mean, cheap next to serving. */
+export const DRIFT_REPLIES = 16;
+
+export class HealthReader {
+  private readonly replies = new Map<string, ReplySummary | null>();
+  /** sampleId → [Σ (log π − log π_base), tokens]. */
+  private readonly drift = new Map<string, [number, number]>();
+  private cached?: { txn: number; drift: number; health: Map<string, VersionHealth> };
+  /** version → verdict, in the store (a sub-database of its own, as hint memory keeps one). */
+  readonly verdicts: Database<VersionVerdict, string>;
+
+  constructor(private readonly store: Store) {
+    this.verdicts = store.openDB('versionVerdicts');
+  }
+
+  /** Health of every version that served a turn, by version. O(turns) after each store write. */
+  read(): Map<string, VersionHealth> {
+    const txn = (this.store.root.getStats() as { lastTxnId: number }).lastTxnId;
+    if (this.cached?.txn === txn && this.cached.drift === this.drift.size) return this.cached.health;
+    const acc = new Map<string, Accumulator>();
+    for (const turn of this.store.turnsOf()) {
+      const a = acc.get(turn.weightVersion) ?? empty();
+      acc.set(turn.weightVersion, a);
+      if (turn.reward !== null) {
+        a.rated++;
+        a.sum += turn.reward;
+        a.sumSq += turn.reward * turn.reward;
+      }
+      const reply = this.replyOf(turn);
+      if (!reply) continue;
+      a.replies++;
+      a.surprisal += reply.surprisal;
+      a.tokens += reply.tokens;
+      if (reply.distinct2 !== null) {
+        a.distinctSum += reply.distinct2;
+        a.distinctN++;
+      }
+      const drift = this.drift.get(turn.sampleId);
+      if (drift) {
+        a.driftSum += drift[0];
+        a.driftTokens += drift[1];
+        a.driftReplies++;
+      }
+    }
+    const health = new Map<string, VersionHealth>();
+    for (const [version, a] of [...acc].sort(([x], [y]) => versionNumber(x) - versionNumber(y))) {
+      health.set(version, {
+        version,
+        replies: a.replies,
+        reward: rewardSummary(a.rated, a.sum, a.sumSq),
+        entropy: a.tokens > 0 ? a.surprisal / a.tokens : null,
+        distinct2: a.distinctN > 0 ? a.distinctSum / a.distinctN : null,
+        replyTokens: a.replies > 0 ? a.tokens / a.replies : null,
+        drift: a.driftTokens > 0 ? a.driftSum / a.driftTokens : null,
+        driftReplies: a.driftReplies,
+      });
+    }
+    this.cached = { txn, drift: this.drift.size, health };
+    return health;
+  }
+
+  private replyOf(turn: TurnRecord): ReplySummary | null {
+    if (this.replies.has(turn.sampleId)) return this.replies.get(turn.sampleId)!;
+    const sample = this.store.samples.get(turn.sampleId);
+    const tokens = sample?.responseTokens ?? [];
+    const summary =
+      sample && tokens.length > 0 && sample.logprobs.length === tokens.length
+        ? { surprisal: -sample.logprobs.reduce((s, l) => s + l, 0), tokens: tokens.length, distinct2: distinct2(tokens) }
+        : null;
+    this.replies.set(turn.sampleId, summary);
+    return summary;
+  }
+
+  /**
+   * Scores up to DRIFT_REPLIES replies of a version with the base weights (the backend must be
+   * able to score). Returns how many were measured now. Serving is untouched: backends score off
+   * the serving path (the embedded one on its training worker).
+   */
+  async measureDrift(backend: Backend, version: string): Promise<number> {
+    if (!backend.capabilities.score || version === 'base') return 0;
+    let measured = 0;
+    let known = 0;
+    for (const turn of this.store.turnsOf()) {
+      if (turn.weightVersion !== version) continue;
+      if (this.drift.has(turn.sampleId)) {
+        if (++known >= DRIFT_REPLIES) break;
+        continue;
+      }
+      const sample = this.store.samples.get(turn.sampleId);
+      if (!sample || sample.responseTokens.length === 0 || sample.logprobs.length !== sample.responseTokens.length) continue;
+      const reference = await backend.score(sample.promptTokens, sample.responseTokens, { reference: true });
+      let sum = 0;
+      sample.logprobs.forEach((l, i) => (sum += l - reference[i]!));
+      this.drift.set(turn.sampleId, [sum, sample.responseTokens.length]);
+      measured++;
+      if (++known >= DRIFT_REPLIES) break;
+    }
+    return measured;
+  }
+}

@@ -23,6 +23,8 @@ import type { JudgeConfig } from './scoring.ts';
 import { recipes, type RecipeName } from '../recipes/index.ts';
 import { setCustomPatterns } from './redact.ts';
 import { registerHintCommands } from './cli-hints.ts';
+import { HealthReader, describeHealth } from './health.ts';
+import type { WeightsListing } from './control.ts';
 
 /** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
 function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string; mode: string }): JudgeConfig {
@@ -136,8 +138,9 @@ program
   .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', numberArg({ min: 0 }), 600)
   .option('--metrics-public', 'serve GET /metrics without the token (for a Prometheus scraper on a trusted network)')
+  .option('--no-guard', 'never roll back a version on its own (by default one significantly worse than its parent, or collapsing, is rolled back)')
   // Commander has checked every closed set (.choices) and number (numberArg): the types below hold.
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: RecipeName; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: DaemonMode; maxHints: number; hintScope: 'agent' | 'session' } & { metricsPublic?: boolean }) => {
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: RecipeName; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: DaemonMode; maxHints: number; hintScope: 'agent' | 'session' } & { metricsPublic?: boolean; guard: boolean }) => {
     if (!opts.tlsCert !== !opts.tlsKey) fail('--tls-cert and --tls-key go together');
     const readPem = (file: string, what: string) => {
       try {
@@ -177,6 +180,7 @@ program
       log,
       backend,
       metricsPublic: opts.metricsPublic,
+      guard: opts.guard,
       mode: opts.mode,
       hints: { maxHints: opts.maxHints, scope: opts.hintScope },
       recipe: opts.recipe,
@@ -248,6 +252,8 @@ program
           `events: ${s.counters.eventsStored} stored, ${s.counters.duplicates} duplicates, ${s.counters.droppedNotOptedIn} dropped (not opted in)`,
           `scoring (${s.recipe}): ${s.scoring.queueDepth} waiting, ${s.scoring.scored} scored, ${s.scoring.trainable} trainable, ${s.scoring.judgeFailures} judge failures`,
           t ? `training: ${t.waiting}/${t.batchSize} turns waiting, ${t.steps} steps${step}` : 'training: off (backend serves only)',
+          `health of ${s.weightVersion}: ${s.health ? describeHealth(s.health) : 'no turns served yet'}`,
+          ...(s.guard?.lastRollback ? [`guard: rolled back ${s.guard.lastRollback.from} to ${s.guard.lastRollback.to} at ${new Date(s.guard.lastRollback.at).toISOString()}: ${s.guard.lastRollback.reason}`] : []),
         ].join('\n') + '\n',
       );
     }
@@ -258,18 +264,31 @@ const weights = program.command('weights').description('list, roll back or pin w
 
 weights
   .command('list')
+  .description('every version with its health on live traffic and, for one rolled back, why')
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
-    const live = (await callDaemon('GET', '/weights'))?.body as { serving: string; pinned: string | null; versions: WeightVersionRecord[] } | undefined;
-    const versions = live?.versions ?? (await withStore((store) => [...store.versions.getRange().map(({ value }) => value)]));
+    const live = (await callDaemon('GET', '/weights'))?.body as WeightsListing | undefined;
+    // Without a running daemon, the store says the same.
+    const listing: Omit<WeightsListing, 'serving' | 'pinned'> =
+      live ??
+      (await withStore((store) => {
+        const health = new HealthReader(store);
+        const measured = health.read();
+        const versions = [...store.versions.getRange().map(({ value }) => ({ ...value, health: measured.get(value.version) ?? null, verdict: health.verdicts.get(value.version) ?? null }))];
+        return { versions, base: measured.get('base') ?? null };
+      }));
+    const { versions } = listing;
     if (opts.json) {
-      process.stdout.write(JSON.stringify({ serving: live?.serving ?? null, pinned: live?.pinned ?? null, versions }) + '\n');
+      process.stdout.write(JSON.stringify({ serving: live?.serving ?? null, pinned: live?.pinned ?? null, ...listing }) + '\n');
       return;
     }
+    if (listing.base) process.stdout.write(`  base\t${describeHealth(listing.base)}\n`);
     for (const v of versions) {
       const mark = v.version === live?.serving ? (live.pinned ? '* (pinned)' : '*') : ' ';
       const loss = typeof v.metrics.loss === 'number' ? v.metrics.loss.toFixed(4) : '-';
       process.stdout.write(`${mark} ${v.version}\tparent ${v.parent ?? 'base'}\t${v.recipe}\t${v.turnIds.length} turns\tloss ${loss}\t${new Date(v.createdAt).toISOString()}\n`);
+      process.stdout.write(`    ${v.health ? describeHealth(v.health) : 'no turns served yet'}\n`);
+      if (v.verdict) process.stdout.write(`    ${v.verdict.state} by ${v.verdict.by} at ${new Date(v.verdict.at).toISOString()}: ${v.verdict.reason}\n`);
     }
     if (versions.length === 0) process.stdout.write('no weight versions yet (serving base)\n');
   });

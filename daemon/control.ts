@@ -1,7 +1,9 @@
 // The daemon's own control routes, used by the CLI's `weights` and `train` commands.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Trainer } from './trainer.ts';
-import type { Store } from './store.ts';
+import type { Store, WeightVersionRecord } from './store.ts';
+import type { HealthReader, VersionHealth, VersionVerdict } from './health.ts';
+import type { Guard } from './guard.ts';
 import { HttpError, readJsonObject, sendError, sendJson, type Route } from './http.ts';
 import { VERSION_PATTERN } from './weights.ts';
 
@@ -20,7 +22,16 @@ async function versionOf(req: IncomingMessage, nullable: boolean): Promise<strin
   throw new HttpError(400, `version must be ${expected}, got ${got}`);
 }
 
-export function controlRoutes(trainer: Trainer | undefined, store: Store): Route[] {
+/** GET /weights: every version with its live-traffic health and the guard's (or a person's) verdict. */
+export interface WeightsListing {
+  serving: string;
+  pinned: string | null;
+  versions: (WeightVersionRecord & { health: VersionHealth | null; verdict: VersionVerdict | null })[];
+  /** base's health: what the first version is compared with. */
+  base: VersionHealth | null;
+}
+
+export function controlRoutes(trainer: Trainer | undefined, store: Store, health: HealthReader, guard?: Guard): Route[] {
   const guarded =
     (fn: (req: IncomingMessage, res: ServerResponse, trainer: Trainer) => Promise<void>, method: string) =>
     async (req: IncomingMessage, res: ServerResponse, path: string) => {
@@ -37,12 +48,20 @@ export function controlRoutes(trainer: Trainer | undefined, store: Store): Route
       path: '/weights',
       handle: guarded(async (_req, res, t) => {
         const { serving, pinned } = t.status();
-        sendJson(res, 200, { serving, pinned, versions: [...store.versions.getRange().map(({ value }) => value)] });
+        const measured = health.read();
+        const versions = [...store.versions.getRange().map(({ value }) => ({ ...value, health: measured.get(value.version) ?? null, verdict: health.verdicts.get(value.version) ?? null }))];
+        sendJson(res, 200, { serving, pinned, versions, base: measured.get('base') ?? null } satisfies WeightsListing);
       }, 'GET'),
     },
     {
       path: '/weights/rollback',
-      handle: guarded(async (req, res, t) => sendJson(res, 200, await t.rollback((await versionOf(req, false))!)), 'POST'),
+      handle: guarded(async (req, res, t) => {
+        const version = (await versionOf(req, false))!;
+        const record = await t.rollback(version);
+        // A person's choice wins: the guard never rolls this version back on its own.
+        await guard?.keptByPerson(version);
+        sendJson(res, 200, record);
+      }, 'POST'),
     },
     {
       path: '/weights/pin',

@@ -209,3 +209,14 @@ export class HealthReader {
     return measured;
   }
 }
+
+const signed = (x: number) => (x >= 0 ? '+' : '') + x.toFixed(2);
+
+/** One line for the CLI: reward with its interval, then the collapse and drift signals. */
+export function describeHealth(h: VersionHealth): string {
+  const r = h.reward;
+  const reward = r.mean === null ? 'reward – (no scored turns)' : `reward ${signed(r.mean)} [${signed(r.low!)}, ${signed(r.high!)}] over ${r.rated} scored`;
+  const num = (x: number | null, digits: number) => (x === null ? '–' : x.toFixed(digits));
+  const drift = h.drift === null ? '' : ` · drift ${h.drift.toFixed(3)} nats/token (${h.driftReplies} replies)`;
+  return `${reward} · entropy ${num(h.entropy, 2)} nats/token · distinct-2 ${num(h.distinct2, 2)} · ${num(h.replyTokens, 1)} tokens/reply (${h.replies} replies)${drift}`;
+}

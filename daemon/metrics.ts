@@ -90,6 +90,12 @@ export class Metrics {
   private readonly versionServedReward = this.gauge('clawrl_version_served_mean_reward', "Mean reward of the scored turns each version served.", ['version']);
   private readonly versionHitRate = this.gauge('clawrl_version_served_hit_rate', 'Share of the scored turns each version served that were rewarded +1.', ['version']);
   private readonly versionServedTurns = this.gauge('clawrl_version_served_turns', 'Turns each version served.', ['version']);
+  private readonly versionRewardBound = this.gauge('clawrl_version_served_reward_bound', "95 % Wilson interval of each version's served mean reward.", ['version', 'bound']);
+  private readonly versionEntropy = this.gauge('clawrl_version_entropy_nats', "Mean surprisal of each version's sampled tokens (an estimate of its entropy), nats per token.", ['version']);
+  private readonly versionDistinct2 = this.gauge('clawrl_version_distinct2', "Mean distinct-2 of each version's replies (low: repetitive).", ['version']);
+  private readonly versionReplyTokens = this.gauge('clawrl_version_reply_tokens', "Mean length of each version's replies, in tokens.", ['version']);
+  private readonly versionDrift = this.gauge('clawrl_version_drift_nats', 'Estimated KL of each version to the base weights on its served tokens, nats per token.', ['version']);
+  private readonly versionRolledBack = this.gauge('clawrl_version_rolled_back', '1 for each version the guard rolled back.', ['version']);
   private readonly outputFailures = this.counter('clawrl_output_write_failures_total', 'Log lines and stdout writes that failed (full disk, closed pipe) and were dropped, since the daemon started.');
   private readonly backendMemoryBytes = this.gauge('clawrl_backend_memory_bytes', "The policy backend's memory (GPU for torch, process RSS for in-process backends).", ['kind']);
 
@@ -186,7 +192,7 @@ export class Metrics {
     this.weightVersion.set({ version: status.weightVersion, pinned: String(training?.pinned === status.weightVersion) }, 1);
     this.weightVersionNumber.set(versionNumber(status.weightVersion));
 
-    const perVersion = [this.versionLoss, this.versionBatchReward, this.versionAdvantage, this.versionServedReward, this.versionHitRate, this.versionServedTurns];
+    const perVersion = [this.versionLoss, this.versionBatchReward, this.versionAdvantage, this.versionServedReward, this.versionHitRate, this.versionServedTurns, this.versionRewardBound, this.versionEntropy, this.versionDistinct2, this.versionReplyTokens, this.versionDrift, this.versionRolledBack];
     for (const gauge of perVersion) gauge.reset();
     for (const v of this.sources.stats.read().slice(-VERSION_SERIES)) {
       const set = (gauge: Gauge<'version'>, value: number | null) => value !== null && gauge.set({ version: v.version }, value);
@@ -196,6 +202,16 @@ export class Metrics {
       set(this.versionServedReward, v.served.meanReward);
       set(this.versionHitRate, v.served.hitRate);
       set(this.versionServedTurns, v.served.turns);
+      const h = v.health;
+      if (h?.reward.low != null) {
+        this.versionRewardBound.set({ version: v.version, bound: 'low' }, h.reward.low);
+        this.versionRewardBound.set({ version: v.version, bound: 'high' }, h.reward.high!);
+      }
+      set(this.versionEntropy, h?.entropy ?? null);
+      set(this.versionDistinct2, h?.distinct2 ?? null);
+      set(this.versionReplyTokens, h?.replyTokens ?? null);
+      set(this.versionDrift, h?.drift ?? null);
+      if (v.verdict?.state === 'rolled-back') this.versionRolledBack.set({ version: v.version }, 1);
     }
 
     this.backendMemoryBytes.reset();

@@ -25,6 +25,7 @@ import { HintMemory, hintRoutes, type HintMemoryOptions, type HintMemoryStatus }
 import { Metrics } from './metrics.ts';
 import { VersionStatsReader } from './stats.ts';
 import { createDashboard } from './dashboard.ts';
+import { Guard, type GuardStatus } from './guard.ts';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -68,6 +69,8 @@ export interface DaemonOptions {
   hints?: Pick<HintMemoryOptions, 'maxHints' | 'scope'>;
   /** Serve GET /metrics without the token (for a scraper on a trusted network). */
   metricsPublic?: boolean;
+  /** Roll back a version that is significantly worse than its parent or collapses (default true). */
+  guard?: boolean;
 }
 
 export type DaemonMode = 'train' | 'hints';
@@ -85,6 +88,7 @@ export interface Daemon {
   scoring: ScoringLoop;
   hints: HintMemory;
   trainer?: Trainer;
+  guard?: Guard;
   status(): DaemonStatus;
   close(): Promise<void>;
 }
@@ -103,6 +107,10 @@ export interface DaemonStatus {
   hints: HintMemoryStatus;
   /** Null when the backend cannot train (upstream). */
   training: TrainerStatus | null;
+  /** The version guard's verdict on the serving version and its last rollback; null when off. */
+  guard: GuardStatus | null;
+  /** Live-traffic health of the serving version; null before it served a turn. */
+  health: import('./health.ts').VersionHealth | null;
 }
 
 export function isLoopback(host: string): boolean {
@@ -186,6 +194,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       metrics.scored(score);
       // A batch may just have filled: train now rather than at the trainer's next poll.
       if (score.advantages) void trainer?.maybeTrain();
+      void guard?.nudge();
     },
     metrics,
   });
@@ -223,6 +232,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       })
     : undefined;
   await trainer?.init();
+  const guard = trainer && opts.guard !== false ? new Guard({ store, log, backend: backend!, trainer, health: stats.health }) : undefined;
 
   // Only what an opted-in session was served is kept. The plugin's header is its newest word on
   // opt-in (its event may still be on the way); without the header the stored state decides.
@@ -281,6 +291,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       scoring: scoring.status(),
       hints: hints.status(),
       training: trainer?.status() ?? null,
+      guard: guard?.status() ?? null,
+      health: stats.health.read().get(weightVersion()) ?? null,
     };
   };
 
@@ -291,7 +303,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     { path: '/v1/', handle: metrics.timeServing(handleV1) },
     metrics.route(opts.metricsPublic === true),
     ...dashboard.routes,
-    ...controlRoutes(trainer, store),
+    ...controlRoutes(trainer, store, stats.health, guard),
     ...hintRoutes(hints),
     {
       // A new token takes effect at once; plugins connected with the old one are dropped.
@@ -367,6 +379,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   assembler.start();
   scoring.start();
   trainer?.start();
+  guard?.start();
   const hostInUrl = host.includes(':') ? `[${host}]` : host;
   log.info('clawrl daemon listening', { host, port, dataDir: opts.dataDir });
 
@@ -386,6 +399,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     scoring,
     hints,
     trainer,
+    guard,
     async close() {
       // Stop taking work first, then let the loops and in-flight writes finish.
       await gateway.close();
@@ -397,6 +411,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await assembler.stop();
       await scoring.stop();
       await hints.flushed();
+      await guard?.stop();
       await trainer?.stop();
       await backend?.close();
       await store.close();

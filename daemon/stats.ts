@@ -3,7 +3,7 @@
 // Shared by /metrics, the dashboard and `status --watch`.
 import type { Store, WeightVersionRecord } from './store.ts';
 import { versionNumber } from './weights.ts';
-import { HealthReader, type VersionHealth } from './health.ts';
+import { HealthReader, type VersionHealth, type VersionVerdict } from './health.ts';
 
 export interface VersionStats {
   version: string;
@@ -20,6 +20,8 @@ export interface VersionStats {
   trainMs: number | null;
   /** Live-traffic health (reward with its interval, entropy, repetition, length, drift); null if it served no turn. */
   health: VersionHealth | null;
+  /** Why the guard rolled it back (or that a person kept it); null if neither. */
+  verdict: VersionVerdict | null;
 }
 
 const BASE: WeightVersionRecord = { version: 'base', parent: null, recipe: 'base', createdAt: 0, turnIds: [], metrics: {} };
@@ -72,6 +74,7 @@ export class VersionStatsReader {
           loss: metric(record, 'loss'),
           trainMs: metric(record, 'durationMs'),
           health: health.get(record.version) ?? null,
+          verdict: this.health.verdicts.get(record.version) ?? null,
         };
       });
     this.cached = { txn, stats };

@@ -105,6 +105,8 @@ test('the dashboard in Chromium: login, version and charts, turns, rollback', { 
     await page.locator('#chart-training canvas').waitFor();
     assert.ok((await strokePixels(page, 'chart-reward', [0x25, 0x63, 0xeb])) > 50, 'the mean-reward line is drawn');
     assert.ok((await strokePixels(page, 'chart-training', [0xdc, 0x26, 0x26])) > 50, 'the loss line is drawn');
+    await page.locator('#chart-health canvas').waitFor();
+    assert.ok((await strokePixels(page, 'chart-health', [0x08, 0x91, 0xb2])) > 50, 'the entropy line is drawn');
     assert.equal(await page.textContent('#sessions'), '2 of 2');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-overview.png'), fullPage: true });
 
@@ -128,6 +130,10 @@ test('the dashboard in Chromium: login, version and charts, turns, rollback', { 
     assert.equal(ops.daemon.backend!.currentVersion(), 'v000001');
     assert.equal(await serve(ops, 'which version now?'), 'v000001', 'the API serves the rolled-back version');
     assert.equal(await page.locator('tr.serving td').first().textContent(), 'v000001');
+    // The served reward carries its 95 % interval, and each version its health.
+    assert.match(await page.locator('tr.serving td').nth(7).textContent() ?? '', /^[-+]?\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\] \(hit \d+ %\)$/);
+    assert.match(await page.locator('tr.serving td').nth(8).textContent() ?? '', /^entropy \d+\.\d\d · distinct-2 \d\.\d\d · \d+\.\d tokens/);
+    assert.equal(await page.locator('tr.serving td').nth(9).textContent(), 'kept (person): rolled back to by hand');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-weights.png'), fullPage: true });
 
     assert.deepEqual(problems, [], 'no script errors (CSP refusals included)');

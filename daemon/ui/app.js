@@ -99,10 +99,23 @@ function drawCharts(versions) {
     'chart-reward',
     [
       { label: 'mean reward', scale: 'reward', stroke: '#2563eb' },
+      // The error bar: the 95 % Wilson interval of the mean reward (see daemon/health.ts).
+      { label: '95 % low', scale: 'reward', stroke: '#93c5fd', width: 1, dash: [4, 4], points: { show: false } },
+      { label: '95 % high', scale: 'reward', stroke: '#93c5fd', width: 1, dash: [4, 4], points: { show: false } },
       { label: 'hit rate', scale: 'reward', stroke: '#16a34a' },
     ],
-    [x, versions.map((v) => v.served.meanReward), versions.map((v) => v.served.hitRate)],
+    [x, versions.map((v) => v.served.meanReward), versions.map((v) => v.health?.reward.low ?? null), versions.map((v) => v.health?.reward.high ?? null), versions.map((v) => v.served.hitRate)],
     { reward: { range: [-1, 1] } },
+  );
+  drawChart(
+    'chart-health',
+    [
+      { label: 'entropy (nats/token)', scale: 'nats', stroke: '#0891b2' },
+      { label: 'drift to base (nats/token)', scale: 'nats', stroke: '#ea580c' },
+      { label: 'distinct-2', scale: 'share', stroke: '#65a30d' },
+    ],
+    [x, versions.map((v) => v.health?.entropy ?? null), versions.map((v) => v.health?.drift ?? null), versions.map((v) => v.health?.distinct2 ?? null)],
+    { nats: {}, share: { range: [0, 1] } },
   );
   const trained = versions.filter((v) => v.loss !== null);
   drawChart(
@@ -230,7 +243,9 @@ function renderWeights({ status, versions }) {
       el('td', fixed(v.loss, 4)),
       el('td', fixed(v.batch.meanAdvantage)),
       el('td', v.served.turns),
-      el('td', v.served.meanReward === null ? '–' : `${fixed(v.served.meanReward, 2)} (hit ${Math.round(v.served.hitRate * 100)} %)`),
+      el('td', v.served.meanReward === null ? '–' : `${fixed(v.served.meanReward, 2)} [${fixed(v.health?.reward.low, 2)}, ${fixed(v.health?.reward.high, 2)}] (hit ${Math.round(v.served.hitRate * 100)} %)`),
+      el('td', v.health ? `entropy ${fixed(v.health.entropy, 2)} · distinct-2 ${fixed(v.health.distinct2, 2)} · ${fixed(v.health.replyTokens, 1)} tokens${v.health.drift === null ? '' : ` · drift ${fixed(v.health.drift, 3)}`}` : '–'),
+      el('td', v.verdict ? `${v.verdict.state} (${v.verdict.by}): ${v.verdict.reason}` : ''),
       el('td'),
     );
     row.lastChild.append(buttons);

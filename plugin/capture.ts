@@ -36,6 +36,7 @@ import type {
   SessionStartEvent,
 } from './host-types.ts';
 import type { OptIns } from './optin.ts';
+import { ScreenTracker, isMeasurable, type ScreenshotOptions } from './screen.ts';
 import type { NewEvent } from './spool.ts';
 
 export interface EventSink {
@@ -178,6 +179,16 @@ export function summariseToolResult(result: unknown): { text: string; image?: Im
   return { text: texts.join('\n'), image };
 }
 
+/** The bytes of a tool result's last image (a screenshot), if it has one. */
+export function lastImageOf(result: unknown): Uint8Array | undefined {
+  const blocks = Array.isArray(result) ? result : isRecord(result) && Array.isArray(result.content) ? result.content : [];
+  for (let i = blocks.length - 1; i >= 0; i--) {
+    const block: unknown = blocks[i];
+    if (isRecord(block) && block.type === 'image' && typeof block.data === 'string') return Buffer.from(block.data, 'base64');
+  }
+  return undefined;
+}
+
 /** Tool calls of an assistant message (`content` blocks of type 'toolCall'). */
 function toolCallsOf(message: unknown): ToolCallSummary[] {
   if (!isRecord(message) || !Array.isArray(message.content)) return [];
@@ -227,12 +238,18 @@ export class Capture {
   /** Opted-in session keys whose opt-in has been sent since start. */
   private readonly announced = new Set<string>();
   private readonly errors = new Map<string, number>();
+  /** What each screenshot changed since the last of its session and tool. */
+  readonly screens: ScreenTracker;
 
+  /** `screenshots`: the copy of each screenshot to send (the sendScreenshots setting); none by default. */
   constructor(
     private readonly sink: EventSink,
     private readonly optIns: OptIns,
     private readonly logger: Pick<PluginLogger, 'warn'>,
-  ) {}
+    screenshots?: ScreenshotOptions,
+  ) {
+    this.screens = new ScreenTracker(screenshots, (message) => logger.warn(message));
+  }
 
   // --- state the provider and commands read ---
 
@@ -372,31 +389,43 @@ export class Capture {
     }));
   }
 
+  /**
+   * A tool result. One that carries a screenshot is sent once the screen worker has measured it
+   * (milliseconds to a few hundred; MEASURE_TIMEOUT_MS at most), so the hook itself stays cheap.
+   */
   private onAfterToolCall(event: AfterToolCallEvent, ctx: HookContext): void {
     const sessionId = ctx.sessionId;
     const runId = id(event.runId) ?? ctx.runId;
     const sessionKey = ctx.sessionKey ?? this.session(sessionId)?.sessionKey;
-    this.emit(sessionKey, (key) => {
-      const { text, image } = summariseToolResult(event.result);
-      const details = isRecord(event.result) && isRecord(event.result.details) ? event.result.details : undefined;
-      const error = str(event.error);
-      return {
-        kind: 'tool.result',
-        at: Date.now(),
-        sessionKey: key,
-        sessionId,
-        runId,
-        toolCallId: id(event.toolCallId) ?? ctx.toolCallId ?? '',
-        toolName: str(event.toolName) ?? ctx.toolName ?? '',
-        params: boundedParams(event.params),
-        output: capText(text || (error ?? '')),
-        isError: error !== undefined || (isRecord(event.result) && event.result.isError === true),
-        exitCode: num(details?.exitCode),
-        timedOut: typeof details?.timedOut === 'boolean' ? details.timedOut : undefined,
-        durationMs: num(event.durationMs),
-        image,
-      };
-    });
+    if (sessionKey === undefined || !this.optIns.isOptedIn(sessionKey)) return;
+    const { text, image } = summariseToolResult(event.result);
+    const details = isRecord(event.result) && isRecord(event.result.details) ? event.result.details : undefined;
+    const error = str(event.error);
+    const result = {
+      kind: 'tool.result' as const,
+      at: Date.now(),
+      sessionKey,
+      sessionId,
+      runId,
+      toolCallId: id(event.toolCallId) ?? ctx.toolCallId ?? '',
+      toolName: str(event.toolName) ?? ctx.toolName ?? '',
+      params: boundedParams(event.params),
+      output: capText(text || (error ?? '')),
+      isError: error !== undefined || (isRecord(event.result) && event.result.isError === true),
+      exitCode: num(details?.exitCode),
+      timedOut: typeof details?.timedOut === 'boolean' ? details.timedOut : undefined,
+      durationMs: num(event.durationMs),
+      image,
+    };
+    const shot = image && lastImageOf(event.result);
+    if (!shot || !isMeasurable(shot)) {
+      this.emit(sessionKey, () => result);
+      return;
+    }
+    void this.screens
+      .measure(sessionId ?? sessionKey, result.toolName, result.toolCallId, shot)
+      .then((screen) => this.emit(sessionKey, () => ({ ...result, screen })))
+      .catch((err: unknown) => this.logger.warn(`clawrl: a tool result with a screenshot was not sent: ${err instanceof Error ? err.message : String(err)}`));
   }
 
   private onAgentEnd(event: AgentEndEvent, ctx: HookContext): void {
@@ -419,6 +448,8 @@ export class Capture {
     const sessionKey = id(event.sessionKey) ?? ctx.sessionKey ?? this.session(sessionId)?.sessionKey;
     this.emit(sessionKey, (key) => ({ kind: 'session.end', at: Date.now(), sessionKey: key, sessionId, reason: str(event.reason) }));
     if (sessionId !== undefined) this.sessions.delete(sessionId);
+    const screens = sessionId ?? sessionKey;
+    if (screens !== undefined) this.screens.forget(screens);
   }
 
   // --- plumbing ---

@@ -17,6 +17,10 @@ export interface PluginConfig {
   hintsForAllSessions: boolean;
   hintsTopK: number;
   hintsMaxTokens: number;
+  /** Send a downscaled copy of each screenshot a tool returns (off: only the measured change leaves the plugin). */
+  sendScreenshots: boolean;
+  screenshotMaxSide: number;
+  screenshotMaxBytes: number;
 }
 
 const readJson = (file: string): unknown => JSON.parse(readFileSync(new URL(file, import.meta.url), 'utf8'));
@@ -33,6 +37,11 @@ export function parseConfig(raw: Record<string, unknown> | undefined): PluginCon
     config[key] = typeof value === typeof spec.default ? value : spec.default;
   }
   return config as unknown as PluginConfig;
+}
+
+/** The copy of each screenshot to send, or undefined when pixels stay in the plugin (the default). */
+export function screenshotCopy(config: PluginConfig): { maxSide: number; maxBytes: number } | undefined {
+  return config.sendScreenshots ? { maxSide: config.screenshotMaxSide, maxBytes: config.screenshotMaxBytes } : undefined;
 }
 
 /** ws://host:port/ws → http://host:port/v1 (wss → https): the daemon serves both on one port. */

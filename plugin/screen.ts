@@ -15,6 +15,7 @@
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import type { ScreenChange } from '../protocol/index.ts';
 
 /** Cells across the grid; rows follow the image's aspect ratio. */
 const GRID_COLUMNS = 64;
@@ -39,18 +40,6 @@ export interface Fingerprint {
   cells: Uint8Array;
   /** dHash of the grid: 64 bits, as two 32-bit halves. */
   hash: [number, number];
-}
-
-/** What the event carries: the change since `comparedTo` (absent for a session's first screenshot). */
-export interface ScreenChange {
-  width: number;
-  height: number;
-  /** Share of grid cells whose luminance changed (0-1); absent when the two sizes differ. */
-  changedShare?: number;
-  /** Hamming distance of the two perceptual hashes (0-64). */
-  hashDistance?: number;
-  /** The tool call whose screenshot this one is compared with. */
-  comparedTo?: string;
 }
 
 const isPng = (b: Uint8Array) => b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47;
@@ -203,10 +192,15 @@ export interface ScreenshotOptions {
   maxBytes: number;
 }
 
+/** A PNG or JPEG of a size worth decoding, judged from its header alone. */
+export function isMeasurable(bytes: Uint8Array): boolean {
+  const size = imageSize(bytes);
+  return size !== undefined && size.width > 0 && size.height > 0 && size.width * size.height <= MAX_PIXELS;
+}
+
 /** Decode, fingerprint and (if asked) a downscaled copy; undefined for bytes that are no PNG or JPEG or too large. */
 export function analyse(bytes: Uint8Array, copy?: ScreenshotOptions): Analysis | undefined {
-  const size = imageSize(bytes);
-  if (!size || size.width === 0 || size.height === 0 || size.width * size.height > MAX_PIXELS) return undefined;
+  if (!isMeasurable(bytes)) return undefined;
   const pixels = decodeImage(bytes);
   if (!pixels) return undefined;
   const screenshot = copy && thumbnail(pixels, copy.maxSide, copy.maxBytes);
@@ -254,9 +248,6 @@ function workerSource(moduleUrl: string): string {
   return moduleUrl.endsWith('.ts') ? `import('tsx/esm/api').then((tsx) => tsx.register(), () => undefined).then(() => ${load})` : load;
 }
 
-/** What a tool result's event carries about its screenshot. */
-export type ScreenReport = ScreenChange & { screenshot?: Screenshot };
-
 /**
  * Measures each screenshot against the last one of the same session and tool, in a worker. Keeps
  * a few KB per remembered screen (the grid), never the pixels. The worker starts at the first
@@ -284,7 +275,7 @@ export class ScreenTracker {
    * The change this screenshot shows since the last one of `session` and `toolName`; undefined
    * when it is not measured (not PNG or JPEG, the worker is busy, broken or late).
    */
-  async measure(session: string, toolName: string, toolCallId: string, bytes: Uint8Array): Promise<ScreenReport | undefined> {
+  async measure(session: string, toolName: string, toolCallId: string, bytes: Uint8Array): Promise<ScreenChange | undefined> {
     if (this.broken || this.pending.size >= MAX_PENDING) return undefined;
     const worker = this.startWorker();
     if (!worker) return undefined;
@@ -318,7 +309,7 @@ export class ScreenTracker {
     await worker?.terminate();
   }
 
-  private compareWithPrevious(session: string, toolName: string, toolCallId: string, reply: Reply | undefined): ScreenReport | undefined {
+  private compareWithPrevious(session: string, toolName: string, toolCallId: string, reply: Reply | undefined): ScreenChange | undefined {
     const analysis = reply?.analysis;
     if (!analysis) return undefined;
     const key = `${session}\u0000${toolName}`;

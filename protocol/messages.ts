@@ -34,6 +34,23 @@ const imageSummary = {
   bytes: req('int'),
 } as const satisfies Schema;
 
+/**
+ * What a tool result's screenshot changed since the previous screenshot of the same session and
+ * tool, measured in the plugin on a downscaled luminance grid and a perceptual hash.
+ */
+const screenChange = {
+  width: req('int'),
+  height: req('int'),
+  /** Share of grid cells that changed, 0-1; absent when the two screenshots differ in size. */
+  changedShare: opt('number'),
+  /** Hamming distance of the two 64-bit perceptual hashes, 0-64. */
+  hashDistance: opt('int'),
+  /** The tool call whose screenshot this one was compared with; absent for the first. */
+  comparedTo: opt('id'),
+  /** Only with the plugin's sendScreenshots setting: a downscaled copy, base64 JPEG. */
+  screenshot: opt({ mimeType: req('string'), width: req('int'), height: req('int'), data: req('string') }),
+} as const satisfies Schema;
+
 const eventBase = {
   /** Monotonically increasing per client; the daemon dedups on (clientId, seq). */
   seq: req('int'),
@@ -74,6 +91,7 @@ const eventFields = {
     timedOut: opt('boolean'),
     durationMs: opt('number'),
     image: opt(imageSummary),
+    screen: opt(screenChange),
   },
   'user.message': { content: req('string') },
   'run.end': { success: req('boolean'), error: opt('string'), durationMs: opt('number') },
@@ -99,6 +117,7 @@ export type FeedbackEvent = EventOf<'feedback'>;
 export type HintsInjectedEvent = EventOf<'hints.injected'>;
 export type ToolCallSummary = Infer<typeof toolCallSummary>;
 export type ImageSummary = Infer<typeof imageSummary>;
+export type ScreenChange = Infer<typeof screenChange>;
 
 /** Why the serving version changed: a training step, a rollback, a pin or unpin by hand, or a version dropped into the folder. */
 export const WEIGHTS_CHANGES = oneOf('trained', 'rollback', 'pin', 'unpin', 'adopted');

@@ -231,6 +231,8 @@ test('images in tool results are summarised, never sent', () => {
   assert.ok(tool && tool.kind === 'tool.result');
   assert.deepEqual(tool.image, { count: 1, mimeTypes: ['image/png'], bytes: 1000 });
   assert.equal(JSON.stringify(tool).includes(png.slice(0, 40)), false);
+  // Bytes that are no PNG or JPEG are not measured: the result went out at once, without `screen` (test/screen.test.ts measures real ones).
+  assert.equal(tool.screen, undefined);
 });
 
 /** A value nested `n` levels deep. */

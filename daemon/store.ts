@@ -4,7 +4,7 @@
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { join } from 'node:path';
 import { statfsSync } from 'node:fs';
-import { MAX_ID_BYTES, type Event, type ToolCallSummary } from '../protocol/index.ts';
+import { MAX_ID_BYTES, type Event, type ScreenChange, type ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
 
@@ -78,6 +78,8 @@ export interface ToolResultState {
   isError: boolean;
   timedOut?: boolean;
   output: string;
+  /** What the result's screenshot changed since the previous one of the session and tool (the plugin measured it). */
+  screen?: ScreenChange;
 }
 
 export interface NextState {
@@ -174,7 +176,7 @@ export interface ExportedTurn {
   action: { text: string; toolCalls: ToolCallSummary[] };
   nextState: {
     userMessage?: string;
-    toolResults: { toolName: string; exitCode?: number; isError: boolean; output: string }[];
+    toolResults: { toolName: string; exitCode?: number; isError: boolean; output: string; screen?: ScreenChange }[];
     feedback?: NextState['feedback'];
     none?: boolean;
   };
@@ -789,7 +791,7 @@ export function toExportedTurn(turn: TurnRecord): ExportedTurn {
     action: turn.action,
     nextState: {
       ...(turn.nextState.userMessage !== undefined && { userMessage: turn.nextState.userMessage }),
-      toolResults: turn.nextState.toolResults.map(({ toolName, exitCode, isError, output }) => ({ toolName, exitCode, isError, output })),
+      toolResults: turn.nextState.toolResults.map(({ toolName, exitCode, isError, output, screen }) => ({ toolName, exitCode, isError, output, ...(screen && { screen }) })),
       ...(turn.nextState.feedback && { feedback: turn.nextState.feedback }),
       ...(turn.nextState.none && { none: true }),
     },

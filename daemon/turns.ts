@@ -39,6 +39,7 @@ function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolRes
     isError: e.isError,
     ...(e.timedOut !== undefined && { timedOut: e.timedOut }),
     output: e.output,
+    ...(e.screen !== undefined && { screen: e.screen }),
   };
 }
 

@@ -8,6 +8,7 @@ import {
   type Complete,
   type Feedback,
   type JudgeMessage,
+  type ToolCall,
   type ToolResult,
   type Turn,
   type Vote,
@@ -37,9 +38,25 @@ export interface ToolFailure {
  */
 export type UserReaction = 'correction' | 'approval' | 'repeat';
 
+/**
+ * A tool call meant to change the screen (a click, typing, a key, a navigation) after which the
+ * screen did not change at all: the first screenshot after it is identical, cell for cell, to the
+ * last one before it.
+ */
+export interface UnchangedScreen {
+  /** The call that was meant to change the screen. */
+  toolCallId: string;
+  toolName: string;
+  /** What it asked for: `click`, `type`, `navigate`, … */
+  action: string;
+  /** The call whose result carried the screenshot (the action's own, for computer-use tools). */
+  screenshotCallId: string;
+}
+
 export interface Evidence {
   feedback: Feedback | null;
   toolFailures: ToolFailure[];
+  unchangedScreens: UnchangedScreen[];
   /** Tool results with exit code 0 or none, no error and no timeout. */
   toolSuccesses: number;
   userReaction: UserReaction | null;
@@ -124,6 +141,55 @@ function toolFailure(r: ToolResult): ToolFailure | null {
   return null;
 }
 
+// What a browser or computer-use call asks for, in its `action` or `kind` (OpenClaw's browser tool:
+// `{action: "act", kind: "click"}`, `{action: "navigate"}`; computer use: `{action: "left_click"}`).
+// Hovering, waiting, scrolling into view and reading are left out: they may rightly change nothing.
+const SCREEN_ACTIONS = new Set([
+  'click', 'clickcoords', 'left_click', 'right_click', 'middle_click', 'double_click', 'triple_click', 'left_click_drag',
+  'type', 'fill', 'press', 'key', 'select', 'drag', 'scroll', 'navigate',
+]);
+/** Arguments longer than this are not parsed: screen actions are short. */
+const MAX_ACTION_ARGS = 16_384;
+
+/** The screen-changing action a tool call asks for, or null. */
+export function screenAction(call: ToolCall): string | null {
+  if (call.arguments.length > MAX_ACTION_ARGS) return null;
+  let args: unknown;
+  try {
+    args = JSON.parse(call.arguments);
+  } catch {
+    return null;
+  }
+  if (typeof args !== 'object' || args === null) return null;
+  const { action, kind, request } = args as Record<string, unknown>;
+  const nested = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).kind : undefined;
+  for (const word of [kind, nested, action]) {
+    if (typeof word === 'string' && SCREEN_ACTIONS.has(word.toLowerCase())) return word.toLowerCase();
+  }
+  return null;
+}
+
+/**
+ * Screen actions of this turn whose next screenshot (the first result at or after the action, in
+ * call order, that carries one) shows nothing changed since a screenshot taken before the action.
+ * A screenshot compared with one taken after the action says nothing about it. Only one turn is
+ * seen: a click whose screenshot the model asks for in its next response is not judged here.
+ */
+function unchangedScreens(calls: readonly ToolCall[], results: readonly ToolResult[]): UnchangedScreen[] {
+  const resultOf = new Map(results.map((r) => [r.toolCallId, r]));
+  const found: UnchangedScreen[] = [];
+  calls.forEach((call, i) => {
+    const action = screenAction(call);
+    if (action === null) return;
+    const next = calls.slice(i).map((c) => resultOf.get(c.id)).find((r) => r?.screen !== undefined);
+    const screen = next?.screen;
+    if (!next || screen?.comparedTo === undefined || screen.changedShare !== 0 || screen.hashDistance !== 0) return;
+    const takenSinceAction = calls.slice(i, calls.findIndex((c) => c.id === next.toolCallId)).some((c) => c.id === screen.comparedTo);
+    if (!takenSinceAction) found.push({ toolCallId: call.id, toolName: call.name, action, screenshotCallId: next.toolCallId });
+  });
+  return found;
+}
+
 /** The user message that produced the action (internal-context blocks skipped). */
 function request(turn: Turn): string | undefined {
   const i = lastRealUserIndex(turn.context.messages);
@@ -137,6 +203,7 @@ export function computeEvidence(turn: Turn): Evidence {
   return {
     feedback: ns.feedback ?? null,
     toolFailures,
+    unchangedScreens: unchangedScreens(turn.action.toolCalls, ns.toolResults),
     toolSuccesses: failures.length - toolFailures.length,
     userReaction: ns.userMessage === undefined ? null : userReaction(ns.userMessage, request(turn)),
     noNextState: ns.none === true,
@@ -159,8 +226,11 @@ function feedbackScore(feedback: Feedback | null | undefined): Vote | null {
  * 3. the user's reply: correction or repeat → −1, approval → +1 (the user saw the outcome, so
  *    this outranks exit codes: `grep` exiting 1 for "no match" can be exactly what was wanted);
  * 4. any tool timed out, exited non-zero or reported an error → −1;
- * 5. otherwise 0. Tools exiting 0 do not earn +1: a command that ran is not a command that was
- *    right, and a false +1 reinforces whatever the agent did. Neutral turns are masked out.
+ * 5. a click, keystroke or navigation after which the screen did not change at all → −1;
+ * 6. otherwise 0. Tools exiting 0 do not earn +1: a command that ran is not a command that was
+ *    right, and a false +1 reinforces whatever the agent did. A changed screen does not earn +1
+ *    either: without pixels a wrong page or an error dialog is a change like any other. Neutral
+ *    turns are masked out.
  */
 export function rulesJudge(evidence: Evidence): Vote {
   const fromFeedback = feedbackScore(evidence.feedback);
@@ -169,6 +239,7 @@ export function rulesJudge(evidence: Evidence): Vote {
   if (evidence.userReaction === 'correction' || evidence.userReaction === 'repeat') return -1;
   if (evidence.userReaction === 'approval') return 1;
   if (evidence.toolFailures.length > 0) return -1;
+  if (evidence.unchangedScreens.length > 0) return -1;
   return 0;
 }
 
@@ -189,6 +260,13 @@ export function clipMiddle(text: string, budget: number): string {
   return `${text.slice(0, head)}\n[… ${tailStart - head} characters omitted …]\n${text.slice(tailStart)}`;
 }
 
+function describeScreen(screen: NonNullable<ToolResult['screen']>): string {
+  const size = `screenshot ${screen.width}x${screen.height}`;
+  if (screen.comparedTo === undefined) return `${size}, the first of this tool`;
+  const share = screen.changedShare === undefined ? 'a different size' : `${(screen.changedShare * 100).toFixed(1)} % of the screen changed`;
+  return `${size}, ${share} since the screenshot of [${screen.comparedTo}] (perceptual hash distance ${screen.hashDistance ?? '?'} of 64)`;
+}
+
 function describeTurn(turn: Turn): string {
   const req = request(turn);
   const { action, nextState: ns } = turn;
@@ -204,6 +282,7 @@ function describeTurn(turn: Turn): string {
       typeof r.exitCode === 'number' ? `exit code ${r.exitCode}` : null,
       r.isError ? 'error' : null,
       r.timedOut ? 'timed out' : null,
+      r.screen ? describeScreen(r.screen) : null,
     ].filter((t) => t !== null);
     const suffix = tags.length > 0 ? ` (${tags.join(', ')})` : '';
     out.push(`Tool result ${r.toolName} [${r.toolCallId}]${suffix}:`, clipMiddle(r.output, BUDGET.toolOutput));
@@ -229,6 +308,9 @@ export function evidenceLines(evidence: Evidence): string[] {
         ? `Tool ${f.toolName} [${f.toolCallId}] exited with code ${f.exitCode}.`
         : `Tool ${f.toolName} [${f.toolCallId}] reported an error.`,
   );
+  for (const u of evidence.unchangedScreens) {
+    lines.push(`Tool ${u.toolName} [${u.toolCallId}] was meant to change the screen (${u.action}), but the screenshot after it [${u.screenshotCallId}] shows no change at all.`);
+  }
   if (evidence.toolSuccesses > 0) lines.push(`${evidence.toolSuccesses} tool call(s) finished without error.`);
   if (evidence.userReaction) lines.push(REACTION_LINES[evidence.userReaction]);
   if (evidence.feedback?.rating) lines.push(`Explicit user feedback: ${evidence.feedback.rating}.`);

@@ -13,6 +13,21 @@ export interface Message {
   content: string;
 }
 
+/**
+ * What a tool result's screenshot changed since the previous screenshot of the same session and
+ * tool, as the plugin measured it (a luminance grid and a perceptual hash; no pixels).
+ */
+export interface ScreenChange {
+  width: number;
+  height: number;
+  /** Share of grid cells that changed, 0-1; absent when the two screenshots differ in size. */
+  changedShare?: number;
+  /** Hamming distance of the two 64-bit perceptual hashes, 0-64. */
+  hashDistance?: number;
+  /** The tool call whose screenshot this one was compared with; absent for the first. */
+  comparedTo?: string;
+}
+
 export interface ToolResult {
   toolCallId: string;
   toolName: string;
@@ -20,6 +35,7 @@ export interface ToolResult {
   isError: boolean;
   exitCode?: number;
   timedOut?: boolean;
+  screen?: ScreenChange;
 }
 
 export interface Feedback {

@@ -14,6 +14,7 @@ import {
   parseHint,
   parseVote,
   rulesJudge,
+  screenAction,
   userReaction,
 } from '../recipes/judge.ts';
 import { INTERNAL_CONTEXT_MARKER, type Complete, type NextState, type Turn } from '../recipes/types.ts';
@@ -192,6 +193,57 @@ describe('evidence and the rules judge', () => {
     ];
     for (const [reply, want] of cases) assert.equal(userReaction(reply, req), want, reply);
     assert.equal(userReaction('ok ok ok', 'ok'), null, 'short messages never count as repeats');
+  });
+
+  describe('screen changes', () => {
+    const call = (id: string, args: object, name = 'browser') => ({ id, name, arguments: JSON.stringify(args) });
+    const shot = (toolCallId: string, screen: object, toolName = 'browser') => ({ toolCallId, toolName, output: 'ok', isError: false, screen: { width: 1280, height: 720, ...screen } });
+    const unchanged = { changedShare: 0, hashDistance: 0, comparedTo: 'before' };
+    const guiTurn = (toolCalls: ReturnType<typeof call>[], toolResults: ReturnType<typeof shot>[], extra: Partial<NextState> = {}): Turn => ({
+      ...turn(),
+      action: { text: '', toolCalls },
+      nextState: { toolResults, ...extra },
+    });
+    const click = call('c1', { action: 'act', kind: 'click', ref: 'e3' });
+    const screenshot = call('c2', { action: 'screenshot' });
+
+    test('which calls are meant to change the screen', () => {
+      assert.equal(screenAction(click), 'click');
+      assert.equal(screenAction(call('x', { action: 'navigate', targetUrl: 'http://127.0.0.1/' })), 'navigate');
+      assert.equal(screenAction(call('x', { action: 'act', request: { kind: 'type', text: 'hi' } })), 'type');
+      assert.equal(screenAction(call('x', { action: 'left_click', coordinate: [10, 20] }, 'computer')), 'left_click');
+      for (const args of [{ action: 'screenshot' }, { action: 'act', kind: 'hover' }, { action: 'act', kind: 'wait' }, { action: 'snapshot' }]) assert.equal(screenAction(call('x', args)), null, JSON.stringify(args));
+      assert.equal(screenAction({ id: 'x', name: 'browser', arguments: 'not json' }), null);
+    });
+
+    test('a click after which the screen did not change at all → −1; any change, or no comparison, is no evidence', () => {
+      const ev = computeEvidence(guiTurn([click, screenshot], [shot('c2', unchanged)]));
+      assert.deepEqual(ev.unchangedScreens, [{ toolCallId: 'c1', toolName: 'browser', action: 'click', screenshotCallId: 'c2' }]);
+      assert.equal(rulesJudge(ev), -1);
+      // A hover highlight or a caret is a change: no evidence either way, and a change never earns +1.
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', { changedShare: 0.002, hashDistance: 0, comparedTo: 'before' })]))), 0);
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', { hashDistance: 0, comparedTo: 'before' })]))), 0, 'a resized screen is not compared cell by cell');
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', {})]))), 0, 'the first screenshot has nothing to compare with');
+      // Only a screenshot and nothing meant to change the screen.
+      assert.equal(rulesJudge(computeEvidence(guiTurn([screenshot], [shot('c2', unchanged)]))), 0);
+    });
+
+    test('a computer-use action whose own result carries the screenshot; a screenshot compared with one taken after the action says nothing', () => {
+      const tap = call('c1', { action: 'left_click', coordinate: [500, 300] }, 'computer');
+      assert.equal(rulesJudge(computeEvidence(guiTurn([tap], [shot('c1', unchanged, 'computer')]))), -1);
+      // click, screenshot (changed), screenshot (same as the one after the click): the click did something.
+      const again = call('c3', { action: 'screenshot' });
+      const ev = computeEvidence(guiTurn([click, screenshot, again], [shot('c2', { changedShare: 0.1, hashDistance: 4, comparedTo: 'before' }), shot('c3', { ...unchanged, comparedTo: 'c2' })]));
+      assert.deepEqual(ev.unchangedScreens, []);
+    });
+
+    test("the user's approval outranks an unchanged screen; the judge's prompt states the change", () => {
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', unchanged)], { userMessage: 'Perfect, thanks.' }))), 1);
+      const t = guiTurn([click, screenshot], [shot('c2', unchanged)]);
+      const [, user] = buildJudgePrompt(t, computeEvidence(t));
+      assert.match(user!.content, /screenshot 1280x720, 0\.0 % of the screen changed since the screenshot of \[before\] \(perceptual hash distance 0 of 64\)/);
+      assert.match(user!.content, /Tool browser \[c1\] was meant to change the screen \(click\), but the screenshot after it \[c2\] shows no change at all\./);
+    });
   });
 
   test('the request is the last real user message, not the internal-context block', () => {

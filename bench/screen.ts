@@ -6,7 +6,7 @@
 // Run: node --import tsx bench/screen.ts
 import { performance } from 'node:perf_hooks';
 import { chromium } from 'playwright-core';
-import { ScreenTracker, decodeImage, fingerprint, thumbnail } from '../plugin/screen.ts';
+import { ScreenTracker, decodeImage, fingerprint, loadCodecs, thumbnail } from '../plugin/screen.ts';
 
 const COPY = { maxSide: 512, maxBytes: 64 * 1024 };
 
@@ -43,18 +43,19 @@ const shots = {
 };
 await browser.close();
 
+const codecs = await loadCodecs();
 const rows: string[] = [];
 for (const [format, bytes] of Object.entries(shots)) {
-  const pixels = decodeImage(bytes)!;
+  const pixels = decodeImage(codecs, bytes)!;
   const base64 = bytes.toString('base64');
   const off = new ScreenTracker(undefined, console.warn);
   const on = new ScreenTracker(COPY, console.warn);
   let n = 0;
   const cells = [
     ['hook: base64 to bytes + hand-off to the worker', await time(() => off.measure('s', 'browser', `c${n++}`, Buffer.from(base64, 'base64')))],
-    ['worker: decode', await time(() => decodeImage(bytes))],
+    ['worker: decode', await time(() => decodeImage(codecs, bytes))],
     ['worker: fingerprint', await time(() => fingerprint(pixels))],
-    ['worker: 512-px JPEG copy (sendScreenshots)', await time(() => thumbnail(pixels, COPY.maxSide, COPY.maxBytes))],
+    ['worker: 512-px JPEG copy (sendScreenshots)', await time(() => thumbnail(codecs, pixels, COPY.maxSide, COPY.maxBytes))],
     ['until the event is sent, screenshots off', await time(() => off.measure('s', 'browser', `c${n++}`, Buffer.from(base64, 'base64')), true)],
     ['until the event is sent, screenshots on', await time(() => on.measure('s', 'browser', `c${n++}`, Buffer.from(base64, 'base64')), true)],
   ] as const;

@@ -12,8 +12,6 @@
 // tool result's event is sent when the worker answers (or without `screen` after MEASURE_TIMEOUT_MS).
 // The worker runs this very module (the plugin's bundle when packed): it serves when it finds
 // itself in a worker started with WORKER_TAG.
-import jpeg from 'jpeg-js';
-import { PNG } from 'pngjs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { ScreenChange } from '../protocol/index.ts';
 
@@ -42,11 +40,23 @@ export interface Fingerprint {
   hash: [number, number];
 }
 
+/** The decoders, loaded in the worker only: the plugin's main thread never needs them. */
+export interface Codecs {
+  PNG: typeof import('pngjs').PNG;
+  jpeg: typeof import('jpeg-js');
+}
+
+export async function loadCodecs(): Promise<Codecs> {
+  // CommonJS packages: their module.exports is the default export (in Node and in the bundle).
+  const [png, jpeg] = await Promise.all([import('pngjs'), import('jpeg-js')]);
+  return { PNG: png.default.PNG, jpeg: jpeg.default };
+}
+
 const isPng = (b: Uint8Array) => b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47;
 const isJpeg = (b: Uint8Array) => b[0] === 0xff && b[1] === 0xd8;
 
 /** Decodes by content (the stated MIME type can be wrong); undefined for other formats. */
-export function decodeImage(bytes: Uint8Array): Pixels | undefined {
+export function decodeImage({ PNG, jpeg }: Codecs, bytes: Uint8Array): Pixels | undefined {
   if (isPng(bytes)) {
     const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     return { width: png.width, height: png.height, data: png.data };
@@ -167,7 +177,7 @@ export function downscale(pixels: Pixels, maxSide: number): Pixels {
 }
 
 /** A downscaled screenshot as JPEG, for a vision judge or policy; undefined if none fits `maxBytes`. */
-export function thumbnail(pixels: Pixels, maxSide: number, maxBytes: number): { mimeType: 'image/jpeg'; width: number; height: number; data: string } | undefined {
+export function thumbnail({ jpeg }: Codecs, pixels: Pixels, maxSide: number, maxBytes: number): { mimeType: 'image/jpeg'; width: number; height: number; data: string } | undefined {
   // Smaller until it fits: a busy page compresses worse than a blank one.
   for (let side = maxSide; side >= 64; side = Math.floor(side / 2)) {
     const small = downscale(pixels, side);
@@ -199,11 +209,11 @@ export function isMeasurable(bytes: Uint8Array): boolean {
 }
 
 /** Decode, fingerprint and (if asked) a downscaled copy; undefined for bytes that are no PNG or JPEG or too large. */
-export function analyse(bytes: Uint8Array, copy?: ScreenshotOptions): Analysis | undefined {
+export function analyse(codecs: Codecs, bytes: Uint8Array, copy?: ScreenshotOptions): Analysis | undefined {
   if (!isMeasurable(bytes)) return undefined;
-  const pixels = decodeImage(bytes);
+  const pixels = decodeImage(codecs, bytes);
   if (!pixels) return undefined;
-  const screenshot = copy && thumbnail(pixels, copy.maxSide, copy.maxBytes);
+  const screenshot = copy && thumbnail(codecs, pixels, copy.maxSide, copy.maxBytes);
   return { print: fingerprint(pixels), ...(screenshot && { screenshot }) };
 }
 
@@ -223,16 +233,26 @@ interface Request {
 interface Reply {
   id: number;
   analysis?: Analysis;
+  /** This screenshot could not be measured. */
   error?: string;
+  /** No screenshot can be measured. */
+  fatal?: string;
 }
 
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
 if (!isMainThread && workerData === WORKER_TAG) {
-  parentPort!.on('message', (request: Request) => {
+  const codecs = loadCodecs().then(
+    (loaded) => ({ loaded }),
+    (err: unknown) => ({ failed: messageOf(err) }),
+  );
+  parentPort!.on('message', async (request: Request) => {
+    const ready = await codecs;
     let reply: Reply;
     try {
-      reply = { id: request.id, analysis: analyse(request.bytes, request.copy) };
+      reply = 'failed' in ready ? { id: request.id, fatal: `the decoders did not load: ${ready.failed}` } : { id: request.id, analysis: analyse(ready.loaded, request.bytes, request.copy) };
     } catch (err) {
-      reply = { id: request.id, error: err instanceof Error ? err.message : String(err) };
+      reply = { id: request.id, error: messageOf(err) };
     }
     parentPort!.postMessage(reply);
   });
@@ -330,6 +350,7 @@ export class ScreenTracker {
     try {
       const worker = new Worker(workerSource(import.meta.url), { eval: true, workerData: WORKER_TAG });
       worker.on('message', (reply: Reply) => {
+        if (reply.fatal !== undefined) return this.stop(reply.fatal);
         this.pending.get(reply.id)?.(reply);
         this.pending.delete(reply.id);
         if (this.pending.size === 0) worker.unref();
@@ -340,7 +361,7 @@ export class ScreenTracker {
       this.worker = worker;
       return worker;
     } catch (err) {
-      this.stop(`the screen worker could not start: ${err instanceof Error ? err.message : String(err)}`);
+      this.stop(`the screen worker could not start: ${messageOf(err)}`);
       return undefined;
     }
   }
@@ -348,8 +369,10 @@ export class ScreenTracker {
   private stop(why: string): void {
     if (this.broken) return;
     this.broken = true;
+    const worker = this.worker;
     this.worker = undefined;
     this.settleAll();
+    void worker?.terminate();
     this.warn(`clawrl: ${why}; screen changes are not measured until the plugin restarts`);
   }
 

@@ -10,7 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { validateMessage, type Event, type ToolResultEvent } from '../protocol/index.ts';
 import { Capture } from '../plugin/capture.ts';
 import { OptIns } from '../plugin/optin.ts';
-import { analyse, compare, decodeImage, imageSize } from '../plugin/screen.ts';
+import { analyse, compare, decodeImage, imageSize, loadCodecs } from '../plugin/screen.ts';
 import type { NewEvent } from '../plugin/spool.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -123,17 +123,18 @@ test('sendScreenshots: a downscaled JPEG within the size cap; a session that end
 });
 
 test('sizes from headers match the decoded images; a resized screen is compared by its hash alone', { skip, timeout: 60_000 }, async () => {
+  const codecs = await loadCodecs();
   await page.setContent(PAGE);
   const png = await page.screenshot({ type: 'png' });
   const jpg = await page.screenshot({ type: 'jpeg' });
   for (const bytes of [png, jpg]) {
-    const pixels = decodeImage(bytes)!;
+    const pixels = decodeImage(codecs, bytes)!;
     assert.deepEqual(imageSize(bytes), { width: pixels.width, height: pixels.height });
   }
   await page.setViewportSize({ width: 1000, height: 700 });
   const smaller = await page.screenshot({ type: 'png' });
   await page.setViewportSize({ width: 1280, height: 720 });
-  const change = compare(analyse(png)!.print, analyse(smaller)!.print);
+  const change = compare(analyse(codecs, png)!.print, analyse(codecs, smaller)!.print);
   assert.equal(change.changedShare, undefined);
   assert.ok(change.hashDistance! <= 16, `the same page at another size hashes alike: ${change.hashDistance}`);
 });

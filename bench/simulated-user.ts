@@ -85,7 +85,11 @@ interface ChatReply {
   version: string;
 }
 
-class SimulatedUser {
+/** How the user reacts to a reply: approve (true) or correct (false). An honest user approves exactly the hits. */
+export type Reaction = (hit: boolean, turn: number) => boolean;
+export const honest: Reaction = (hit) => hit;
+
+export class SimulatedUser {
   private seq = 0;
   private clock = 0;
   /** Training turns sent so far, across steps. */
@@ -129,8 +133,8 @@ class SimulatedUser {
     return { text: body.choices[0]?.message.content ?? '', version: body.system_fingerprint };
   }
 
-  /** One training turn: model.call, the request, then the user's reaction (and hint). Returns whether it pleased. */
-  async turn(withHint: boolean): Promise<boolean> {
+  /** One training turn: model.call, the request, then the user's reaction (and hint). Returns whether it pleased, and who served it. */
+  async turn(withHint: boolean, react: Reaction = honest): Promise<{ hit: boolean; version: string }> {
     const i = this.turnsSent++;
     const callId = `${this.sessionKey}:model:${i}`;
     const { sessionKey } = this;
@@ -141,13 +145,14 @@ class SimulatedUser {
       'x-clawrl-opt-in': '1',
     });
     const hit = pleases(reply.text);
-    const words = hit ? APPROVALS : CORRECTIONS;
+    const approves = react(hit, i);
+    const words = approves ? APPROVALS : CORRECTIONS;
     const reaction = (seq: number, at: number): Event => ({ kind: 'user.message', seq, at, sessionKey, content: words[i % words.length]! });
     // The hint follows the correction, as `/clawrl hint` typed after it would: the daemon attaches
     // it to the turn that the correction already closed and scores that turn again.
-    if (hit || !withHint) await this.send(reaction);
+    if (approves || !withHint) await this.send(reaction);
     else await this.send(reaction, (seq, at) => ({ kind: 'feedback', seq, at, sessionKey, hint: HINT }));
-    return hit;
+    return { hit, version: reply.version };
   }
 
   /** Hit rate of the serving version on the held-out prompts; throws if another version answered. */
@@ -178,7 +183,7 @@ async function trainOneStep(daemon: Daemon, user: SimulatedUser, opts: LearnOpti
   let hits = 0;
   const turn = async () => {
     turns++;
-    if (await user.turn(withHint)) hits++;
+    if ((await user.turn(withHint)).hit) hits++;
   };
   const settled = () =>
     store.sessionSamples.getKeysCount({ start: [user.sessionKey], end: [user.sessionKey, Infinity] }) === user.turnsSent &&

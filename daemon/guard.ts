@@ -1,26 +1,36 @@
-// The safety net of online learning: watches the version serving and rolls it back, to the
-// nearest ancestor still in good standing, when it is significantly worse than its parent or
-// shows collapse. Training then continues from that version (the trainer's rollback reloads its
+// The safety net of online learning: watches the version serving and rolls it back when it is
+// significantly worse than its reference or shows collapse. Training then continues from that version (the trainer's rollback reloads its
 // training copy), the plugins are told (weights.updated, reason 'rollback'), the log says why,
 // and `weights list` shows the verdict. A person's word wins: nothing is judged while a version
 // is pinned, and a version a person rolls back to by hand is never rolled back by the guard.
 // Serving never pauses for any of it: a rollback is a swap between requests.
 //
 // Statistics:
+// - The reference of a version is its nearest ancestor that proved itself: one promoted (see
+//   below) or kept by a person, else base. Not simply the parent: every turn is a training turn,
+//   so a version serves about one batch of turns before the next replaces it; a bad version's
+//   child, compared with its bad parent, would look fine and bake the regression in.
 // - "Significantly worse": a confidence sequence for the difference of mean rewards (version −
-//   parent), the normal-mixture sequential test (mSPRT) of Johari, Pekelis & Walsh ("Always valid
+//   reference), the normal-mixture sequential test (mSPRT) of Johari, Pekelis & Walsh ("Always valid
 //   inference", 2017). The guard looks again after every scored turn; a fixed-n test looked at
 //   that often would raise false alarms far above its α, while this interval holds at every look
-//   at once with probability 1 − α. α = 0.05; the mixture's τ = 0.25 reward units is the size of
-//   a change worth catching (a quarter of the way from neutral to always good). The variance of
+//   at once with probability 1 − α. α = 0.05; the mixture's τ = 0.5 reward units makes the interval
+//   narrowest for the 16–32 rated turns a version serves (τ² near the variance of the difference
+//   then), where a drop of about 0.8 is caught. The variance of
 //   each mean is floored (see VARIANCE_FLOOR) so that a handful of equal rewards does not make a
-//   zero-width interval, and a test needs MIN_RATED scored turns on each side.
+//   zero-width interval, and a test needs MIN_RATED scored turns on each side. Such a version goes
+//   back to its reference.
+// - Promotion: once the interval's lower end is above −MARGIN (not worse than the reference by
+//   more than that, at the same α), the version is promoted and becomes its descendants' reference.
 // - Collapse: the entropy estimate or distinct-2 of the version's replies against a reference,
 //   the nearest ancestor with MIN_REPLIES replies (base at the root). Relative thresholds, since
 //   absolute ones differ by model and tokenizer: entropy below ENTROPY_FLOOR of the reference's,
-//   or distinct-2 below DISTINCT_FLOOR of the reference's. Learning a preference sharpens a
-//   policy slowly (the normal runs of bench/guard.ts keep ≥ 0.75 of base's entropy after 12
-//   steps); a collapse takes it towards 0 within a step or two.
+//   or distinct-2 below DISTINCT_FLOOR of the reference's, within one step. These are proxies: a
+//   policy that learns what its user wants sharpens, sometimes fast (in bench/guard.ts's normal
+//   runs the toy model converges on near-identical pleasing replies, entropy down by 87 %). So the
+//   person's ratings overrule them: a version whose reward is significantly better than its
+//   reward reference (the interval's lower end above 0) is not rolled back for collapse. Otherwise
+//   it goes back to its nearest ancestor not rolled back.
 import type { Logger } from './log.ts';
 import type { Backend } from './backends/types.ts';
 import type { Store } from './store.ts';
@@ -29,7 +39,9 @@ import type { HealthReader, VersionHealth, VersionVerdict } from './health.ts';
 import { Loop } from './loop.ts';
 
 export const ALPHA = 0.05;
-export const TAU = 0.25;
+export const TAU = 0.5;
+/** Non-inferiority margin of a promotion, in reward units (a twentieth of the range). */
+export const MARGIN = 0.1;
 /** Rewards lie in [−1, 1]: variance at most 1. 0.05 is a policy right 97.5 % of the time. */
 export const VARIANCE_FLOOR = 0.05;
 export const MIN_RATED = 10;
@@ -71,20 +83,26 @@ export function compareRewards(version: VersionHealth, parent: VersionHealth, al
 
 const fmt = (x: number) => (x >= 0 ? '+' : '') + x.toFixed(2);
 
-/** Why a version must stop serving, or null. `reference` is what collapse is measured against. */
-export function diagnose(version: VersionHealth, parent: VersionHealth | undefined, reference: VersionHealth | undefined): string | null {
-  if (reference && version.replies >= MIN_REPLIES) {
-    if (version.entropy !== null && reference.entropy !== null && version.entropy < ENTROPY_FLOOR * reference.entropy) {
-      return `collapse: entropy ${version.entropy.toFixed(3)} nats/token, under ${ENTROPY_FLOOR} × ${reference.version}'s ${reference.entropy.toFixed(3)} (${version.replies} replies)`;
+export type Diagnosis = { kind: 'collapse' | 'worse'; reason: string } | { kind: 'promote'; reason: string } | null;
+
+/**
+ * What the guard should do with a serving version: roll it back (collapse against `collapseRef`,
+ * or a reward significantly worse than `reference`), promote it, or nothing yet (null).
+ */
+export function diagnose(version: VersionHealth, reference: VersionHealth | undefined, collapseRef: VersionHealth | undefined): Diagnosis {
+  const c = reference && compareRewards(version, reference);
+  if (collapseRef && version.replies >= MIN_REPLIES && !(c && c.low > 0)) {
+    if (version.entropy !== null && collapseRef.entropy !== null && version.entropy < ENTROPY_FLOOR * collapseRef.entropy) {
+      return { kind: 'collapse', reason: `collapse: entropy ${version.entropy.toFixed(3)} nats/token, under ${ENTROPY_FLOOR} × ${collapseRef.version}'s ${collapseRef.entropy.toFixed(3)} (${version.replies} replies)` };
     }
-    if (version.distinct2 !== null && reference.distinct2 !== null && version.distinct2 < DISTINCT_FLOOR * reference.distinct2) {
-      return `collapse: distinct-2 ${version.distinct2.toFixed(2)} (repetition), under ${DISTINCT_FLOOR} × ${reference.version}'s ${reference.distinct2.toFixed(2)} (${version.replies} replies)`;
+    if (version.distinct2 !== null && collapseRef.distinct2 !== null && version.distinct2 < DISTINCT_FLOOR * collapseRef.distinct2) {
+      return { kind: 'collapse', reason: `collapse: distinct-2 ${version.distinct2.toFixed(2)} (repetition), under ${DISTINCT_FLOOR} × ${collapseRef.version}'s ${collapseRef.distinct2.toFixed(2)} (${version.replies} replies)` };
     }
   }
-  const c = parent && compareRewards(version, parent);
-  if (c && c.high < 0) {
-    return `significantly worse than ${parent!.version}: reward ${fmt(version.reward.mean!)} over ${version.reward.rated} turns vs ${fmt(parent!.reward.mean!)} over ${parent!.reward.rated}; difference ${fmt(c.difference)}, always-valid 95 % interval [${fmt(c.low)}, ${fmt(c.high)}]`;
-  }
+  if (!c) return null;
+  const summary = `reward ${fmt(version.reward.mean!)} over ${version.reward.rated} turns vs ${fmt(reference!.reward.mean!)} over ${reference!.reward.rated}; difference ${fmt(c.difference)}, always-valid 95 % interval [${fmt(c.low)}, ${fmt(c.high)}]`;
+  if (c.high < 0) return { kind: 'worse', reason: `significantly worse than ${reference!.version}: ${summary}` };
+  if (c.low > -MARGIN) return { kind: 'promote', reason: `not worse than ${reference!.version} by ${MARGIN} or more: ${summary}` };
   return null;
 }
 
@@ -140,6 +158,16 @@ export class Guard {
     return this.opts.store.versions.get(version)?.parent ?? 'base';
   }
 
+  /** The nearest ancestor promoted or kept by a person, else base. */
+  private referenceOf(version: string): string {
+    let v = this.parentOf(version) ?? 'base';
+    for (; v !== 'base'; v = this.parentOf(v) ?? 'base') {
+      const state = this.opts.health.verdicts.get(v)?.state;
+      if (state === 'promoted' || state === 'kept') break;
+    }
+    return v;
+  }
+
   /** The nearest ancestor the guard has not rolled back (base at the root). */
   private lastGood(version: string): string {
     let v = this.parentOf(version) ?? 'base';
@@ -149,8 +177,10 @@ export class Guard {
 
   private async check(): Promise<void> {
     const { trainer, backend, health, log } = this.opts;
-    const { serving, pinned, step } = trainer.status();
-    if (serving === 'base' || pinned !== null || step !== null) return;
+    // Also while a step runs: versions follow each other closely, and one could serve its whole
+    // life during steps. A rollback waits for the step; the version it made is then replaced.
+    const { serving, pinned } = trainer.status();
+    if (serving === 'base' || pinned !== null) return;
     const verdict = health.verdicts.get(serving);
     if (verdict?.by === 'person' || verdict?.state === 'rolled-back') return;
     await health.measureDrift(backend, serving);
@@ -158,15 +188,23 @@ export class Guard {
     const mine = all.get(serving);
     if (!mine) return;
     const parent = this.parentOf(serving)!;
-    let reference: VersionHealth | undefined;
-    for (let v: string | null = parent; v !== null && !reference; v = this.parentOf(v)) {
+    // Collapse is measured against the nearest ancestor with enough replies to say what normal is.
+    let collapseRef: VersionHealth | undefined;
+    for (let v: string | null = parent; v !== null && !collapseRef; v = this.parentOf(v)) {
       const h = all.get(v);
-      if (h && h.replies >= MIN_REPLIES) reference = h;
+      if (h && h.replies >= MIN_REPLIES) collapseRef = h;
     }
-    const reason = diagnose(mine, all.get(parent), reference);
-    if (!reason) return;
-    const to = this.lastGood(serving);
+    const ref = this.referenceOf(serving);
+    const found = diagnose(mine, all.get(ref), collapseRef);
+    if (!found) return;
     const at = Date.now();
+    if (found.kind === 'promote') {
+      if (verdict?.state !== 'promoted') await health.verdicts.put(serving, { state: 'promoted', by: 'guard', reason: found.reason, at });
+      return;
+    }
+    // A promoted version can still fall later (the interval holds at every look): it goes back too.
+    const { reason } = found;
+    const to = found.kind === 'worse' ? ref : this.lastGood(serving);
     await health.verdicts.put(serving, { state: 'rolled-back', by: 'guard', reason, at });
     log.warn(`rolled back ${serving} to ${to}: ${reason}`, { version: serving, to });
     await trainer.rollback(to);

@@ -82,15 +82,23 @@ test('sequential reward test: a clearly worse version is caught within a few doz
   assert.ok(sorted[25]! <= 40, `median turns to catch ${sorted[25]}`);
 });
 
-test('diagnose: collapse of entropy or distinct-2 against the reference, a worse reward against the parent, nothing for a healthy version', () => {
+test('diagnose: collapse of entropy or distinct-2, a reward worse than the reference, a promotion, or not yet', () => {
   const base = healthOf('base', Array(20).fill(-1), { entropy: 5, distinct2: 0.95 });
-  const parent = healthOf('v000001', Array(20).fill(0));
-  const healthy = healthOf('v000002', Array(MIN_REPLIES).fill(0), { entropy: 4 });
-  assert.equal(diagnose(healthy, parent, base), null);
-  assert.match(diagnose({ ...healthy, entropy: 1.5 }, parent, base)!, /^collapse: entropy 1\.500 nats\/token, under 0\.4 × base's 5\.000/);
-  assert.match(diagnose({ ...healthy, distinct2: 0.3 }, parent, base)!, /^collapse: distinct-2 0\.30/);
-  // Too few replies to call collapse yet.
-  assert.equal(diagnose({ ...healthy, replies: MIN_REPLIES - 1, entropy: 0.1 }, parent, base), null);
+  const reference = healthOf('v000001', Array(20).fill(0));
+  const healthy = healthOf('v000002', Array(MIN_REPLIES).fill(1), { entropy: 4 });
+  assert.equal(diagnose(healthy, reference, base)?.kind, 'promote');
+  assert.match(diagnose(healthy, reference, base)!.reason, /^not worse than v000001 by 0\.1 or more: reward \+1\.00 over 16 turns/);
+  const flat = healthOf('v000002', Array(MIN_REPLIES).fill(0), { entropy: 4 });
+  assert.equal(diagnose(flat, reference, base), null);
+  assert.match(diagnose({ ...flat, entropy: 1.5 }, reference, base)!.reason, /^collapse: entropy 1\.500 nats\/token, under 0\.4 × base's 5\.000/);
+  assert.match(diagnose({ ...flat, distinct2: 0.3 }, reference, base)!.reason, /^collapse: distinct-2 0\.30/);
+  // Too few replies to call collapse, too few rated turns to compare.
+  assert.equal(diagnose(healthOf('v000002', Array(MIN_RATED - 1).fill(0), { entropy: 0.1 }), reference, base), null);
   const worse = healthOf('v000002', Array(20).fill(-1), { entropy: 4 });
-  assert.match(diagnose(worse, parent, base)!, /^significantly worse than v000001: reward −?-1\.00 over 20 turns vs \+0\.00 over 20/);
+  assert.deepEqual(diagnose(worse, reference, base)?.kind, 'worse');
+  assert.match(diagnose(worse, reference, base)!.reason, /^significantly worse than v000001: reward -1\.00 over 20 turns vs \+0\.00 over 20/);
+  // The person's ratings overrule the proxies: significantly better, so no rollback for collapse.
+  assert.equal(diagnose({ ...healthy, entropy: 1.5 }, reference, base)?.kind, 'promote');
+  // Somewhat lower, not significantly: nothing yet.
+  assert.equal(diagnose(healthOf('v000002', [...Array(12).fill(0), -1, -1, 1, -1]), reference, base), null);
 });

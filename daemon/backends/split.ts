@@ -11,6 +11,8 @@ export class SplitBackend implements Backend {
   readonly capabilities: Backend['capabilities'];
   /** The trainer's stats (GPU memory, throughput) for /metrics, where it reports them. */
   readonly stats?: () => Promise<unknown>;
+  /** A canary adapter beside the served one: the serving side's, where it has one (upstream does). */
+  readonly loadCanary?: Backend['loadCanary'];
 
   private constructor(
     readonly serving: Backend,
@@ -20,6 +22,7 @@ export class SplitBackend implements Backend {
     this.capabilities = training.capabilities;
     const reporting = training as { stats?: () => Promise<unknown> };
     this.stats = reporting.stats?.bind(training);
+    this.loadCanary = serving.loadCanary?.bind(serving);
   }
 
   /**
@@ -76,6 +79,7 @@ export class SplitBackend implements Backend {
   loadAdapter(dir: string | null, version: string): Promise<void> {
     return this.serving.loadAdapter(dir, version);
   }
+
 
   loadTrainingAdapter(dir: string | null): Promise<void> {
     return this.training.loadTrainingAdapter(dir);

@@ -45,6 +45,8 @@ export interface GenerateRequest {
    * backend that forwards to another OpenAI-compatible server passes them on verbatim.
    */
   passthrough?: Record<string, unknown>;
+  /** Serve this request with the canary adapter (see `loadCanary`) when one is loaded. */
+  canary?: boolean;
 }
 
 export interface TokenLogprob {
@@ -152,6 +154,12 @@ export interface Backend {
   saveAdapter(dir: string): Promise<void>;
   /** Swap the served adapter between requests; `dir` null serves the base weights. */
   loadAdapter(dir: string | null, version: string): Promise<void>;
+  /**
+   * Loads a second adapter served beside the current one, to requests that ask for it (`canary`),
+   * for a canary rollout; null removes it. Absent where a backend serves one version at a time
+   * (torch): a new version then serves all requests at once.
+   */
+  loadCanary?(dir: string | null, version: string | null): Promise<void>;
   /** Reset the training copy (weights and optimiser state) to an adapter, e.g. after a rollback. */
   loadTrainingAdapter(dir: string | null): Promise<void>;
   close(): Promise<void>;

@@ -194,6 +194,8 @@ export class UpstreamBackend implements Backend {
   private version = 'base';
   /** The adapter requests name now, and where the server reads it; null: the base model. */
   private adapter: { name: string; path: string } | null = null;
+  /** A second adapter served beside it, to requests that ask for it (a canary rollout); vLLM and SGLang serve adapters by name side by side. */
+  private canary: { name: string | null; version: string } | null = null;
   private loraApi: LoraApi | null = null;
   /** Adapters this daemon loaded at the server, oldest first. */
   private readonly loaded = new Set<string>();
@@ -235,7 +237,7 @@ export class UpstreamBackend implements Backend {
 
   async generate(req: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
     // The version and adapter at the start: a swap during the request does not change its model.
-    const served = { version: this.version, adapter: this.adapter?.name ?? null };
+    const served = req.canary && this.canary ? { version: this.canary.version, adapter: this.canary.name } : { version: this.version, adapter: this.adapter?.name ?? null };
     const reloads = this.reloads;
     try {
       return await this.generateOn(served, req, onChunk);
@@ -243,7 +245,8 @@ export class UpstreamBackend implements Backend {
       const lost = served.adapter !== null && err instanceof UpstreamError && (err.status === 404 || err.status === 400) && err.message.includes(served.adapter);
       if (!lost) throw err;
       // The server no longer has the adapter (it restarted): load it again, once, and retry
-      // (nothing was streamed: the request failed at its start).
+      // (nothing was streamed: the request failed at its start). A lost canary is not reloaded:
+      // the retry is served by the main adapter.
       if (this.reloads === reloads) await this.reload(served.adapter!);
       return this.generateOn({ version: this.version, adapter: this.adapter?.name ?? null }, req, onChunk);
     }
@@ -333,6 +336,14 @@ export class UpstreamBackend implements Backend {
     return this.queue(() => this.swap(dir, version));
   }
 
+  /** Hot-loads a canary version beside the serving one (null: stops serving it). */
+  loadCanary(dir: string | null, version: string | null): Promise<void> {
+    return this.queue(async () => {
+      this.canary = version === null ? null : { name: dir === null ? null : await this.loadNamed(dir, version), version };
+      this.unloadStale();
+    });
+  }
+
   private queue(work: () => Promise<void>): Promise<void> {
     const run = this.swaps.then(work);
     this.swaps = run.catch(() => {});
@@ -340,20 +351,25 @@ export class UpstreamBackend implements Backend {
   }
 
   private async swap(dir: string | null, version: string): Promise<void> {
-    let adapter: UpstreamBackend['adapter'] = null;
-    if (dir !== null) {
-      const name = `clawrl-${version}`;
-      const path = this.opts.adapterRoot ? join(this.opts.adapterRoot, basename(dir)) : dir;
-      // A name left loaded by an earlier run of the daemon may hold other weights: load it afresh.
-      if (!this.loaded.has(name)) await this.loadAtServer(name, path);
-      this.loaded.delete(name);
-      this.loaded.add(name); // now the newest
-      adapter = { name, path };
-    }
+    const adapter = dir === null ? null : { name: await this.loadNamed(dir, version), path: this.serverPath(dir) };
     const previous = this.adapter?.name;
     this.adapter = adapter;
     this.version = version;
     if (previous !== adapter?.name) this.unloadStale();
+  }
+
+  private serverPath(dir: string): string {
+    return this.opts.adapterRoot ? join(this.opts.adapterRoot, basename(dir)) : dir;
+  }
+
+  /** Loads a version at the server (unless this daemon did already) and returns its adapter name. */
+  private async loadNamed(dir: string, version: string): Promise<string> {
+    const name = `clawrl-${version}`;
+    // A name left loaded by an earlier run of the daemon may hold other weights: load it afresh.
+    if (!this.loaded.has(name)) await this.loadAtServer(name, this.serverPath(dir));
+    this.loaded.delete(name);
+    this.loaded.add(name); // now the newest
+    return name;
   }
 
   /** Loads the serving adapter again after the server lost it; serves the base model if it cannot. */
@@ -426,7 +442,7 @@ export class UpstreamBackend implements Backend {
     const keep = this.opts.keepAdapters ?? 2;
     const names = [...this.loaded];
     for (const name of names.slice(0, Math.max(0, names.length - keep))) {
-      if (name !== this.adapter?.name && !this.inFlight.has(name)) void this.unload(name);
+      if (name !== this.adapter?.name && name !== this.canary?.name && !this.inFlight.has(name)) void this.unload(name);
     }
   }
 

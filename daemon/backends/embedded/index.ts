@@ -132,7 +132,7 @@ export class EmbeddedBackend implements Backend {
     req.signal?.addEventListener('abort', onAbort);
     let reply: GenerateReply;
     try {
-      reply = await this.serving.call<GenerateReply>({ op: 'generate', prompt: prompt.tokens, sampling: req.sampling, abort }, onChunk);
+      reply = await this.serving.call<GenerateReply>({ op: 'generate', prompt: prompt.tokens, sampling: req.sampling, abort, canary: req.canary === true }, onChunk);
     } catch (err) {
       req.signal?.throwIfAborted();
       throw err;
@@ -170,6 +170,11 @@ export class EmbeddedBackend implements Backend {
   async loadAdapter(dir: string | null, version: string): Promise<void> {
     await this.serving.call({ op: 'loadAdapter', dir, version });
     this.version = version;
+  }
+
+  /** The serving worker keeps both adapters; each request samples with the one it asks for. */
+  async loadCanary(dir: string | null, version: string | null): Promise<void> {
+    await this.serving.call({ op: 'loadCanary', dir, version });
   }
 
   async loadTrainingAdapter(dir: string | null): Promise<void> {

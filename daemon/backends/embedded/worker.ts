@@ -22,9 +22,10 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest =
-  | { op: 'generate'; prompt: number[]; sampling: SamplingParams; abort: SharedArrayBuffer }
+  | { op: 'generate'; prompt: number[]; sampling: SamplingParams; abort: SharedArrayBuffer; canary: boolean }
   | { op: 'score'; prompt: number[]; response: number[]; reference: boolean }
   | { op: 'loadAdapter'; dir: string | null; version: string }
+  | { op: 'loadCanary'; dir: string | null; version: string | null }
   | { op: 'trainStep'; batch: TrainExample[]; opts: TrainOptions }
   | { op: 'saveAdapter'; dir: string }
   | { op: 'loadTrainingAdapter'; dir: string | null };
@@ -70,6 +71,8 @@ const init = workerData as WorkerInit;
 const model = new Model(init.config);
 let served: Lora | null = null;
 let servedVersion = 'base';
+/** A second adapter, served to the requests that ask for it (a canary rollout). */
+let canary: { lora: Lora | null; version: string } | null = null;
 // The training copy starts as a fresh adapter (B = 0: identical to the base), seeded so runs repeat.
 let training: { lora: Lora; opt: AdamW } | null = null;
 const freshTraining = (lora = Lora.init(init.config, init.loraRank, init.loraAlpha, init.config.seed + 1)) => ({
@@ -82,8 +85,9 @@ async function handle(id: number, req: WorkerRequest): Promise<unknown> {
     case 'generate': {
       const flag = new Int32Array(req.abort);
       const onChunk = (chunk: GenerateChunk) => parentPort!.postMessage({ id, chunk } satisfies WorkerMessage);
-      const result = sample(model, served, req.prompt, req.sampling, onChunk, () => Atomics.load(flag, 0) !== 0);
-      return { ...result, weightVersion: servedVersion } satisfies GenerateReply;
+      const [lora, version] = req.canary && canary ? [canary.lora, canary.version] : [served, servedVersion];
+      const result = sample(model, lora, req.prompt, req.sampling, onChunk, () => Atomics.load(flag, 0) !== 0);
+      return { ...result, weightVersion: version } satisfies GenerateReply;
     }
     case 'score':
       return model.score(req.prompt, req.response, req.reference ? null : served);
@@ -91,6 +95,9 @@ async function handle(id: number, req: WorkerRequest): Promise<unknown> {
       // Load fully (and validate) before swapping, so a bad adapter leaves the current one serving.
       served = req.dir === null ? null : await loadAdapter(req.dir, init.config);
       servedVersion = req.version;
+      return null;
+    case 'loadCanary':
+      canary = req.version === null ? null : { lora: req.dir === null ? null : await loadAdapter(req.dir, init.config), version: req.version };
       return null;
     case 'trainStep':
       training ??= freshTraining();

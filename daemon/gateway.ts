@@ -25,6 +25,8 @@ export const SERVER_VERSION = '0.1.0';
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 const HELLO_TIMEOUT_MS = 10_000;
+/** Batches one connection may have queued to the store before the daemon stops reading it. */
+const MAX_IN_FLIGHT_BATCHES = 4;
 
 export interface GatewayOptions {
   store: Store;
@@ -72,6 +74,8 @@ export class Gateway {
     let refused = false;
     /** The client's acked seq once every batch queued so far is stored. */
     let expectedSeq = 0;
+    /** Batches of this connection queued to the store and not acked yet. */
+    let inFlight = 0;
     const send = (message: ServerMessage) => {
       if (socket.readyState === socket.OPEN) socket.send(encode(message));
     };
@@ -132,6 +136,13 @@ export class Gateway {
       expectedSeq = through;
       const first = refused ? Promise.resolve(null) : store.appendEvents(id, valid, after, through);
       first.catch(() => {}); // handled in order below
+      // A client that sends faster than its batches are stored stops being read (TCP pushes back
+      // on it) until its queue drains: one flooding plugin cannot fill LMDB's write queue ahead of
+      // every other connection, nor the daemon's memory.
+      if (++inFlight >= MAX_IN_FLIGHT_BATCHES) socket.pause();
+      const settled = () => {
+        if (--inFlight <= MAX_IN_FLIGHT_BATCHES / 2 && socket.isPaused) socket.resume();
+      };
       pending = pending.then(async () => {
         if (refused) return;
         try {
@@ -158,7 +169,7 @@ export class Gateway {
           refused = true;
           socket.close(1013, full ? 'storage full' : 'storing events failed');
         }
-      });
+      }).finally(settled);
     });
     const unreadable = (ws: WebSocket) => {
       refused = true;

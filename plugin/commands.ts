@@ -11,7 +11,7 @@ const USAGE = 'usage: /clawrl on | off | status | good | bad | hint <what the ag
 /** Hints listed by `/clawrl hints`; `clawrl-daemon hints list` shows them all. */
 const LISTED_HINTS = 20;
 
-function describeLink(status: LinkStatus | undefined): string[] {
+export function describeLink(status: LinkStatus | undefined): string[] {
   if (!status) return ['daemon: not connected yet (no event captured since start)'];
   const lines = [
     `daemon: ${status.state} (${status.url})${status.lastError && status.state !== 'connected' ? ` — ${status.lastError}` : ''}`,
@@ -19,6 +19,10 @@ function describeLink(status: LinkStatus | undefined): string[] {
     `events: ${status.pending} spooled, ${status.sent} sent, ${status.acked} acknowledged since start`,
   ];
   if (status.dropped > 0) lines.push(`events dropped because the spool was full: ${status.dropped}`);
+  if (status.quarantined > 0) {
+    const last = status.lastQuarantineReason ? `last: ${status.lastQuarantineReason}` : 'none since start';
+    lines.push(`events set aside, never to be stored: ${status.quarantined} (${last}; kept in ${status.quarantineFile})`);
+  }
   return lines;
 }
 

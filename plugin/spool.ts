@@ -461,6 +461,7 @@ const MAX_QUARANTINE_BYTES = 64 * 1024 * 1024;
 export interface QuarantineStats {
   /** Events set aside in this folder, ever (the file's lines). */
   quarantined: number;
+  quarantineFile: string;
   lastQuarantineReason?: string;
 }
 
@@ -492,6 +493,6 @@ export class Quarantine {
   }
 
   stats(): QuarantineStats {
-    return { quarantined: this.count, ...(this.lastReason !== undefined && { lastQuarantineReason: this.lastReason }) };
+    return { quarantined: this.count, quarantineFile: this.file, ...(this.lastReason !== undefined && { lastQuarantineReason: this.lastReason }) };
   }
 }

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
 import { encode, type Event } from '../protocol/index.ts';
 import { Link } from '../plugin/link.ts';
+import { describeLink } from '../plugin/commands.ts';
 import { Spool, type NewEvent } from '../plugin/spool.ts';
 import { tempDir, until } from './helpers.ts';
 
@@ -201,6 +202,8 @@ test('an event the daemon refuses is set aside once, and the events after it are
       assert.deepEqual(lines.map((l) => l.event.content), ['bad key', 'poison']);
       assert.match(lines[0]!.reason, /sessionKey is 600 bytes long, over the limit of 512 bytes/);
       assert.match(lines[1]!.reason, /refused by the daemon: .*runId is 3000 bytes long/);
+      // `/clawrl status` says so.
+      assert.match(describeLink(link.status()).join('\n'), /events set aside, never to be stored: 2 \(last: refused by the daemon: .*quarantine\.jsonl\)/);
     } finally {
       await link.close();
     }

@@ -60,6 +60,8 @@ export interface ApiOptions {
   maxBodyBytes?: number;
   /** Called after each response; the daemon records samples here. Must not throw. */
   onServed: (served: ServedResponse) => void;
+  /** The canary version this request's session is served by, or null for the main version (see canary.ts). */
+  canaryFor?: (headers: TurnHeaders) => string | null;
 }
 
 export class ApiError extends Error {
@@ -273,7 +275,9 @@ export function createApi(opts: ApiOptions) {
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
     });
-    const generate = { messages: parsed.messages, tools: parsed.tools, sampling: parsed.sampling, signal: abort.signal, passthrough: parsed.passthrough };
+    // Chosen between requests: a canary starting or ending never touches one in flight.
+    const canary = opts.canaryFor?.(headers) ?? null;
+    const generate = { messages: parsed.messages, tools: parsed.tools, sampling: parsed.sampling, signal: abort.signal, passthrough: parsed.passthrough, canary: canary !== null };
     const started = performance.now();
 
     let result: GenerateResult;
@@ -303,7 +307,7 @@ export function createApi(opts: ApiOptions) {
       res.end(text);
     } else {
       const chunkOf = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: backend.currentVersion(), choices: [{ index: 0, delta, logprobs: null, finish_reason: null, ...extra }] })}\n\n`;
+        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: canary ?? backend.currentVersion(), choices: [{ index: 0, delta, logprobs: null, finish_reason: null, ...extra }] })}\n\n`;
       let started = false;
       const start = () => {
         if (started) return;

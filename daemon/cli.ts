@@ -25,6 +25,7 @@ import { setCustomPatterns } from './redact.ts';
 import { registerHintCommands } from './cli-hints.ts';
 import { HealthReader, describeHealth } from './health.ts';
 import type { WeightsListing } from './control.ts';
+import { DEFAULT_CANARY_SHARE } from './canary.ts';
 
 /** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
 function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string; mode: string }): JudgeConfig {
@@ -138,9 +139,10 @@ program
   .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--max-wait <seconds>', 'train a partial batch once its oldest turn waited this long', numberArg({ min: 0 }), 600)
   .option('--metrics-public', 'serve GET /metrics without the token (for a Prometheus scraper on a trusted network)')
-  .option('--no-guard', 'never roll back a version on its own (by default one significantly worse than its parent, or collapsing, is rolled back)')
+  .option('--no-guard', 'never roll back a version on its own (by default one significantly worse than its reference, or collapsing, is rolled back)')
+  .option('--canary <share>', 'share of sessions a new version first serves, beside the current one, until the guard promotes or rolls it back (0: everyone at once; embedded and upstream backends)', numberArg({ min: 0, max: 1 }), DEFAULT_CANARY_SHARE)
   // Commander has checked every closed set (.choices) and number (numberArg): the types below hold.
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: RecipeName; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: DaemonMode; maxHints: number; hintScope: 'agent' | 'session' } & { metricsPublic?: boolean; guard: boolean }) => {
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: RecipeName; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: DaemonMode; maxHints: number; hintScope: 'agent' | 'session' } & { metricsPublic?: boolean; guard: boolean; canary: number }) => {
     if (!opts.tlsCert !== !opts.tlsKey) fail('--tls-cert and --tls-key go together');
     const readPem = (file: string, what: string) => {
       try {
@@ -181,6 +183,7 @@ program
       backend,
       metricsPublic: opts.metricsPublic,
       guard: opts.guard,
+      canary: opts.canary,
       mode: opts.mode,
       hints: { maxHints: opts.maxHints, scope: opts.hintScope },
       recipe: opts.recipe,
@@ -247,7 +250,7 @@ program
         [
           `clawrl daemon ${s.version}, pid ${s.pid}, up ${s.uptimeS} s`,
           `plugins connected: ${s.connections}`,
-          `weights: serving ${s.weightVersion}${t?.pinned ? ' (pinned)' : ''}${t?.swapError ? `; newest not serving: ${t.swapError}` : ''}`,
+          `weights: serving ${s.weightVersion}${t?.pinned ? ' (pinned)' : ''}${t?.canary ? `; ${t.canary.version} on canary for ${Math.round(t.canary.share * 100)} % of sessions` : ''}${t?.swapError ? `; newest not serving: ${t.swapError}` : ''}`,
           `sessions: ${s.sessions.optedIn} opted in of ${s.sessions.total}`,
           `events: ${s.counters.eventsStored} stored, ${s.counters.duplicates} duplicates, ${s.counters.droppedNotOptedIn} dropped (not opted in)`,
           `scoring (${s.recipe}): ${s.scoring.queueDepth} waiting, ${s.scoring.scored} scored, ${s.scoring.trainable} trainable, ${s.scoring.judgeFailures} judge failures`,

@@ -48,6 +48,11 @@ export const MIN_RATED = 10;
 export const MIN_REPLIES = 16;
 export const ENTROPY_FLOOR = 0.4;
 export const DISTINCT_FLOOR = 0.5;
+/**
+ * Batches of waiting turns after which an undecided canary serves everyone (see check): at a 0.2
+ * share a canary collects the test's MIN_RATED turns in about 3 batches of 16; 4 leaves room.
+ */
+export const HOLD_BATCHES = 4;
 
 export interface Comparison {
   /** Mean reward of the version minus the parent's. */
@@ -176,38 +181,52 @@ export class Guard {
   }
 
   private async check(): Promise<void> {
-    const { trainer, backend, health, log } = this.opts;
     // Also while a step runs: versions follow each other closely, and one could serve its whole
     // life during steps. A rollback waits for the step; the version it made is then replaced.
-    const { serving, pinned } = trainer.status();
-    if (serving === 'base' || pinned !== null) return;
-    const verdict = health.verdicts.get(serving);
+    const { serving, pinned, canary } = this.opts.trainer.status();
+    if (pinned !== null) return;
+    // A canary is judged against the version serving everyone else, on the same days' traffic.
+    if (canary) await this.judge(canary.version, serving, serving);
+    else if (serving !== 'base') await this.judge(serving, this.referenceOf(serving), null);
+    // A canary holds training. HOLD_BATCHES of turns waiting end the hold undecided: with few
+    // sessions a canary may get little traffic. It then serves everyone, watched as any version.
+    const now = this.opts.trainer.status();
+    if (now.canary && now.waiting >= HOLD_BATCHES * now.batchSize) {
+      const reason = `undecided on canary while ${now.waiting} turns waited to train (${HOLD_BATCHES} batches): serves everyone, still watched`;
+      await this.opts.health.verdicts.put(now.canary.version, { state: 'promoted', by: 'guard', reason, at: Date.now() });
+      await this.opts.trainer.promote(now.canary.version, reason);
+    }
+  }
+
+  /** Promotes, rolls back, or leaves `version`; `canaryOf` is the main version when it is on canary. */
+  private async judge(version: string, ref: string, canaryOf: string | null): Promise<void> {
+    const { trainer, backend, health, log } = this.opts;
+    const verdict = health.verdicts.get(version);
     if (verdict?.by === 'person' || verdict?.state === 'rolled-back') return;
-    await health.measureDrift(backend, serving);
+    await health.measureDrift(backend, version);
     const all = health.read();
-    const mine = all.get(serving);
+    const mine = all.get(version);
     if (!mine) return;
-    const parent = this.parentOf(serving)!;
     // Collapse is measured against the nearest ancestor with enough replies to say what normal is.
     let collapseRef: VersionHealth | undefined;
-    for (let v: string | null = parent; v !== null && !collapseRef; v = this.parentOf(v)) {
+    for (let v = this.parentOf(version); v !== null && !collapseRef; v = this.parentOf(v)) {
       const h = all.get(v);
       if (h && h.replies >= MIN_REPLIES) collapseRef = h;
     }
-    const ref = this.referenceOf(serving);
     const found = diagnose(mine, all.get(ref), collapseRef);
     if (!found) return;
     const at = Date.now();
     if (found.kind === 'promote') {
-      if (verdict?.state !== 'promoted') await health.verdicts.put(serving, { state: 'promoted', by: 'guard', reason: found.reason, at });
+      if (verdict?.state !== 'promoted') await health.verdicts.put(version, { state: 'promoted', by: 'guard', reason: found.reason, at });
+      if (canaryOf !== null) await trainer.promote(version, found.reason);
       return;
     }
     // A promoted version can still fall later (the interval holds at every look): it goes back too.
     const { reason } = found;
-    const to = found.kind === 'worse' ? ref : this.lastGood(serving);
-    await health.verdicts.put(serving, { state: 'rolled-back', by: 'guard', reason, at });
-    log.warn(`rolled back ${serving} to ${to}: ${reason}`, { version: serving, to });
+    const to = canaryOf ?? (found.kind === 'worse' ? ref : this.lastGood(version));
+    await health.verdicts.put(version, { state: 'rolled-back', by: 'guard', reason, at });
+    log.warn(`rolled back ${version}${canaryOf !== null ? ' (on canary)' : ''} to ${to}: ${reason}`, { version, to });
     await trainer.rollback(to);
-    this.lastRollback = { from: serving, to, reason, at };
+    this.lastRollback = { from: version, to, reason, at };
   }
 }

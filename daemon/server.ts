@@ -69,8 +69,10 @@ export interface DaemonOptions {
   hints?: Pick<HintMemoryOptions, 'maxHints' | 'scope'>;
   /** Serve GET /metrics without the token (for a scraper on a trusted network). */
   metricsPublic?: boolean;
-  /** Roll back a version that is significantly worse than its parent or collapses (default true). */
+  /** Roll back a version that is significantly worse than its reference or collapses (default true). */
   guard?: boolean;
+  /** Share of sessions a new version first serves on canary (default 0: everyone at once; see canary.ts). */
+  canary?: number;
 }
 
 export type DaemonMode = 'train' | 'hints';
@@ -226,6 +228,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         recipe,
         recipeOptions: opts.recipeOptions,
         maxWaitMs: opts.maxWaitMs,
+        // The guard decides canaries: without it, every version serves everyone at once.
+        canaryShare: opts.guard === false ? 0 : opts.canary,
         onServing: (record, reason) =>
           gateway.broadcast({ type: 'weights.updated', version: backend.currentVersion(), recipe: record.recipe, metrics: record.metrics, reason }),
         metrics,
@@ -267,6 +271,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     backend: () => backend,
     log,
     maxBodyBytes: opts.maxBodyBytes,
+    canaryFor: (headers) => trainer?.canaryFor(headers.sessionKey) ?? null,
     onServed: (served) => {
       metrics.served(served.result, served.durationMs);
       // No assembly pass here: a response's next state comes with later events, which nudge it.

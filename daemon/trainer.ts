@@ -14,6 +14,7 @@ import type { Recipe, RecipeDefaults } from '../recipes/index.ts';
 import type { WeightsChange } from '../protocol/index.ts';
 import { WeightsDir, versionName, versionNumber } from './weights.ts';
 import { Loop } from './loop.ts';
+import { inCanary } from './canary.ts';
 
 export interface TrainerOptions {
   store: Store;
@@ -31,6 +32,12 @@ export interface TrainerOptions {
   onServing?: (record: WeightVersionRecord, reason: WeightsChange) => void;
   /** Times each step. */
   metrics?: Metrics;
+  /**
+   * Share of sessions a new version first serves, beside the current one, until the guard
+   * promotes or rolls it back (see canary.ts); 0 (default) serves it to everyone at once. Only
+   * where the backend serves two adapters side by side (`loadCanary`); elsewhere it is 0.
+   */
+  canaryShare?: number;
 }
 
 export interface StepProgress {
@@ -50,6 +57,8 @@ export interface TrainerStatus {
   lastMetrics: TrainMetrics | null;
   /** Why the newest version is not serving (an upstream server refused it); null once one swaps. */
   swapError: string | null;
+  /** The version on canary, with its share of sessions; null when none. */
+  canary: { version: string; share: number; since: number } | null;
 }
 
 export class Trainer {
@@ -63,10 +72,14 @@ export class Trainer {
   private stepCount = 0;
   private lastMetrics: TrainMetrics | null = null;
   private swapError: string | null = null;
+  private canary: TrainerStatus['canary'] = null;
+  private readonly canaryShare: number;
 
   constructor(private readonly opts: TrainerOptions) {
     this.batchSize = opts.batchSize ?? opts.recipeOptions?.batchSize ?? opts.recipe.defaults.batchSize;
     this.maxWaitMs = opts.maxWaitMs ?? 10 * 60_000;
+    this.canaryShare = opts.backend.loadCanary ? (opts.canaryShare ?? 0) : 0;
+    if (!opts.backend.loadCanary && (opts.canaryShare ?? 0) > 0) opts.log.warn(`the ${opts.backend.name} backend serves one version at a time: no canary, each version serves everyone at once (the guard still watches it)`);
     this.poll = new Loop(() => this.maybeTrain(), opts.pollMs);
     // A batch still pending when a step starts is one a crash or a failed step left behind.
     const step = () =>
@@ -121,6 +134,7 @@ export class Trainer {
       step: this.progress,
       lastMetrics: this.lastMetrics,
       swapError: this.swapError,
+      canary: this.canary,
     };
   }
 
@@ -139,6 +153,9 @@ export class Trainer {
     }
     this.waitingSince ??= now;
     if (waiting < this.batchSize && now - this.waitingSince < this.maxWaitMs) return Promise.resolve(null);
+    // A canary holds the next step, so that no version is trained on top of an unproven one and
+    // the canary's test gets its turns; the guard ends it (and, if the test takes too long, the hold).
+    if (this.canary) return Promise.resolve(null);
     return this.trainNow();
   }
 
@@ -203,12 +220,49 @@ export class Trainer {
     let serving = true;
     if (!store.servingState().pinned) {
       this.progress.phase = 'swapping';
-      serving = await this.serve(record.version);
+      if (this.canaryShare > 0) {
+        serving = false;
+        await this.startCanary(record.version);
+      } else serving = await this.serve(record.version);
     }
     // Counted once the swap is over, so `steps` never runs ahead of it.
     this.stepCount++;
     if (serving) this.opts.onServing?.(record, 'trained');
     return record;
+  }
+
+  private async startCanary(version: string): Promise<void> {
+    try {
+      await this.opts.backend.loadCanary!(this.dirOf(version), version);
+      this.canary = { version, share: this.canaryShare, since: Date.now() };
+      this.opts.log.info('a new version serves a share of sessions on canary', { version, share: this.canaryShare });
+    } catch (err) {
+      this.swapError = `${version}: ${(err as Error).message}`;
+      this.opts.log.error(`trained ${version} but could not serve it on canary: ${(err as Error).message}; still serving ${this.opts.backend.currentVersion()}`);
+    }
+  }
+
+  /** The canary version this session is served by, or null for the main one. */
+  canaryFor(session: string | undefined): string | null {
+    return this.canary && session !== undefined && inCanary(session, this.canary.version, this.canary.share) ? this.canary.version : null;
+  }
+
+  /** The canary passed (the guard's test, or the hold ran too long): it serves everyone. */
+  async promote(version: string, why: string): Promise<void> {
+    if (this.canary?.version !== version) return;
+    const record = this.checkedRecord(version);
+    if (!(await this.serve(version))) return;
+    this.canary = null;
+    await this.opts.backend.loadCanary!(null, null);
+    this.opts.log.info('the canary serves everyone now', { version, why });
+    this.opts.onServing?.(record, 'trained');
+  }
+
+  /** Stops serving the canary, if any (before a rollback or a person's pin). */
+  private async endCanary(): Promise<void> {
+    if (!this.canary) return;
+    this.canary = null;
+    await this.opts.backend.loadCanary!(null, null);
   }
 
   /**
@@ -235,6 +289,7 @@ export class Trainer {
     await this.steps.settled();
     await this.opts.backend.loadAdapter(dir, version);
     this.swapError = null;
+    await this.endCanary();
     await this.opts.backend.loadTrainingAdapter(dir);
     await this.opts.store.rollBackTo(version);
     this.opts.log.info('rolled back', { version });
@@ -249,6 +304,7 @@ export class Trainer {
     // Swapped first: a pin the backend refuses is not remembered.
     await this.opts.backend.loadAdapter(this.dirOf(serving), serving);
     this.swapError = null;
+    await this.endCanary();
     await this.opts.store.setPinned(version);
     this.opts.onServing?.(record, version === null ? 'unpin' : 'pin');
     return serving;

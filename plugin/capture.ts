@@ -36,7 +36,7 @@ import type {
   SessionStartEvent,
 } from './host-types.ts';
 import type { OptIns } from './optin.ts';
-import { ScreenTracker, isMeasurable, type ScreenshotOptions } from './screen.ts';
+import { ScreenTracker, isMeasurable, type ScreenshotOptions, type Shot } from './screen.ts';
 import type { NewEvent } from './spool.ts';
 
 export interface EventSink {
@@ -173,20 +173,26 @@ export function summariseToolResult(result: unknown): { text: string; image?: Im
       image.count++;
       const mime = str(block.mimeType) ?? 'application/octet-stream';
       if (!image.mimeTypes.includes(mime)) image.mimeTypes.push(mime);
+      // OpenClaw's hooks see `{type: 'image', bytes, omitted: true}`: the data taken out, its size kept.
       if (typeof block.data === 'string') image.bytes += base64Bytes(block.data);
+      else if (typeof block.bytes === 'number' && Number.isSafeInteger(block.bytes) && block.bytes > 0) image.bytes += block.bytes;
     }
   }
   return { text: texts.join('\n'), image };
 }
 
-/** The bytes of a tool result's last image (a screenshot), if it has one. */
-export function lastImageOf(result: unknown): Uint8Array | undefined {
+/**
+ * A tool result's screenshot: its last image's bytes, or, where the host took the data out of the
+ * hook's copy (OpenClaw does), the PNG or JPEG file the tool named in `details.path`. Only a result
+ * with an image block has one, so no other file a tool names is ever read.
+ */
+export function screenshotOf(result: unknown): Shot | undefined {
   const blocks = Array.isArray(result) ? result : isRecord(result) && Array.isArray(result.content) ? result.content : [];
-  for (let i = blocks.length - 1; i >= 0; i--) {
-    const block: unknown = blocks[i];
-    if (isRecord(block) && block.type === 'image' && typeof block.data === 'string') return Buffer.from(block.data, 'base64');
-  }
-  return undefined;
+  const last: unknown = [...blocks].reverse().find((block: unknown) => isRecord(block) && block.type === 'image');
+  if (!isRecord(last)) return undefined;
+  if (typeof last.data === 'string' && last.data !== '') return Buffer.from(last.data, 'base64');
+  const path = isRecord(result) && isRecord(result.details) ? str(result.details.path) : undefined;
+  return path !== undefined && /\.(png|jpe?g)$/i.test(path) ? { path } : undefined;
 }
 
 /** Tool calls of an assistant message (`content` blocks of type 'toolCall'). */
@@ -417,8 +423,8 @@ export class Capture {
       durationMs: num(event.durationMs),
       image,
     };
-    const shot = image && lastImageOf(event.result);
-    if (!shot || !isMeasurable(shot)) {
+    const shot = image && screenshotOf(event.result);
+    if (!shot || (shot instanceof Uint8Array && !isMeasurable(shot))) {
       this.emit(sessionKey, () => result);
       return;
     }

@@ -12,6 +12,7 @@
 // tool result's event is sent when the worker answers (or without `screen` after MEASURE_TIMEOUT_MS).
 // The worker runs this very module (the plugin's bundle when packed): it serves when it finds
 // itself in a worker started with WORKER_TAG.
+import { readFileSync, statSync } from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { ScreenChange } from '../protocol/index.ts';
 
@@ -225,9 +226,25 @@ const MAX_PENDING = 8;
 /** Sessions x tools whose last screenshot is remembered; the oldest are forgotten beyond it. */
 const MAX_REMEMBERED = 1_000;
 
+/**
+ * A screenshot as its bytes, or as the file a tool saved it to: OpenClaw 2026.9.6 takes the image
+ * data out of the result its hooks see (`{type: 'image', bytes, omitted: true}`), and its browser
+ * tool names the screenshot's file in `details.path`.
+ */
+export type Shot = Uint8Array | { path: string };
+
+/** Screenshot files larger than this are not read. */
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
+
+/** The bytes of a shot; the file is read in the worker, off the host's thread. */
+function bytesOf(shot: Shot): Uint8Array | undefined {
+  if (shot instanceof Uint8Array) return shot;
+  return statSync(shot.path).size <= MAX_FILE_BYTES ? readFileSync(shot.path) : undefined;
+}
+
 interface Request {
   id: number;
-  bytes: Uint8Array;
+  shot: Shot;
   copy?: ScreenshotOptions;
 }
 interface Reply {
@@ -250,7 +267,11 @@ if (!isMainThread && workerData === WORKER_TAG) {
     const ready = await codecs;
     let reply: Reply;
     try {
-      reply = 'failed' in ready ? { id: request.id, fatal: `the decoders did not load: ${ready.failed}` } : { id: request.id, analysis: analyse(ready.loaded, request.bytes, request.copy) };
+      const bytes = 'failed' in ready ? undefined : bytesOf(request.shot);
+      reply =
+        'failed' in ready
+          ? { id: request.id, fatal: `the decoders did not load: ${ready.failed}` }
+          : { id: request.id, analysis: bytes && analyse(ready.loaded, bytes, request.copy) };
     } catch (err) {
       reply = { id: request.id, error: messageOf(err) };
     }
@@ -295,7 +316,7 @@ export class ScreenTracker {
    * The change this screenshot shows since the last one of `session` and `toolName`; undefined
    * when it is not measured (not PNG or JPEG, the worker is busy, broken or late).
    */
-  async measure(session: string, toolName: string, toolCallId: string, bytes: Uint8Array): Promise<ScreenChange | undefined> {
+  async measure(session: string, toolName: string, toolCallId: string, shot: Shot): Promise<ScreenChange | undefined> {
     if (this.broken || this.pending.size >= MAX_PENDING) return undefined;
     const worker = this.startWorker();
     if (!worker) return undefined;
@@ -303,7 +324,7 @@ export class ScreenTracker {
     // Replies come in request order, so each screenshot is compared with the one asked before it.
     const reply = new Promise<Reply | undefined>((resolve) => this.pending.set(id, resolve));
     worker.ref();
-    worker.postMessage({ id, bytes, copy: this.copy } satisfies Request);
+    worker.postMessage({ id, shot, copy: this.copy } satisfies Request);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), MEASURE_TIMEOUT_MS);

@@ -224,6 +224,8 @@ test('images in tool results are summarised, never sent', () => {
     ],
   });
   assert.deepEqual(summary, { text: 'screenshot taken', image: { count: 3, mimeTypes: ['image/png', 'image/jpeg'], bytes: 2003 } });
+  // OpenClaw's hooks get image blocks without their data, with their size.
+  assert.deepEqual(summariseToolResult({ content: [{ type: 'image', mimeType: 'image/png', bytes: 5000, omitted: true }] }).image, { count: 1, mimeTypes: ['image/png'], bytes: 5000 });
 
   const { events, fire } = recordingCapture(true);
   fire('after_tool_call', { toolName: 'browser', toolCallId: 'b1', params: {}, result: { content: [{ type: 'image', data: png, mimeType: 'image/png' }] } });

@@ -3,7 +3,8 @@
 // the plugin's real after_tool_call hook, measured in the real screen worker. Needs
 // /usr/bin/chromium (CI: apt-get install chromium); skipped without it.
 import { strict as assert } from 'node:assert';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import jpeg from 'jpeg-js';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -12,6 +13,7 @@ import { Capture } from '../plugin/capture.ts';
 import { OptIns } from '../plugin/optin.ts';
 import { analyse, compare, decodeImage, imageSize, loadCodecs } from '../plugin/screen.ts';
 import type { NewEvent } from '../plugin/spool.ts';
+import { tempDir, until } from './helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)`;
@@ -57,12 +59,7 @@ function recordingCapture(screenshots?: { maxSide: number; maxBytes: number }) {
   /** Fires after_tool_call with a screenshot and waits for its tool.result. */
   const screenshot = async (toolCallId: string, bytes: Uint8Array, toolName = 'browser', mimeType = 'image/png'): Promise<ToolResultEvent> => {
     hooks.get('after_tool_call')!({ toolName, toolCallId, params: { action: 'screenshot' }, result: { content: [{ type: 'text', text: 'ok' }, { type: 'image', data: Buffer.from(bytes).toString('base64'), mimeType }] } }, ctx);
-    for (let i = 0; i < 500; i++) {
-      const found = events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.toolCallId === toolCallId);
-      if (found) return found;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`no tool.result for ${toolCallId}`);
+    return until(() => events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.toolCallId === toolCallId), `the result of ${toolCallId}`);
   };
   return { capture, events, warnings, screenshot, fire: (name: string, event: unknown) => hooks.get(name)!(event, ctx) };
 }
@@ -94,8 +91,8 @@ test('a click that changes the page reads as a change, one that does nothing as 
   }
 });
 
-test('sendScreenshots: a downscaled JPEG within the size cap; a session that ends forgets its screens; a broken image still sends its result', { skip, timeout: 120_000 }, async () => {
-  const { capture, screenshot, fire } = recordingCapture({ maxSide: 400, maxBytes: 16_384 });
+test('sendScreenshots: a downscaled JPEG within the size cap; a session that ends forgets its screens; a screenshot from the file OpenClaw names; a broken image still sends its result', { skip, timeout: 120_000 }, async () => {
+  const { capture, events, screenshot, fire } = recordingCapture({ maxSide: 400, maxBytes: 16_384 });
   try {
     await page.setContent(PAGE);
     const png = await page.screenshot({ type: 'png' });
@@ -111,6 +108,14 @@ test('sendScreenshots: a downscaled JPEG within the size cap; a session that end
     fire('session_end', { sessionId: ctx.sessionId, sessionKey: KEY });
     const afterEnd = await screenshot('c2', png);
     assert.equal(afterEnd.screen?.comparedTo, undefined);
+
+    // As OpenClaw hands it to hooks: the image's data taken out, the browser tool's file in details.path.
+    const file = join(tempDir('clawrl-screen-'), 'shot.png');
+    writeFileSync(file, png);
+    fire('after_tool_call', { toolName: 'browser', toolCallId: 'c2b', params: {}, result: { content: [{ type: 'image', mimeType: 'image/png', bytes: png.length, omitted: true }], details: { ok: true, path: file } } });
+    const fromFile = await until(() => events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.toolCallId === 'c2b'), 'the result of c2b');
+    assert.deepEqual({ ...fromFile.screen, screenshot: undefined }, { width: 1280, height: 720, changedShare: 0, hashDistance: 0, comparedTo: 'c2', screenshot: undefined });
+    assert.equal(fromFile.image?.bytes, png.length);
 
     // A PNG header over garbage: the worker cannot decode it, and the result goes out without `screen`.
     const broken = Buffer.concat([png.subarray(0, 33), Buffer.alloc(500, 1)]);

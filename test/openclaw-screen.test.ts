@@ -1,0 +1,128 @@
+// A GUI change as a next state, in the real OpenClaw (openclaw@2026.9.6 on Node 24): its browser
+// tool drives Debian's Chromium (headless) on a page served here on loopback, with a button that
+// changes the page and one that does nothing. A scripted model (the fake vLLM behind a real daemon)
+// opens the page, takes a screenshot, then clicks each button with a screenshot in the same
+// response; the plugin (packed as users install it, so its screen worker runs the bundle) measures
+// each screenshot against the one before, and the stored next states and the rules judge's scores
+// are checked. One `agent --local` run. Needs /usr/bin/chromium; skipped without it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ScreenChange } from '../protocol/index.ts';
+import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
+import { repoRoot, runCli, spawnDaemon, tempDir, type DaemonProcess } from './helpers.ts';
+import { openclawHost, type OpenclawHost } from './openclaw-host.ts';
+
+const run = promisify(execFile);
+
+const CHROMIUM = '/usr/bin/chromium';
+const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)`;
+
+// Buttons without hover or focus styles (Chromium's own darken under the pointer), at fixed places.
+const PAGE = `<!doctype html><title>Orders</title><style>button{all:unset;position:absolute;top:200px;border:1px solid #333;padding:6px 12px}</style>
+<body style="font:20px sans-serif;margin:40px"><h1>Orders</h1><p id="status">No order yet.</p>
+<button id="change" style="left:40px;width:160px" onclick="document.getElementById('status').textContent = 'Order 42 placed: 3 items, shipping Friday.'">Place order</button>
+<button id="noop" style="left:300px;width:160px" onclick="void 0">Does nothing</button></body>`;
+
+let host: OpenclawHost;
+let fake: FakeVllm;
+let daemon: DaemonProcess;
+let site: Server;
+/** The plugin as packed (`npm run pack:plugin`), unpacked: its screen worker runs the bundled JavaScript. */
+let plugin: string;
+const dataDir = tempDir('clawrl-oc-screen-');
+
+interface Exported {
+  action: { toolCalls: { id: string; name: string; arguments: string }[] };
+  nextState: { toolResults: { toolName: string; isError: boolean; output: string; screen?: ScreenChange }[] };
+  reward: number | null;
+}
+
+before(async () => {
+  if (skip) return;
+  site = createServer((_, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE));
+  await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`;
+  let n = 0;
+  const id = () => `call_${++n}_${Math.random().toString(36).slice(2, 8)}`;
+  const browser = (args: object) => ({ id: id(), name: 'browser', arguments: JSON.stringify(args) });
+  const clickAt = (x: number) => browser({ action: 'act', kind: 'clickCoords', x, y: 215 });
+  // The model's steps, by how many tool results its context holds.
+  fake = await startFakeVllm((body) => {
+    const results = (body.messages as { role: string }[]).filter((m) => m.role === 'tool').length;
+    if (results === 0) return { toolCalls: [browser({ action: 'open', targetUrl: url })] };
+    if (results === 1) return { toolCalls: [browser({ action: 'screenshot' })] };
+    if (results === 2) return { toolCalls: [clickAt(380), browser({ action: 'screenshot' })] };
+    if (results === 4) return { toolCalls: [clickAt(120), browser({ action: 'screenshot' })] };
+    return { text: 'The order is placed.' };
+  }, 'policy');
+  daemon = await spawnDaemon(dataDir, ['--backend', 'upstream', '--upstream-url', fake.url]);
+  host = await openclawHost();
+  const packDir = tempDir('clawrl-screen-pack-');
+  const packed = (await run('npm', ['run', 'pack:plugin', '--', packDir], { cwd: repoRoot, timeout: 120_000 })).stdout.trim().split('\n').at(-1)!;
+  await run('tar', ['xzf', join(packDir, packed), '-C', packDir]);
+  plugin = join(packDir, 'package');
+});
+
+after(async () => {
+  await daemon?.stop();
+  await fake?.close();
+  site?.close();
+});
+
+test('the browser tool in the real OpenClaw: a click that changes the page and one that does nothing, as stored next states and scores', { skip, timeout: 600_000 }, async () => {
+  const state = await host.state({
+    dataDir,
+    daemonUrl: daemon.url,
+    plugin,
+    configArgs: ['--primary'],
+    edit: (config) => {
+      config.plugins.entries.clawrl.config.optInByDefault = true;
+      // Direct tool schemas: with tool search (the default) the browser tool hides behind tool_call.
+      config.tools = { ...config.tools, toolSearch: false };
+      // A model that takes images gets the screenshot as an image block (a text-only one gets its path alone).
+      for (const model of config.models.providers.clawrl.models) model.input = ['text', 'image'];
+      config.browser = { enabled: true, headless: true, noSandbox: true, executablePath: CHROMIUM, ssrfPolicy: { dangerouslyAllowPrivateNetwork: true } };
+    },
+  });
+  const agent = await host.openclawIn(state, ['agent', '--local', '--agent', 'main', '--message', 'place the order on the page'], 300_000);
+  assert.match(agent.stdout, /The order is placed\./);
+
+  // The four tool-calling turns, once scored (the rules judge: no judge model is configured).
+  let turns: Exported[] = [];
+  for (let i = 0; i < 150; i++) {
+    const out = await runCli(dataDir, ['sessions', 'export', '--json']);
+    turns = (out.stdout.trim() ? out.stdout.trim().split('\n').map((l) => JSON.parse(l)) : []).filter((t: Exported) => t.action.toolCalls.length > 0);
+    if (turns.length >= 4 && turns.every((t) => t.reward !== null)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const withCall = (args: string) => turns.find((t) => t.action.toolCalls[0]!.arguments.includes(args));
+  const first = withCall('"screenshot"');
+  const noop = withCall('"x":380');
+  const change = withCall('"x":120');
+  assert.ok(first && noop && change, JSON.stringify(turns));
+  const screenOf = (t: Exported) => t.nextState.toolResults.find((r) => r.screen)?.screen;
+  const firstScreen = screenOf(first)!;
+  assert.ok(firstScreen.width > 0 && firstScreen.height > 0 && firstScreen.comparedTo === undefined, JSON.stringify(firstScreen));
+  // The button that does nothing: the screenshot after the click is the one before it, cell for cell.
+  assert.deepEqual(screenOf(noop), { ...firstScreen, changedShare: 0, hashDistance: 0, comparedTo: first.action.toolCalls[0]!.id });
+  assert.equal(noop.reward, -1, 'a click that changed nothing is a failed action');
+  // The button that changes the page: one line of text.
+  const changed = screenOf(change)!;
+  assert.equal(changed.comparedTo, noop.action.toolCalls[1]!.id);
+  assert.ok(changed.changedShare! > 0.005 && changed.changedShare! < 0.2, JSON.stringify(changed));
+  assert.equal(change.reward, 0, 'a change is no evidence of success without pixels');
+
+  // No pixels left the plugin (sendScreenshots is off by default): no copy, no image data.
+  assert.equal(changed.screenshot, undefined);
+  const sessionKey = (await runCli(dataDir, ['sessions', 'list', '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l))[0].sessionKey;
+  const shown = (await runCli(dataDir, ['sessions', 'show', sessionKey])).stdout;
+  assert.doesNotMatch(shown, /iVBORw0KGgo|\/9j\//, 'no PNG or JPEG data is stored');
+  // OpenClaw hands hooks the image without its data; its size still arrives.
+  assert.ok(JSON.parse(shown).events.some((e: { image?: { bytes: number } }) => (e.image?.bytes ?? 0) > 1000));
+});

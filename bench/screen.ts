@@ -1,12 +1,17 @@
 // The cost of measuring a screen change, for 1920x1080 screenshots taken by Debian's Chromium
-// (through playwright-core) of a busy page: what the after_tool_call hook itself spends (base64 to
-// bytes, hand-off to the worker), and what the worker spends before the event is sent: decode
-// (pngjs / jpeg-js), fingerprint (luminance grid + dHash) and, when screenshots are sent, the
-// 512-px JPEG copy. Prints a Markdown table (median and p95 of 30 runs each, after 3 warm-up runs).
+// (through playwright-core) of a busy page: how long the plugin's real after_tool_call hook takes
+// to return, what the screen worker spends (decode with pngjs / jpeg-js, fingerprint: luminance grid
+// + dHash, and with sendScreenshots the 512-px JPEG copy), and how long until the tool result's
+// event is sent. Prints a Markdown table (median and p95 of 30 runs each, after 3 warm-up runs).
 // Run: node --import tsx bench/screen.ts
 import { performance } from 'node:perf_hooks';
 import { chromium } from 'playwright-core';
-import { ScreenTracker, decodeImage, fingerprint, loadCodecs, thumbnail } from '../plugin/screen.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Capture } from '../plugin/capture.ts';
+import { OptIns } from '../plugin/optin.ts';
+import { decodeImage, fingerprint, loadCodecs, thumbnail } from '../plugin/screen.ts';
 
 const COPY = { maxSide: 512, maxBytes: 64 * 1024 };
 
@@ -43,25 +48,50 @@ const shots = {
 };
 await browser.close();
 
+/**
+ * The plugin's real after_tool_call handler: `fire` returns when the hook returns; its promise
+ * settles when the tool result's event reaches the sink (after the worker measured the screenshot).
+ */
+function hook(screenshots?: typeof COPY) {
+  let arrived: (() => void) | undefined;
+  const capture = new Capture({ enqueue: () => arrived?.() }, new OptIns(true), console, screenshots);
+  let handler: ((event: unknown, ctx: unknown) => void) | undefined;
+  capture.registerHooks((name, fn) => void (name === 'after_tool_call' && (handler = fn as typeof handler)));
+  let n = 0;
+  const fire = (result: unknown) => {
+    const sent = new Promise<void>((resolve) => (arrived = resolve));
+    handler!({ toolName: 'browser', toolCallId: `c${n++}`, params: { action: 'screenshot' }, result }, { sessionKey: 'k', sessionId: 's' });
+    return sent;
+  };
+  return { fire, close: () => capture.screens.close() };
+}
+
 const codecs = await loadCodecs();
+const dir = mkdtempSync(join(tmpdir(), 'clawrl-bench-screen-'));
 const rows: string[] = [];
 for (const [format, bytes] of Object.entries(shots)) {
   const pixels = decodeImage(codecs, bytes)!;
-  const base64 = bytes.toString('base64');
-  const off = new ScreenTracker(undefined, console.warn);
-  const on = new ScreenTracker(COPY, console.warn);
-  let n = 0;
+  const mimeType = format === 'PNG' ? 'image/png' : 'image/jpeg';
+  const path = join(dir, format === 'PNG' ? 'shot.png' : 'shot.jpg');
+  writeFileSync(path, bytes);
+  // As OpenClaw 2026.9.6 hands it to hooks (data taken out, the file in details.path), and with the data in the result.
+  const fromFile = { content: [{ type: 'image', mimeType, bytes: bytes.length, omitted: true }], details: { path } };
+  const withData = { content: [{ type: 'image', mimeType, data: bytes.toString('base64') }] };
+  const off = hook();
+  const on = hook(COPY);
   const cells = [
-    ['hook: base64 to bytes + hand-off to the worker', await time(() => off.measure('s', 'browser', `c${n++}`, Buffer.from(base64, 'base64')))],
+    ['hook returns (OpenClaw: file in details.path)', await time(() => off.fire(fromFile))],
+    ['hook returns (image data in the result)', await time(() => off.fire(withData))],
     ['worker: decode', await time(() => decodeImage(codecs, bytes))],
     ['worker: fingerprint', await time(() => fingerprint(pixels))],
     ['worker: 512-px JPEG copy (sendScreenshots)', await time(() => thumbnail(codecs, pixels, COPY.maxSide, COPY.maxBytes))],
-    ['until the event is sent, screenshots off', await time(() => off.measure('s', 'browser', `c${n++}`, Buffer.from(base64, 'base64')), true)],
-    ['until the event is sent, screenshots on', await time(() => on.measure('s', 'browser', `c${n++}`, Buffer.from(base64, 'base64')), true)],
+    ['event sent, screenshots off (OpenClaw)', await time(() => off.fire(fromFile), true)],
+    ['event sent, screenshots on (OpenClaw)', await time(() => on.fire(fromFile), true)],
   ] as const;
   await Promise.all([off.close(), on.close()]);
   for (const [step, t] of cells) rows.push(`| ${format} (${Math.round(bytes.length / 1024)} KB) | ${step} | ${t.median.toFixed(1)} | ${t.p95.toFixed(1)} |`);
 }
+rmSync(dir, { recursive: true, force: true });
 console.log(`Node ${process.version}, 1920x1080 Chromium screenshots, ${RUNS} runs\n`);
 console.log('| screenshot | step | median ms | p95 ms |\n|---|---|---|---|');
 console.log(rows.join('\n'));

@@ -2,15 +2,20 @@
 // talks to a real in-process daemon (embedded model, guard on, Binary RL, rules judge): a batch of
 // turns, then it waits for the daemon's own loop to train and swap (as bench/learn.ts does, so each
 // version serves one batch), for a number of steps, in three scenarios:
-// - normal: an honest user, the learning rate of bench/learn.ts. Any rollback is a false one.
-// - adversarial: honest for --flip-after steps (the model has learned what it likes by then), then
-//   hostile: it approves the replies it dislikes and corrects the ones it likes. The version
-//   serving then is rated far below its reference.
-// - collapse: an honest user and a learning rate far too high, so the policy collapses.
+// The user likes replies that start with a letter (simulated-user.ts) and, as people do, is tired
+// of hearing the same reply again: one equal to any of its last 8 replies is corrected too. (The
+// toy model otherwise converges on one pleasing reply, and nothing would tell a collapse from
+// success.)
+// - normal: that user, the learning rate of bench/learn.ts. Any rollback is a false one.
+// - adversarial: honest until the model has learned what it likes (--flip-at of the last 16 replies
+//   please it), then hostile: it approves the replies it dislikes and corrects the ones it likes.
+//   The version serving then is rated far below its reference.
+// - collapse: the same user and a learning rate too high (1e-2, 3.3×), so the policy collapses
+//   onto a few replies (measured: at 3e-2 the toy's AdamW steps wander instead, slower to collapse).
 // Counts rollbacks per run (which version, why, after how many turns), writes
 // bench/guard-results.md and bench/guard.svg.
-// Usage: node --import tsx bench/guard.ts [--seeds 1,2,3,4,5] [--steps 12] [--flip-after 6] [--batch-size 16]
-//        [--lr 3e-3] [--collapse-lr 3e-2] [--dim D --layers L] [--scenarios normal,adversarial,collapse] [--out-dir bench]
+// Usage: node --import tsx bench/guard.ts [--seeds 1,2,3] [--steps 20] [--flip-at 0.75] [--batch-size 16]
+//        [--lr 3e-3] [--collapse-lr 1e-2] [--tired-of 8] [--dim D --layers L] [--scenarios normal,adversarial,collapse] [--out-dir bench]
 import { rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -22,16 +27,17 @@ import { createLogger } from '../daemon/log.ts';
 import type { WeightsListing } from '../daemon/control.ts';
 import { describeHealth } from '../daemon/health.ts';
 import { TestClient, tempDir } from '../test/helpers.ts';
-import { SimulatedUser, honest, type Reaction } from './simulated-user.ts';
+import { SimulatedUser, type Reaction } from './simulated-user.ts';
 
 const { values } = parseArgs({
   options: {
-    seeds: { type: 'string', default: '1,2,3,4,5' },
-    steps: { type: 'string', default: '12' },
-    'flip-after': { type: 'string', default: '6' },
+    seeds: { type: 'string', default: '1,2,3' },
+    steps: { type: 'string', default: '20' },
+    'flip-at': { type: 'string', default: '0.75' },
     'batch-size': { type: 'string', default: '16' },
     lr: { type: 'string', default: '3e-3' },
-    'collapse-lr': { type: 'string', default: '3e-2' },
+    'collapse-lr': { type: 'string', default: '1e-2' },
+    'tired-of': { type: 'string', default: '8' },
     dim: { type: 'string' },
     layers: { type: 'string' },
     scenarios: { type: 'string', default: 'normal,adversarial,collapse' },
@@ -44,7 +50,7 @@ const seeds = values.seeds.split(',').map(Number);
 const steps = Number(values.steps);
 const batchSize = Number(values['batch-size']);
 const turns = steps * batchSize;
-const flipAt = Number(values['flip-after']) * batchSize;
+const flipAt = Number(values['flip-at']);
 const scenarios = values.scenarios.split(',') as Scenario[];
 const model = { ...DEFAULT_MODEL, ...(values.dim && { dim: Number(values.dim) }), ...(values.layers && { layers: Number(values.layers) }) };
 
@@ -52,8 +58,11 @@ interface Run {
   scenario: Scenario;
   seed: number;
   /** Per turn: the version that served it and whether the user approved. */
-  timeline: { version: string; approved: boolean }[];
-  rollbacks: { version: string; reason: string; turn: number }[];
+  timeline: { version: string; hit: boolean; approved: boolean }[];
+  /** `worse`: its served reward was below its parent's (a rollback that is not is counted as false). */
+  rollbacks: { version: string; reason: string; turn: number; worse: boolean }[];
+  /** The turn the adversarial user turned hostile at (null: it never did, or another scenario). */
+  flippedAt: number | null;
   versions: number;
   /** Entropy of each version that served, over base's. */
   entropyRatio: Record<string, number>;
@@ -76,7 +85,12 @@ async function run(scenario: Scenario, seed: number): Promise<Run> {
     idleMs: 3_600_000,
   });
   const client = await TestClient.connect(daemon.wsUrl, daemon.token);
-  const react: Reaction = scenario === 'adversarial' ? (hit, turn) => (turn < flipAt ? hit : !hit) : honest;
+  let flippedAt: number | null = null;
+  const heard: string[] = [];
+  const react: Reaction = (hit, _turn, reply) => {
+    const likes = hit && !heard.includes(reply);
+    return flippedAt === null ? likes : !likes;
+  };
   try {
     await client.hello(`guard-${scenario}-${seed}`);
     const user = new SimulatedUser(daemon, client, `agent:main:guard-${seed}`, { seed, recipe: 'binary-rl', steps: 0, batchSize, lr: 0, maxTokens: 8, evalSamples: 0 });
@@ -86,8 +100,12 @@ async function run(scenario: Scenario, seed: number): Promise<Run> {
     for (let step = 0; step < steps; step++) {
       const before = trainer.status().steps;
       for (let i = 0; i < batchSize; i++) {
-        const { hit, version } = await user.turn(false, react);
-        timeline.push({ version, approved: react(hit, timeline.length) });
+        const { hit, version, text } = await user.turn(false, react);
+        timeline.push({ version, hit, approved: react(hit, timeline.length, text) });
+        heard.push(text);
+        if (heard.length > Number(values['tired-of'])) heard.shift();
+        const recent = timeline.slice(-16);
+        if (scenario === 'adversarial' && flippedAt === null && recent.length === 16 && recent.filter((t) => t.approved).length >= flipAt * 16) flippedAt = timeline.length;
       }
       // Every turn is rated ±1 and so trainable: the batch trains one step. Then the guard looks.
       const deadline = Date.now() + 120_000;
@@ -101,13 +119,17 @@ async function run(scenario: Scenario, seed: number): Promise<Run> {
     const listing = (await res.json()) as WeightsListing;
     const rollbacks = listing.versions
       .filter((v) => v.verdict?.state === 'rolled-back')
-      .map((v) => ({ version: v.version, reason: v.verdict!.reason, turn: timeline.map((t) => t.version).lastIndexOf(v.version) + 1 }));
+      .map((v) => {
+        const parent = v.parent === null || v.parent === 'base' ? listing.base : listing.versions.find((p) => p.version === v.parent)?.health;
+        const worse = (v.health?.reward.mean ?? 0) < (parent?.reward.mean ?? -Infinity);
+        return { version: v.version, reason: v.verdict!.reason, turn: timeline.map((t) => t.version).lastIndexOf(v.version) + 1, worse };
+      });
     for (const v of [{ version: 'base', health: listing.base, verdict: null }, ...listing.versions]) {
       if (v.health) console.error(`  ${v.version}: ${describeHealth(v.health)}${v.verdict ? ` — ${v.verdict.state}` : ''}`);
     }
     const baseEntropy = listing.base?.entropy ?? NaN;
     const entropyRatio = Object.fromEntries(listing.versions.filter((v) => v.health?.entropy != null).map((v) => [v.version, v.health!.entropy! / baseEntropy]));
-    return { scenario, seed, timeline, rollbacks, versions: listing.versions.length, entropyRatio, seconds: (performance.now() - t0) / 1000 };
+    return { scenario, seed, timeline, rollbacks, flippedAt, versions: listing.versions.length, entropyRatio, seconds: (performance.now() - t0) / 1000 };
   } finally {
     client.close();
     await daemon.close();
@@ -122,19 +144,19 @@ for (const scenario of scenarios) {
     const r = await run(scenario, seed);
     runs.push(r);
     const minRatio = Math.min(...Object.values(r.entropyRatio));
-    console.error(`${scenario} seed ${seed}: ${r.versions} versions, ${r.rollbacks.length} rollbacks${r.rollbacks.map((b) => ` [${b.version} at turn ${b.turn}: ${b.reason}]`).join('')}; lowest entropy ratio ${minRatio.toFixed(2)}; ${r.seconds.toFixed(0)} s`);
+    console.error(`${scenario} seed ${seed}: ${r.versions} versions${r.flippedAt === null ? '' : `, hostile from turn ${r.flippedAt}`}, ${r.rollbacks.length} rollbacks${r.rollbacks.map((b) => ` [${b.version} at turn ${b.turn}: ${b.reason}]`).join('')}; lowest entropy ratio ${minRatio.toFixed(2)}; ${r.seconds.toFixed(0)} s`);
   }
 }
 const totalSeconds = (performance.now() - started) / 1000;
 
 function table(): string {
-  const out = ['| scenario | runs | runs with a rollback | rollbacks | first rollback (turn, why) | versions trained (mean) | lowest entropy / base (median of runs) |', '|---|---|---|---|---|---|---|'];
+  const out = ['| scenario | runs | runs with a rollback | rollbacks | of them false (reward not below the parent\'s) | first rollback (turn, why) | versions trained (mean) | lowest entropy / base (median of runs) |', '|---|---|---|---|---|---|---|---|'];
   for (const scenario of scenarios) {
     const mine = runs.filter((r) => r.scenario === scenario);
     const firsts = mine.filter((r) => r.rollbacks.length).map((r) => `seed ${r.seed}: ${r.rollbacks[0]!.version} at ${r.rollbacks[0]!.turn}, ${r.rollbacks[0]!.reason.split(':')[0]}`);
     const lows = mine.map((r) => Math.min(...Object.values(r.entropyRatio))).sort((a, b) => a - b);
     out.push(
-      `| ${scenario} | ${mine.length} | ${mine.filter((r) => r.rollbacks.length).length} | ${mine.reduce((n, r) => n + r.rollbacks.length, 0)} | ${firsts.join('; ') || '–'} | ${(mine.reduce((n, r) => n + r.versions, 0) / mine.length).toFixed(1)} | ${lows[Math.floor(lows.length / 2)]!.toFixed(2)} |`,
+      `| ${scenario} | ${mine.length} | ${mine.filter((r) => r.rollbacks.length).length} | ${mine.reduce((n, r) => n + r.rollbacks.length, 0)} | ${mine.reduce((n, r) => n + r.rollbacks.filter((b) => !b.worse).length, 0)} | ${firsts.join('; ') || '–'} | ${(mine.reduce((n, r) => n + r.versions, 0) / mine.length).toFixed(1)} | ${lows[Math.floor(lows.length / 2)]!.toFixed(2)} |`,
     );
   }
   return out.join('\n');
@@ -187,14 +209,18 @@ const report = [
   '# The guard on simulated users (bench/guard.ts)',
   '',
   `- command: \`${command}\``,
-  `- embedded model dim ${model.dim}, ${model.layers} layers; Binary RL, rules judge; batch ${batchSize}; lr ${values.lr} (collapse: ${values['collapse-lr']}); ${steps} steps of ${batchSize} turns per run (adversarial from turn ${flipAt}); replies of 8 tokens`,
+  `- embedded model dim ${model.dim}, ${model.layers} layers; Binary RL, rules judge; batch ${batchSize}; lr ${values.lr} (collapse: ${values['collapse-lr']}); ${steps} steps of ${batchSize} turns per run (adversarial: hostile once ${flipAt * 100} % of the last 16 replies please it); replies of 8 tokens`,
   `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; ${totalSeconds.toFixed(0)} s in all`,
   '',
   table(),
   '',
   '## Every rollback',
   '',
-  ...runs.flatMap((r) => r.rollbacks.map((b) => `- ${r.scenario}, seed ${r.seed}: ${b.version} after turn ${b.turn}: ${b.reason}`)),
+  ...runs.flatMap((r) => r.rollbacks.map((b) => `- ${r.scenario}, seed ${r.seed}: ${b.version} after turn ${b.turn}${b.worse ? '' : ' (false: not rated below its parent)'}: ${b.reason}`)),
+  '',
+  '## The adversarial user turned hostile at',
+  '',
+  ...runs.filter((r) => r.scenario === 'adversarial').map((r) => `- seed ${r.seed}: ${r.flippedAt === null ? 'never (the model did not learn enough)' : `turn ${r.flippedAt}`}`),
   '',
   '![approval per turn](guard.svg)',
   '',

@@ -86,7 +86,7 @@ interface ChatReply {
 }
 
 /** How the user reacts to a reply: approve (true) or correct (false). An honest user approves exactly the hits. */
-export type Reaction = (hit: boolean, turn: number) => boolean;
+export type Reaction = (hit: boolean, turn: number, reply: string) => boolean;
 export const honest: Reaction = (hit) => hit;
 
 export class SimulatedUser {
@@ -134,7 +134,7 @@ export class SimulatedUser {
   }
 
   /** One training turn: model.call, the request, then the user's reaction (and hint). Returns whether it pleased, and who served it. */
-  async turn(withHint: boolean, react: Reaction = honest): Promise<{ hit: boolean; version: string }> {
+  async turn(withHint: boolean, react: Reaction = honest): Promise<{ hit: boolean; version: string; text: string }> {
     const i = this.turnsSent++;
     const callId = `${this.sessionKey}:model:${i}`;
     const { sessionKey } = this;
@@ -145,14 +145,14 @@ export class SimulatedUser {
       'x-clawrl-opt-in': '1',
     });
     const hit = pleases(reply.text);
-    const approves = react(hit, i);
+    const approves = react(hit, i, reply.text);
     const words = approves ? APPROVALS : CORRECTIONS;
     const reaction = (seq: number, at: number): Event => ({ kind: 'user.message', seq, at, sessionKey, content: words[i % words.length]! });
     // The hint follows the correction, as `/clawrl hint` typed after it would: the daemon attaches
     // it to the turn that the correction already closed and scores that turn again.
     if (approves || !withHint) await this.send(reaction);
     else await this.send(reaction, (seq, at) => ({ kind: 'feedback', seq, at, sessionKey, hint: HINT }));
-    return { hit, version: reply.version };
+    return { hit, version: reply.version, text: reply.text };
   }
 
   /** Hit rate of the serving version on the held-out prompts; throws if another version answered. */

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { WeightsUpdatedMessage } from '../protocol/index.ts';
 import { Capture } from './capture.ts';
 import { clawrlCommand } from './commands.ts';
-import { PLUGIN_VERSION, hintsUrlOf, parseConfig, type PluginConfig } from './config.ts';
+import { PLUGIN_VERSION, hintsUrlOf, parseConfig, screenshotCopy, type PluginConfig } from './config.ts';
 import { HintCache, hintsHook } from './hints.ts';
 import type { PluginApi, PluginEntry } from './host-types.ts';
 import { Link } from './link.ts';
@@ -48,6 +48,7 @@ class Runtime {
       },
       this.optIns,
       { warn: (message) => this.api.logger.warn(message) },
+      screenshotCopy(config),
     );
     this.hints = new HintCache({ url: hintsUrlOf(config.daemonUrl), token: config.token, logger: { warn: (message) => this.api.logger.warn(message) } });
   }
@@ -67,6 +68,7 @@ class Runtime {
     this.api = api;
     this.config = config;
     this.optIns.byDefault = config.optInByDefault;
+    this.capture.screens.setCopy(screenshotCopy(config));
     this.link?.reconfigure(this.linkSettings());
     this.hints.reconfigure(hintsUrlOf(config.daemonUrl), config.token);
   }
@@ -84,7 +86,7 @@ class Runtime {
   async stopService(): Promise<void> {
     this.serviceStopped = true;
     this.hints.stop();
-    await Promise.all([this.link?.stop(), this.optIns.flushed()]);
+    await Promise.all([this.link?.stop(), this.optIns.flushed(), this.capture.screens.close()]);
   }
 
   /** The CA file's PEM, read when the link is configured; a missing file is logged, not thrown. */

@@ -303,7 +303,8 @@ export class ScreenTracker {
   private broken = false;
 
   // Plain fields, not parameter properties: the worker may load this file with Node's type stripping.
-  private readonly copy: ScreenshotOptions | undefined;
+  /** The sendScreenshots setting: a config reload changes it (setCopy). */
+  private copy: ScreenshotOptions | undefined;
   private readonly warn: (message: string) => void;
 
   /** `copy`: the sendScreenshots setting (undefined: pixels stay in the plugin); `warn` logs once why measuring stopped. */
@@ -311,6 +312,11 @@ export class ScreenTracker {
     this.copy = copy;
     this.warn = warn;
   }
+  /** A config reload turns the screenshot copy on or off, or changes its size. */
+  setCopy(copy: ScreenshotOptions | undefined): void {
+    this.copy = copy;
+  }
+
 
   /**
    * The change this screenshot shows since the last one of `session` and `toolName`; undefined

@@ -12,7 +12,9 @@ import { validateMessage, type Event, type ToolResultEvent } from '../protocol/i
 import { Capture } from '../plugin/capture.ts';
 import { OptIns } from '../plugin/optin.ts';
 import { analyse, compare, decodeImage, imageSize, loadCodecs } from '../plugin/screen.ts';
-import type { NewEvent } from '../plugin/spool.ts';
+import { Spool, type NewEvent } from '../plugin/spool.ts';
+import entry from '../plugin/index.ts';
+import { fakeApi } from './fake-openclaw.ts';
 import { tempDir, until } from './helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -142,4 +144,32 @@ test('sizes from headers match the decoded images; a resized screen is compared 
   const change = compare(analyse(codecs, png)!.print, analyse(codecs, smaller)!.print);
   assert.equal(change.changedShare, undefined);
   assert.ok(change.hashDistance! <= 16, `the same page at another size hashes alike: ${change.hashDistance}`);
+});
+
+test('the plugin entry hands sendScreenshots to capture, and a config reload turns it off again', { skip, timeout: 120_000 }, async () => {
+  const stateRoot = tempDir('clawrl-screen-entry-');
+  const config = { daemonUrl: 'ws://127.0.0.1:9/ws', token: 't', optInByDefault: true, sendScreenshots: true, screenshotMaxSide: 200 };
+  const png = await page.screenshot({ type: 'png' });
+  const fire = (hooks: Map<string, (event: unknown, ctx: unknown) => unknown>, toolCallId: string) =>
+    hooks.get('after_tool_call')!({ toolName: 'browser', toolCallId, params: { action: 'screenshot' }, result: { content: [{ type: 'image', data: png.toString('base64'), mimeType: 'image/png' }] } }, ctx);
+  // The daemon is unreachable: the events wait in the spool, read here as they are written.
+  const spooled = (count: number) => async () => {
+    const spool = new Spool(join(stateRoot, 'clawrl'), { maxEvents: 1000, maxBytes: 1 << 30, logger: { warn() {} } });
+    const events = spool.durableAfter(0, 1 << 30, 1000).filter((e): e is ToolResultEvent => e.kind === 'tool.result');
+    await spool.close();
+    return events.length === count ? events : undefined;
+  };
+  const first = fakeApi(config, stateRoot);
+  entry.register(first.api);
+  fire(first.hooks, 'e1');
+  const [withCopy] = await until(spooled(1), 'the first tool result in the spool', 20_000);
+  // A reload with the setting off: OpenClaw registers the plugin again with the new config.
+  const second = fakeApi({ ...config, sendScreenshots: false }, stateRoot);
+  entry.register(second.api);
+  fire(second.hooks, 'e2');
+  const [, without] = await until(spooled(2), 'the second tool result in the spool', 20_000);
+  assert.equal(withCopy!.screen?.screenshot?.mimeType, 'image/jpeg');
+  assert.ok(Math.max(withCopy!.screen!.screenshot!.width, withCopy!.screen!.screenshot!.height) <= 200);
+  assert.equal(without!.screen?.screenshot, undefined);
+  assert.equal(without!.screen?.changedShare, 0, 'still measured: the same page as before');
 });

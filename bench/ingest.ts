@@ -2,8 +2,12 @@
 // process, real LMDB) and measure sustained events/s and ack latency (send of a batch → its ack).
 // Two modes per client count: closed loop (each client keeps --window frames in flight: the
 // maximum rate) and open loop (--rate events/s shared by the clients, sent on a timer: the ack
-// latency a plugin sees at that load).
+// latency a plugin sees at that load). During each run, a child process measures the disk's own
+// 64 KiB write + fdatasync latency in the daemon's data dir, so the ack tail is compared with the
+// disk's in the same seconds.
 // Usage: npm run bench:ingest [-- --events 200000 --batch 64 --window 4 --rate 20000]
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TestClient, optIn, spawnDaemon, tempDir, runCli } from '../test/helpers.ts';
 import type { Event } from '../protocol/index.ts';
@@ -70,6 +74,26 @@ async function runClient(wsUrl: string, token: string, id: string, count: number
   client.close();
 }
 
+// The disk's own latency, measured beside the daemon until stopped: writes of 64 KiB, each made durable.
+const FSYNC_PROBE = `
+const fs = require('node:fs'); const fd = fs.openSync(process.argv[1], 'w'); const buf = Buffer.alloc(65536, 7); const lat = [];
+let stop = false; process.stdin.on('data', () => (stop = true)); process.stdin.resume();
+const step = () => { if (stop) { process.stdout.write(JSON.stringify(lat)); process.exit(0); }
+  const t = process.hrtime.bigint(); fs.writeSync(fd, buf, 0, buf.length, 0); fs.fdatasyncSync(fd); lat.push(Number(process.hrtime.bigint() - t) / 1e6);
+  setTimeout(step, 5); };
+step();`;
+
+function startFsyncProbe(dir: string): () => Promise<number[]> {
+  const child = spawn(process.execPath, ['-e', FSYNC_PROBE, join(dir, 'fsync-probe.bin')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  return async () => {
+    child.stdin.write('stop');
+    await new Promise((resolve) => child.once('exit', resolve));
+    return (JSON.parse(out) as number[]).sort((a, b) => a - b);
+  };
+}
+
 const rows: string[] = [];
 const rate = Number(values.rate);
 const modes = [{ label: 'max', pace: (_n: number) => 0 }, { label: `${rate.toLocaleString('en')}/s`, pace: (n: number) => (batchSize * n * 1000) / rate }];
@@ -80,17 +104,19 @@ for (const n of values.clients!.split(',').map(Number)) for (const mode of modes
   const latencies: number[] = [];
   // The paced run lasts about 5 s: long enough for a stable p99, short enough to repeat.
   const perClient = mode.pace(n) > 0 ? Math.floor((rate * 5) / n) : Math.floor(totalEvents / n);
+  const stopProbe = startFsyncProbe(dir);
   const start = performance.now();
   await Promise.all(Array.from({ length: n }, (_, i) => runClient(daemon.wsUrl, token, `bench-${i}`, perClient, mode.pace(n), latencies)));
   const seconds = (performance.now() - start) / 1000;
+  const disk = await stopProbe();
   await daemon.stop();
   latencies.sort((a, b) => a - b);
   const achieved = Math.round((perClient * n) / seconds);
   rows.push(
-    `| ${n} | ${mode.label} | ${batchSize} | ${(perClient * n).toLocaleString('en')} | ${achieved.toLocaleString('en')} | ${percentile(latencies, 50).toFixed(1)} | ${percentile(latencies, 99).toFixed(1)} |`,
+    `| ${n} | ${mode.label} | ${batchSize} | ${(perClient * n).toLocaleString('en')} | ${achieved.toLocaleString('en')} | ${percentile(latencies, 50).toFixed(1)} | ${percentile(latencies, 99).toFixed(1)} | ${percentile(disk, 99).toFixed(1)} | ${(percentile(latencies, 99) / percentile(disk, 99)).toFixed(1)} |`,
   );
   console.error(rows.at(-1));
 }
-console.log(`| clients | load | events/frame | events | events/s | ack p50 ms | ack p99 ms |   (closed loop: ${window} frames in flight per client)`);
-console.log('|---|---|---|---|---|---|---|');
+console.log(`| clients | load | events/frame | events | events/s | ack p50 ms | ack p99 ms | disk fdatasync p99 ms | ack p99 ÷ disk p99 |   (closed loop: ${window} frames in flight per client)`);
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);

@@ -25,12 +25,11 @@
 // - Collapse: the entropy estimate or distinct-2 of the version's replies against a reference,
 //   the nearest ancestor with MIN_REPLIES replies (base at the root). Relative thresholds, since
 //   absolute ones differ by model and tokenizer: entropy below ENTROPY_FLOOR of the reference's,
-//   or distinct-2 below DISTINCT_FLOOR of the reference's, within one step. These are proxies: a
-//   policy that learns what its user wants sharpens, sometimes fast (in bench/guard.ts's normal
-//   runs the toy model converges on near-identical pleasing replies, entropy down by 87 %). So the
-//   person's ratings overrule them: a version whose reward is significantly better than its
-//   reward reference (the interval's lower end above 0) is not rolled back for collapse. Otherwise
-//   it goes back to its nearest ancestor not rolled back.
+//   or distinct-2 below DISTINCT_FLOOR of the reference's, within one step: learning a preference
+//   sharpens a policy step by step, a collapse falls by more than half at once. Ratings do not
+//   overrule these signals: a rater who rewards repetition (bench/guard.ts's hostile user) would
+//   otherwise lead the policy into collapse unopposed. Such a version goes back to its nearest
+//   ancestor not rolled back.
 import type { Logger } from './log.ts';
 import type { Backend } from './backends/types.ts';
 import type { Store } from './store.ts';
@@ -95,8 +94,7 @@ export type Diagnosis = { kind: 'collapse' | 'worse'; reason: string } | { kind:
  * or a reward significantly worse than `reference`), promote it, or nothing yet (null).
  */
 export function diagnose(version: VersionHealth, reference: VersionHealth | undefined, collapseRef: VersionHealth | undefined): Diagnosis {
-  const c = reference && compareRewards(version, reference);
-  if (collapseRef && version.replies >= MIN_REPLIES && !(c && c.low > 0)) {
+  if (collapseRef && version.replies >= MIN_REPLIES) {
     if (version.entropy !== null && collapseRef.entropy !== null && version.entropy < ENTROPY_FLOOR * collapseRef.entropy) {
       return { kind: 'collapse', reason: `collapse: entropy ${version.entropy.toFixed(3)} nats/token, under ${ENTROPY_FLOOR} × ${collapseRef.version}'s ${collapseRef.entropy.toFixed(3)} (${version.replies} replies)` };
     }
@@ -104,6 +102,7 @@ export function diagnose(version: VersionHealth, reference: VersionHealth | unde
       return { kind: 'collapse', reason: `collapse: distinct-2 ${version.distinct2.toFixed(2)} (repetition), under ${DISTINCT_FLOOR} × ${collapseRef.version}'s ${collapseRef.distinct2.toFixed(2)} (${version.replies} replies)` };
     }
   }
+  const c = reference && compareRewards(version, reference);
   if (!c) return null;
   const summary = `reward ${fmt(version.reward.mean!)} over ${version.reward.rated} turns vs ${fmt(reference!.reward.mean!)} over ${reference!.reward.rated}; difference ${fmt(c.difference)}, always-valid 95 % interval [${fmt(c.low)}, ${fmt(c.high)}]`;
   if (c.high < 0) return { kind: 'worse', reason: `significantly worse than ${reference!.version}: ${summary}` };

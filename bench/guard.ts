@@ -59,7 +59,7 @@ interface Run {
   seed: number;
   /** Per turn: the version that served it and whether the user approved. */
   timeline: { version: string; hit: boolean; approved: boolean }[];
-  /** `worse`: its served reward was below its parent's (a rollback that is not is counted as false). */
+  /** `worse`: its served reward was below its parent's. In a normal run, one that was not is a false rollback. */
   rollbacks: { version: string; reason: string; turn: number; worse: boolean }[];
   /** The turn the adversarial user turned hostile at (null: it never did, or another scenario). */
   flippedAt: number | null;
@@ -150,7 +150,7 @@ for (const scenario of scenarios) {
 const totalSeconds = (performance.now() - started) / 1000;
 
 function table(): string {
-  const out = ['| scenario | runs | runs with a rollback | rollbacks | of them false (reward not below the parent\'s) | first rollback (turn, why) | versions trained (mean) | lowest entropy / base (median of runs) |', '|---|---|---|---|---|---|---|---|'];
+  const out = ['| scenario | runs | runs with a rollback | rollbacks | of them rated no lower than the parent | first rollback (turn, why) | versions trained (mean) | lowest entropy / base (median of runs) |', '|---|---|---|---|---|---|---|---|'];
   for (const scenario of scenarios) {
     const mine = runs.filter((r) => r.scenario === scenario);
     const firsts = mine.filter((r) => r.rollbacks.length).map((r) => `seed ${r.seed}: ${r.rollbacks[0]!.version} at ${r.rollbacks[0]!.turn}, ${r.rollbacks[0]!.reason.split(':')[0]}`);
@@ -216,7 +216,7 @@ const report = [
   '',
   '## Every rollback',
   '',
-  ...runs.flatMap((r) => r.rollbacks.map((b) => `- ${r.scenario}, seed ${r.seed}: ${b.version} after turn ${b.turn}${b.worse ? '' : ' (false: not rated below its parent)'}: ${b.reason}`)),
+  ...runs.flatMap((r) => r.rollbacks.map((b) => `- ${r.scenario}, seed ${r.seed}: ${b.version} after turn ${b.turn}${b.worse ? '' : ' (rated no lower than its parent)'}: ${b.reason}`)),
   '',
   '## The adversarial user turned hostile at',
   '',

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WeightsListing } from '../daemon/control.ts';
-import { until } from './helpers.ts';
+import { dirname } from 'node:path';
+import { runCli, until } from './helpers.ts';
 import { SESSION, closeOps, serve, startOps, type Ops } from './ops-helpers.ts';
 
 const BATCH = 12;
@@ -46,6 +47,8 @@ test('a version rated significantly worse than its parent is rolled back, traini
     assert.match(v1.verdict!.reason, /^significantly worse than base: reward -1\.00 over \d+ turns vs \+1\.00 over 12/);
     assert.equal(v1.health!.reward.mean, -1);
     assert.ok(v1.health!.reward.high! < 0 && v1.health!.entropy! > 0 && v1.health!.replyTokens! > 0);
+    // Drift to base, measured by the guard on v1's served tokens with the base weights.
+    assert.ok(v1.health!.driftReplies > 0 && Number.isFinite(v1.health!.drift));
     assert.equal(listing.base!.reward.mean, 1);
 
     const status = await get<{ guard: { lastRollback: { from: string; to: string } }; health: { version: string } }>(ops, '/status');
@@ -75,4 +78,10 @@ test('a version rated significantly worse than its parent is rolled back, traini
   } finally {
     await closeOps(ops);
   }
+  // With the daemon stopped, `weights list` reads the same from the store: health lines and verdicts.
+  const { code, stdout } = await runCli(dirname(ops.daemon.store.path), ['weights', 'list']);
+  assert.equal(code, 0);
+  assert.match(stdout, /^ {2}base\treward \+\d\.\d\d \[[-+]\d\.\d\d, [-+]\d\.\d\d\] over \d+ scored · entropy \d+\.\d\d nats\/token · distinct-2 \d\.\d\d · \d+\.\d tokens\/reply/m);
+  assert.match(stdout, /^ {4}kept by person at \S+: rolled back to by hand$/m);
+  assert.match(stdout, /^ {4}reward -1\.00 \[-1\.00, -0\.\d\d\] over \d+ scored · entropy/m);
 });

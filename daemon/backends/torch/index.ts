@@ -391,6 +391,11 @@ export class TorchBackend implements Backend {
     this.trainingDir = dir;
   }
 
+  // No loadCanary: each layer of the worker has one served-adapter slot, and concurrent requests
+  // decode together in one batch (one CUDA graph) through it; two adapters would need per-row
+  // adapters in the batch. So a canary share is ignored here (the trainer logs it) and each
+  // version serves everyone at once, watched by the guard; a canary at scale goes through
+  // upstream, where vLLM serves adapters by name.
   async loadAdapter(dir: string | null, version: string): Promise<void> {
     await this.call('loadAdapter', { dir, version });
     this.servedDir = dir;

@@ -168,13 +168,13 @@ const WINDOW = 16;
 /** Approval rate over the last WINDOW turns, one line per run, a cross at each rollback; one panel per scenario. */
 function svg(): string {
   const [W, panelH] = [720, 180];
-  const pad = { left: 56, right: 20, top: 30, bottom: 30 };
+  const pad = { left: 56, right: 20, top: 30, bottom: 44 };
   const H = pad.top + scenarios.length * panelH + pad.bottom;
   const x = (t: number) => Number((pad.left + (t / turns) * (W - pad.left - pad.right)).toFixed(1));
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${pad.left}" y="20" font-size="14">Approval over the last ${WINDOW} turns, by scenario (× = the guard rolled back)</text>`,
+    `<text x="${pad.left}" y="20" font-size="14">Approval over the last ${WINDOW} turns (×: the guard rolled back; dashed: the user turns hostile)</text>`,
   ];
   scenarios.forEach((scenario, p) => {
     const top = pad.top + p * panelH;
@@ -193,14 +193,15 @@ function svg(): string {
         return window.filter((w) => w.approved).length / window.length;
       });
       parts.push(`<path d="${rates.map((rate, t) => `${t === 0 ? 'M' : 'L'}${x(t + 1)},${y(rate)}`).join(' ')}" fill="none" stroke="${COLORS[scenario]}" stroke-opacity="0.6"/>`);
+      if (r.flippedAt !== null) parts.push(`<line x1="${x(r.flippedAt)}" x2="${x(r.flippedAt)}" y1="${y(0)}" y2="${y(1)}" stroke="${COLORS[scenario]}" stroke-dasharray="4 3"/>`);
       for (const b of r.rollbacks) {
         const [cx, cy] = [x(b.turn), y(rates[b.turn - 1] ?? 0)];
         parts.push(`<path d="M${cx - 5},${cy - 5} L${cx + 5},${cy + 5} M${cx - 5},${cy + 5} L${cx + 5},${cy - 5}" stroke="black" stroke-width="2"/>`);
       }
     }
   });
-  for (let t = 0; t <= turns; t += 2 * batchSize) parts.push(`<text x="${x(t)}" y="${H - 12}" text-anchor="middle">${t}</text>`);
-  parts.push(`<text x="${W - pad.right}" y="${H - 12}" text-anchor="end">turns</text>`, '</svg>');
+  for (let t = 0; t <= turns; t += 2 * batchSize) parts.push(`<text x="${x(t)}" y="${H - 26}" text-anchor="middle">${t}</text>`);
+  parts.push(`<text x="${(pad.left + W - pad.right) / 2}" y="${H - 8}" text-anchor="middle">turns (a training step every ${batchSize})</text>`, '</svg>');
   return parts.join('\n');
 }
 

@@ -74,8 +74,10 @@ await flooder.sendEvents([optIn(1, 'flooder')]);
 // The flooder's acks are not read: drop them as they come.
 flooder.socket.removeAllListeners('message');
 
+// Warm-up (JIT, LMDB's first map growth), not measured.
+const warm = await victim(victimClient, 'victim', 1, 2000);
 const rssBefore = rssMiB(pid);
-const [alone, healthAlone] = await Promise.all([victim(victimClient, 'victim', 1, seconds * 500), probe(seconds * 500)]);
+const [alone, healthAlone] = await Promise.all([victim(victimClient, 'victim', warm.seq, seconds * 500), probe(seconds * 500)]);
 let rssPeak = rssBefore;
 const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(pid))), 200);
 const [flooded, underFlood, healthFlooded] = await Promise.all([flood(flooder, 'flooder', seconds * 1000), victim(victimClient, 'victim', alone.seq, seconds * 1000), probe(seconds * 1000)]);

@@ -73,6 +73,8 @@ export class Trainer {
   private lastMetrics: TrainMetrics | null = null;
   private swapError: string | null = null;
   private canary: TrainerStatus['canary'] = null;
+  /** A rollback is switching serving and training: no step starts meanwhile. */
+  private switching = false;
   private readonly canaryShare: number;
 
   constructor(private readonly opts: TrainerOptions) {
@@ -155,7 +157,7 @@ export class Trainer {
     if (waiting < this.batchSize && now - this.waitingSince < this.maxWaitMs) return Promise.resolve(null);
     // A canary holds the next step, so that no version is trained on top of an unproven one and
     // the canary's test gets its turns; the guard ends it (and, if the test takes too long, the hold).
-    if (this.canary) return Promise.resolve(null);
+    if (this.canary || this.switching) return Promise.resolve(null);
     return this.trainNow();
   }
 
@@ -286,12 +288,19 @@ export class Trainer {
   async rollback(version: string): Promise<WeightVersionRecord> {
     const record = this.checkedRecord(version);
     const dir = this.dirOf(version);
-    await this.steps.settled();
-    await this.opts.backend.loadAdapter(dir, version);
-    this.swapError = null;
-    await this.endCanary();
-    await this.opts.backend.loadTrainingAdapter(dir);
-    await this.opts.store.rollBackTo(version);
+    // No step may start until training continues from `version`: one started between these
+    // awaits trained on the old adapter and named the old version its parent.
+    this.switching = true;
+    try {
+      await this.steps.settled();
+      await this.opts.backend.loadAdapter(dir, version);
+      this.swapError = null;
+      await this.opts.backend.loadTrainingAdapter(dir);
+      await this.opts.store.rollBackTo(version);
+      await this.endCanary();
+    } finally {
+      this.switching = false;
+    }
     this.opts.log.info('rolled back', { version });
     this.opts.onServing?.(record, 'rollback');
     return record;

@@ -85,7 +85,12 @@ test('a canary serves its share of sessions only, is rolled back when rated wors
     assert.match(promoted!.reason, /^not worse than base by 0\.1 or more/);
     const notice = await ops.client.next((m) => m.type === 'weights.updated' && m.version === next);
     assert.equal((notice as { reason: string }).reason, 'trained');
-    for (const s of SESSIONS.slice(0, 3)) assert.equal(await serve(ops, 'after the promotion', s), next);
+    // Everyone is on it now, or on the canary of the version trained next from it (the turns
+    // queued meanwhile train at once).
+    for (const s of SESSIONS.slice(0, 3)) {
+      const served = await serve(ops, 'after the promotion', s);
+      assert.ok(served === next || ops.daemon.store.versions.get(served)?.parent === next, `${s} got ${served}`);
+    }
   } finally {
     await closeOps(ops);
   }

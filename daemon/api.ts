@@ -7,7 +7,7 @@ import { BackendUnavailableError, type Backend, type ChatMessage, type GenerateC
 import type { Logger } from './log.ts';
 import { UpstreamError } from './backends/upstream.ts';
 import { HttpError, readBody, sendError } from './http.ts';
-import { MAX_ID_BYTES, MAX_VALUE_DEPTH } from '../protocol/index.ts';
+import { MAX_ID_BYTES, MAX_VALUE_DEPTH, idFits } from '../protocol/index.ts';
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 
@@ -28,7 +28,7 @@ export function readTurnHeaders(req: IncomingMessage): TurnHeaders {
   const h = (name: string) => {
     const v = req.headers[`x-clawrl-${name}`];
     if (typeof v !== 'string' || v.length === 0) return undefined;
-    if (Buffer.byteLength(v) > MAX_ID_BYTES) {
+    if (!idFits(v)) {
       throw new ApiError(400, `header x-clawrl-${name} is ${Buffer.byteLength(v)} bytes long, over the limit of ${MAX_ID_BYTES} bytes`, 'invalid_request_error', `x-clawrl-${name}`);
     }
     return v;

@@ -16,7 +16,7 @@ import { bearerMatches } from './config.ts';
 import { HttpError, readBody, sendError, sendJson, type Route } from './http.ts';
 import { expectedStepMs, type VersionStats, type VersionStatsReader } from './stats.ts';
 import type { StepProgress } from './trainer.ts';
-import { MAX_ID_BYTES } from '../protocol/index.ts';
+import { MAX_ID_BYTES, idFits } from '../protocol/index.ts';
 
 export interface DashboardOptions {
   /** The current token (it can be rotated). */
@@ -176,7 +176,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
   function turns(query: URLSearchParams) {
     const session = query.get('session') || undefined;
     // Session keys are store keys, no longer than an id: a longer one names no session and would not fit a key.
-    if (session !== undefined && Buffer.byteLength(session) > MAX_ID_BYTES) throw new HttpError(400, `session is over the limit of ${MAX_ID_BYTES} bytes`);
+    if (session !== undefined && !idFits(session)) throw new HttpError(400, `session is over the limit of ${MAX_ID_BYTES} bytes`);
     const reward = query.get('reward') || undefined;
     if (reward !== undefined && !['1', '0', '-1', 'none'].includes(reward)) throw new HttpError(400, 'reward must be 1, 0, -1 or none');
     const limit = Number(query.get('limit') ?? 100);

@@ -4,7 +4,7 @@
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { join } from 'node:path';
 import { statfsSync } from 'node:fs';
-import { MAX_ID_BYTES, type Event, type ScreenChange, type ToolCallSummary } from '../protocol/index.ts';
+import { MAX_ID_BYTES, idFits, type Event, type ScreenChange, type ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
 
@@ -219,8 +219,6 @@ export function defaultMinFreeDisk(diskBytes: number): number {
   return Math.min(64 * 1024 * 1024, Math.max(8 * 1024 * 1024, Math.floor(diskBytes * 0.02)));
 }
 const CAPACITY_CHECK_MS = 200;
-
-const idFits = (id: string): boolean => Buffer.byteLength(id) <= MAX_ID_BYTES;
 
 /** Ids become parts of LMDB keys; the protocol bounds them, and so does every other way in (`/v1` headers). */
 function assertKeyFits(name: string, id: string | undefined): void {

@@ -19,7 +19,7 @@
 // same run id (or gives up). An attempt whose last model call failed did not end the run and its
 // output is no answer: it sends no run.end and no model.output (its tool results were real and
 // were sent).
-import { MAX_ID_BYTES, MAX_VALUE_DEPTH, stripHintsBlock, type ImageSummary, type ToolCallSummary } from '../protocol/index.ts';
+import { MAX_VALUE_DEPTH, idFits, stripHintsBlock, type ImageSummary, type ToolCallSummary } from '../protocol/index.ts';
 import type {
   AfterToolCallEvent,
   AgentEndEvent,
@@ -91,7 +91,7 @@ function str(value: unknown): string | undefined {
  */
 function id(value: unknown): string | undefined {
   const text = str(value);
-  return text !== undefined && (text.length * 3 <= MAX_ID_BYTES || Buffer.byteLength(text) <= MAX_ID_BYTES) ? text : undefined;
+  return text !== undefined && idFits(text) ? text : undefined;
 }
 
 function num(value: unknown): number | undefined {

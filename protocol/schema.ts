@@ -82,14 +82,16 @@ export function describe(value: unknown): string {
 
 const bad = (message: string) => new ProtocolError('bad_frame', message);
 
+/** Whether a string fits the id bound (MAX_ID_BYTES of UTF-8). */
+export function idFits(id: string): boolean {
+  // Cheap bound first: a string of n UTF-16 units has at most 3n UTF-8 bytes.
+  return id.length * 3 <= MAX_ID_BYTES || Buffer.byteLength(id) <= MAX_ID_BYTES;
+}
+
 function checkId(value: unknown, path: string, nonEmpty: boolean): void {
   if (typeof value !== 'string') throw bad(`${path} must be a string, got ${describe(value)}`);
   if (nonEmpty && value === '') throw bad(`${path} must not be empty`);
-  // Cheap bound first: a string of n UTF-16 units has at most 3n UTF-8 bytes.
-  if (value.length * 3 > MAX_ID_BYTES) {
-    const bytes = Buffer.byteLength(value);
-    if (bytes > MAX_ID_BYTES) throw bad(`${path} is ${bytes} bytes long, over the limit of ${MAX_ID_BYTES} bytes`);
-  }
+  if (!idFits(value)) throw bad(`${path} is ${Buffer.byteLength(value)} bytes long, over the limit of ${MAX_ID_BYTES} bytes`);
 }
 
 /** Depth of nested arrays and maps, iteratively (hostile input must not overflow the stack). */

@@ -279,7 +279,6 @@ export class HintMemory {
 /** `GET /hints` (ETag: the revision) and `DELETE /hints/<id>`. */
 export function hintRoutes(memory: HintMemory): Route[] {
   const list = (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'GET') return sendError(res, 405, 'use GET for /hints', 'invalid_request_error');
     const { revision, body } = memory.snapshotBody();
     const etag = `"${revision}"`;
     if (req.headers['if-none-match'] === etag) {
@@ -289,14 +288,13 @@ export function hintRoutes(memory: HintMemory): Route[] {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), etag });
     res.end(body);
   };
-  const one = async (req: IncomingMessage, res: ServerResponse, path: string) => {
+  const one = async (_req: IncomingMessage, res: ServerResponse, path: string) => {
     const id = decodeURIComponent(path.slice('/hints/'.length));
-    if (req.method !== 'DELETE') return sendError(res, 405, `use DELETE for ${path}`, 'invalid_request_error');
     if (!(await memory.remove(id))) return sendError(res, 404, `no hint ${JSON.stringify(id)}`, 'not_found');
     sendJson(res, 200, { removed: id });
   };
   return [
-    { path: '/hints', handle: list },
-    { path: '/hints/', handle: one },
+    { path: '/hints', methods: ['GET'], handle: list },
+    { path: '/hints/', methods: ['DELETE'], handle: one },
   ];
 }

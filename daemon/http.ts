@@ -6,8 +6,13 @@ export interface Route {
   path: string;
   /** False for routes that are public or check access themselves; default true (bearer token). */
   auth?: boolean;
+  /** The methods it answers, the first named in the 405 for any other; any method when absent. */
+  methods?: readonly string[];
   handle(req: IncomingMessage, res: ServerResponse, path: string): void | Promise<void>;
 }
+
+/** The methods of a route that only reads. */
+export const READ = ['GET', 'HEAD'] as const;
 
 export function findRoute(routes: readonly Route[], path: string): Route | undefined {
   return routes.find((r) => (r.path.endsWith('/') ? path.startsWith(r.path) : path === r.path));

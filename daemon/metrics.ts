@@ -12,7 +12,7 @@ import type { ScoreRecord, Store } from './store.ts';
 import type { Backend, GenerateResult } from './backends/types.ts';
 import type { Complete } from '../recipes/index.ts';
 import type { VersionStatsReader } from './stats.ts';
-import { sendError, type Route } from './http.ts';
+import { READ, type Route } from './http.ts';
 import { versionNumber } from './weights.ts';
 import { outputFailures } from './log.ts';
 
@@ -108,8 +108,8 @@ export class Metrics {
     return {
       path: '/metrics',
       auth: !open,
-      handle: async (req, res) => {
-        if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, `use GET for /metrics`, 'invalid_request_error');
+      methods: READ,
+      handle: async (_req, res) => {
         const text = await this.scrape();
         res.writeHead(200, { 'content-type': this.registry.contentType });
         res.end(text);

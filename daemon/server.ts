@@ -17,7 +17,7 @@ import { recipes, type RecipeName, type RecipeDefaults } from '../recipes/index.
 import { Trainer, type TrainerStatus } from './trainer.ts';
 import { WeightsDir } from './weights.ts';
 import { join } from 'node:path';
-import { HttpError, findRoute, sendError, sendJson, type Route } from './http.ts';
+import { HttpError, READ, findRoute, sendError, sendJson, type Route } from './http.ts';
 import { controlRoutes } from './control.ts';
 import { Loop } from './loop.ts';
 import { EventSamples } from './event-samples.ts';
@@ -119,14 +119,6 @@ export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1' || host === '[::1]';
-}
-
-/** A route that only reads: GET and HEAD, 405 for anything else. */
-function readOnly(handle: Route['handle']): Route['handle'] {
-  return (req, res, path) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, `use GET for ${path}`, 'invalid_request_error');
-    return handle(req, res, path);
-  };
 }
 
 /** The name in a Host header, without its port ("[::1]:7077" → "::1"). */
@@ -303,8 +295,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const dashboard = createDashboard({ token: () => token, store, status, stats });
   const routes: Route[] = [
-    { path: '/healthz', auth: false, handle: readOnly((_req, res) => sendJson(res, 200, { ok: true, version: SERVER_VERSION })) },
-    { path: '/status', handle: readOnly((_req, res) => sendJson(res, 200, status())) },
+    { path: '/healthz', auth: false, methods: READ, handle: (_req, res) => sendJson(res, 200, { ok: true, version: SERVER_VERSION }) },
+    { path: '/status', methods: READ, handle: (_req, res) => sendJson(res, 200, status()) },
     { path: '/v1/', handle: metrics.timeServing(handleV1) },
     metrics.route(opts.metricsPublic === true),
     ...dashboard.routes,
@@ -313,8 +305,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     {
       // A new token takes effect at once; plugins connected with the old one are dropped.
       path: '/token/rotate',
-      handle: (req, res) => {
-        if (req.method !== 'POST') return sendError(res, 405, 'use POST for /token/rotate', 'invalid_request_error');
+      methods: ['POST'],
+      handle: (_req, res) => {
         try {
           token = rotateToken(opts.dataDir);
         } catch (err) {
@@ -335,6 +327,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       return sendError(res, 401, 'missing or wrong bearer token', 'authentication_error');
     }
     if (!route) return sendError(res, 404, `no route for ${req.method} ${path}`, 'not_found');
+    if (route.methods && !route.methods.includes(req.method ?? '')) return sendError(res, 405, `use ${route.methods[0]} for ${path}`, 'invalid_request_error');
     await route.handle(req, res, path);
   };
 

@@ -2,7 +2,8 @@
 import { Command, Option } from 'commander';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, type DaemonMode } from './server.ts';
+import { startDaemon } from './server.ts';
+import type { DaemonMode } from './types.ts';
 import { toExportedTurn, type WeightVersionRecord } from './store.ts';
 import {
   DEFAULT_HOST,
@@ -237,7 +238,7 @@ program
       });
     }
     const reply = await callDaemon('GET', '/status');
-    const status = reply?.status === 200 ? (reply.body as import('./server.ts').DaemonStatus) : undefined;
+    const status = reply?.status === 200 ? (reply.body as import('./types.ts').DaemonStatus) : undefined;
     if (opts.json) {
       process.stdout.write(JSON.stringify(status ? { running: true, ...status } : { running: false }) + '\n');
     } else if (!status) {

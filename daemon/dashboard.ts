@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import type { DaemonStatus } from './server.ts';
+import type { DaemonStatus } from './types.ts';
 import type { ScoreRecord, Store, TurnRecord } from './store.ts';
 import { bearerMatches } from './config.ts';
 import { HttpError, readBody, sendError, sendJson, type Route } from './http.ts';

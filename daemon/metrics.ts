@@ -7,7 +7,7 @@
 // created; the others count since the daemon started. Prometheus' rate() handles both.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DaemonStatus } from './server.ts';
+import type { DaemonStatus } from './types.ts';
 import type { ScoreRecord, Store } from './store.ts';
 import type { Backend, GenerateResult } from './backends/types.ts';
 import type { Complete } from '../recipes/index.ts';

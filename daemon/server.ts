@@ -12,20 +12,21 @@ import { DEFAULT_HOST, bearerMatches, ensureDataDir, loadOrCreateToken, rotateTo
 import { createApi, type ServedResponse } from './api.ts';
 import type { Backend } from './backends/types.ts';
 import { TurnAssembler } from './turns.ts';
-import { ScoringLoop, type JudgeConfig, type ScoringStatus } from './scoring.ts';
+import { ScoringLoop, type JudgeConfig } from './scoring.ts';
 import { recipes, type RecipeName, type RecipeDefaults } from '../recipes/index.ts';
-import { Trainer, type TrainerStatus } from './trainer.ts';
+import { Trainer } from './trainer.ts';
 import { WeightsDir } from './weights.ts';
 import { join } from 'node:path';
 import { HttpError, READ, findRoute, sendError, sendJson, type Route } from './http.ts';
 import { controlRoutes } from './control.ts';
 import { Loop } from './loop.ts';
 import { EventSamples } from './event-samples.ts';
-import { HintMemory, hintRoutes, type HintMemoryOptions, type HintMemoryStatus } from './hints.ts';
+import { HintMemory, hintRoutes, type HintMemoryOptions } from './hints.ts';
 import { Metrics } from './metrics.ts';
 import { VersionStatsReader } from './stats.ts';
 import { createDashboard } from './dashboard.ts';
-import { Guard, type GuardStatus } from './guard.ts';
+import { Guard } from './guard.ts';
+import type { DaemonMode, DaemonStatus } from './types.ts';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -60,10 +61,7 @@ export interface DaemonOptions {
   judge?: JudgeConfig;
   /** The policy that serves /v1; the daemon closes it on close(). Without one, /v1 answers 503. */
   backend?: Backend;
-  /**
-   * 'train' (default): serve, score, train, and keep hint memory alongside. 'hints': no policy of
-   * its own (the agent keeps its model); turns come from the plugin's events and feed hint memory only.
-   */
+  /** 'train' (default) or 'hints': see DaemonMode. */
   mode?: DaemonMode;
   /** Hint memory's cap and the scope of learned hints. */
   hints?: Pick<HintMemoryOptions, 'maxHints' | 'scope'>;
@@ -75,7 +73,6 @@ export interface DaemonOptions {
   canary?: number;
 }
 
-export type DaemonMode = 'train' | 'hints';
 
 export interface Daemon {
   url: string;
@@ -95,25 +92,6 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-export interface DaemonStatus {
-  version: string;
-  pid: number;
-  uptimeS: number;
-  connections: number;
-  weightVersion: string;
-  sessions: { total: number; optedIn: number };
-  counters: ReturnType<Store['counters']>;
-  mode: DaemonMode;
-  recipe: RecipeName;
-  scoring: ScoringStatus;
-  hints: HintMemoryStatus;
-  /** Null when the backend cannot train (upstream). */
-  training: TrainerStatus | null;
-  /** The version guard's verdict on the serving version and its last rollback; null when off. */
-  guard: GuardStatus | null;
-  /** Live-traffic health of the serving version; null before it served a turn. */
-  health: import('./health.ts').VersionHealth | null;
-}
 
 export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;

@@ -92,16 +92,17 @@ test('a crash mid-step re-runs the same batch; a crash after writing the version
   let steps = 0;
   let failNext = true;
   // Fault injection around a real backend (a new one per daemon, as after a restart): the
-  // first step dies as a crash would.
-  const flaky = async (): Promise<Backend> => {
+  // first step dies as a crash would; a step waits for `gate` before it trains.
+  const flaky = async (gate?: Promise<void>): Promise<Backend> => {
     const real = await EmbeddedBackend.create({ model: tiny });
     return Object.assign(Object.create(real) as Backend, {
-      trainStep: (...args: Parameters<Backend['trainStep']>) => {
+      trainStep: async (...args: Parameters<Backend['trainStep']>) => {
         steps++;
         if (failNext) {
           failNext = false;
-          return Promise.reject(new Error('worker died'));
+          throw new Error('worker died');
         }
+        await gate;
         return real.trainStep(...args);
       },
     });
@@ -113,8 +114,16 @@ test('a crash mid-step re-runs the same batch; a crash after writing the version
   assert.deepEqual([pending.version, pending.keys.length], ['v000001', 3]);
   await close(h);
 
-  // Restart: init() re-runs exactly that batch.
-  h = await harness(dir, await flaky(), 100);
+  // Restart: init() re-runs exactly that batch, in the background. While the re-run is held in
+  // its step the daemon listens: /healthz and /v1 answer, and the plugin's hello (in harness) is taken.
+  let release!: () => void;
+  h = await harness(dir, await flaky(new Promise((resolve) => (release = resolve))), 100);
+  await until(() => steps === 2, 'the re-run step to start');
+  assert.equal(h.daemon.trainer!.status().step?.version, 'v000001');
+  assert.equal((await fetch(`${h.daemon.url}/healthz`)).status, 200);
+  assert.equal((await chat(h.daemon, 'during the re-run', false)).status, 200);
+  assert.equal(h.daemon.trainer!.status().serving, 'base', 'the re-run was still held');
+  release();
   await until(() => h.daemon.trainer!.status().serving === 'v000001', 'the re-run batch to serve');
   assert.equal(steps, 2);
   assert.equal(h.daemon.store.meta.get('pendingBatch'), undefined);

@@ -11,7 +11,7 @@ import { dirname, extname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { DaemonStatus } from './types.ts';
-import type { ScoreRecord, Store, TurnRecord } from './store.ts';
+import type { ScoreRecord, SessionRecord, Store, TurnRecord } from './store.ts';
 import { bearerMatches } from './config.ts';
 import { HttpError, readBody, sendError, sendJson, type Route } from './http.ts';
 import { expectedStepMs, type VersionStats, type VersionStatsReader } from './stats.ts';
@@ -71,6 +71,19 @@ function staticFiles(): Map<string, { type: string; body: Buffer }> {
     ['/ui/vendor/uPlot.min.css', join(uplot, 'uPlot.min.css')],
   ];
   return new Map(files.map(([path, file]) => [path, { type: TYPES[extname(file)]!, body: readFileSync(file) }]));
+}
+
+/** A query parameter naming a session: session keys are store keys, so a longer one names none and would not fit a key. */
+function idParam(query: URLSearchParams, name: string): string | undefined {
+  const value = query.get(name) || undefined;
+  if (value !== undefined && !idFits(value)) throw new HttpError(400, `${name} is over the limit of ${MAX_ID_BYTES} bytes`);
+  return value;
+}
+
+function intParam(query: URLSearchParams, name: string, fallback: number, max: number): number {
+  const value = Number(query.get(name) ?? fallback);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new HttpError(400, `${name} must be an integer from 1 to ${max}`);
+  return value;
 }
 
 const clip = (text: string) => (text.length > TEXT_LIMIT ? `${text.slice(0, TEXT_LIMIT)}… (${text.length - TEXT_LIMIT} more characters)` : text);
@@ -168,19 +181,40 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     return { status, versions, step: step ? { ...step, elapsedMs: Date.now() - step.startedAt, expectedMs: expectedStepMs(versions) } : null };
   }
 
-  function sessionList() {
-    return store.listSessions().map((s) => ({ ...s, turns: store.turns.getCount({ start: [s.sessionKey], end: [s.sessionKey, Infinity] }) }));
+  /**
+   * One page of sessions in key order: those whose keys start with `prefix`, from just after the
+   * key `after` (the previous page's `next`). A page costs its own sessions, never the whole list:
+   * a store may hold 100,000 sessions.
+   */
+  function sessionPage(query: URLSearchParams) {
+    const prefix = idParam(query, 'prefix') ?? '';
+    const after = idParam(query, 'after');
+    const limit = intParam(query, 'limit', 50, 500);
+    const page: SessionRecord[] = [];
+    let more = false;
+    for (const { key, value } of store.sessions.getRange({ start: after ?? prefix, limit: limit + 2 })) {
+      if (key === after) continue;
+      if (!key.startsWith(prefix)) break;
+      if (page.length === limit) {
+        more = true;
+        break;
+      }
+      page.push(value);
+    }
+    return {
+      total: store.sessionCount(),
+      optedIn: store.optedInCount(),
+      sessions: page.map((s) => ({ ...s, turns: store.turns.getCount({ start: [s.sessionKey], end: [s.sessionKey, Infinity] }) })),
+      next: more ? page.at(-1)!.sessionKey : null,
+    };
   }
 
   /** Newest first. Sorting needs every matching turn, so this scans them (or one session's). */
   function turns(query: URLSearchParams) {
-    const session = query.get('session') || undefined;
-    // Session keys are store keys, no longer than an id: a longer one names no session and would not fit a key.
-    if (session !== undefined && !idFits(session)) throw new HttpError(400, `session is over the limit of ${MAX_ID_BYTES} bytes`);
+    const session = idParam(query, 'session');
     const reward = query.get('reward') || undefined;
     if (reward !== undefined && !['1', '0', '-1', 'none'].includes(reward)) throw new HttpError(400, 'reward must be 1, 0, -1 or none');
-    const limit = Number(query.get('limit') ?? 100);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'limit must be an integer from 1 to 1000');
+    const limit = intParam(query, 'limit', 100, 1000);
     const matching = [...store.turnsOf(session)].filter((t) => reward === undefined || t.reward === (reward === 'none' ? null : Number(reward)));
     matching.sort((a, b) => b.createdAt - a.createdAt);
     return {
@@ -196,7 +230,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     if (req.method !== 'GET') return sendError(res, 405, `use GET for ${url.pathname}`, 'invalid_request_error');
     res.setHeader('cache-control', 'no-store');
     if (url.pathname === '/ui/api/overview') return sendJson(res, 200, overview());
-    if (url.pathname === '/ui/api/sessions') return sendJson(res, 200, { sessions: sessionList() });
+    if (url.pathname === '/ui/api/sessions') return sendJson(res, 200, sessionPage(url.searchParams));
     if (url.pathname === '/ui/api/turns') return sendJson(res, 200, turns(url.searchParams));
     sendError(res, 404, `no dashboard data at ${url.pathname}`, 'not_found');
   }

@@ -47,6 +47,44 @@ test('/ui data wants the session cookie or the token; the cookie is HttpOnly, Sa
   await closeOps(ops);
 });
 
+test('/ui/api/sessions pages through the sessions in key order, by prefix, from a cursor', async () => {
+  const ops = await startOps();
+  const { url, token } = ops.daemon;
+  // SESSION (agent:main:main) is opted in already; 120 more, plus one opted out.
+  const keys = Array.from({ length: 120 }, (_, i) => `bulk:${String(i).padStart(3, '0')}`);
+  await ops.client.sendEvents([...keys.map((key) => optIn(++ops.seq, key)), { kind: 'session.optout', seq: ++ops.seq, at: Date.now(), sessionKey: 'zz:out' }]);
+  type Page = { total: number; optedIn: number; sessions: { sessionKey: string; optedIn: boolean; turns: number }[]; next: string | null };
+  const get = async (query: string) => {
+    const res = await fetch(`${url}/ui/api/sessions?${query}`, { headers: { authorization: `Bearer ${token}` } });
+    return { status: res.status, body: (await res.json()) as Page & { error?: { message: string } } };
+  };
+
+  const seen: string[] = [];
+  let next: string | null = '';
+  let pages = 0;
+  while (next !== null) {
+    const { body } = await get(`prefix=bulk:&limit=50${next ? `&after=${encodeURIComponent(next)}` : ''}`);
+    assert.deepEqual([body.total, body.optedIn], [122, 121], 'every session is counted, whatever the page');
+    seen.push(...body.sessions.map((s) => s.sessionKey));
+    next = body.next;
+    pages++;
+  }
+  assert.equal(pages, 3);
+  assert.deepEqual(seen, keys, 'each session of the prefix once, in key order');
+
+  const first = (await get('')).body;
+  assert.deepEqual(first.sessions.map((s) => s.sessionKey).slice(0, 2), [SESSION, 'bulk:000'], 'no prefix: every session (agent:… sorts before bulk:…)');
+  assert.equal(first.sessions.length, 50);
+  const tail = (await get(`after=${encodeURIComponent('bulk:119')}`)).body;
+  assert.deepEqual(tail.sessions.map((s) => [s.sessionKey, s.optedIn]), [['zz:out', false]]);
+  assert.equal(tail.next, null, 'the last page says so');
+  assert.deepEqual((await get('prefix=nothing:')).body.sessions, []);
+
+  assert.equal((await get('limit=0')).body.error?.message, 'limit must be an integer from 1 to 500');
+  assert.equal((await get(`after=${'a'.repeat(600)}`)).status, 400, 'a cursor longer than a key');
+  await closeOps(ops);
+});
+
 /** How many pixels of a chart's canvas have a series' stroke colour: zero unless that line was drawn. */
 function strokePixels(page: Page, chartId: string, rgb: [number, number, number]): Promise<number> {
   return page.evaluate(
@@ -113,6 +151,7 @@ test('the dashboard in Chromium: login, version and charts, turns, rollback', { 
     await page.click('nav a[href="#turns"]');
     const rows = page.locator('#turn-table tbody tr');
     await page.locator('#turn-count', { hasText: '5 turns' }).waitFor();
+    assert.equal(await page.textContent('#session-total'), '2 of 2 sessions');
     await page.selectOption('#turn-filter select[name=session]', OTHER);
     await page.locator('#turn-count', { hasText: '1 turn' }).waitFor();
     assert.deepEqual(await rows.locator('td.reward').allTextContents(), ['-1']);

@@ -181,22 +181,51 @@ function turnRow(turn) {
   return row;
 }
 
-async function loadTurns() {
-  const filter = new FormData($('#turn-filter'));
+/** Sessions the picker asks for at a time: a store may hold 100,000, so it holds pages, not the list. */
+const SESSION_PAGE = 100;
+/** Where the next page of sessions starts; null when the picker holds them all. */
+let sessionsNext = null;
+
+async function loadSessions(more = false) {
   const select = $('#turn-filter select[name=session]');
-  const { sessions } = await request('/ui/api/sessions');
-  const chosen = select.value;
-  select.replaceChildren(el('option', 'all'), ...sessions.map((s) => el('option', `${s.sessionKey} (${s.turns})`)));
-  select.options[0].value = '';
-  sessions.forEach((s, i) => (select.options[i + 1].value = s.sessionKey));
-  select.value = chosen;
-  const query = new URLSearchParams([...filter].filter(([, v]) => v !== ''));
+  const query = new URLSearchParams({ limit: String(SESSION_PAGE), prefix: $('#session-search').value });
+  if (more) query.set('after', sessionsNext);
+  const { sessions, total, next } = await request(`/ui/api/sessions?${query}`);
+  const options = sessions.map((s) => {
+    const option = el('option', `${s.sessionKey} (${s.turns})`);
+    option.value = s.sessionKey;
+    return option;
+  });
+  if (more) {
+    select.append(...options);
+  } else {
+    const chosen = select.value;
+    const all = el('option', 'all');
+    all.value = '';
+    select.replaceChildren(all, ...options);
+    // The session being browsed stays chosen even when the new page does not hold it.
+    if (chosen && !sessions.some((s) => s.sessionKey === chosen)) select.append(Object.assign(el('option', chosen), { value: chosen }));
+    select.value = chosen;
+  }
+  sessionsNext = next;
+  $('#session-more').hidden = next === null;
+  $('#session-total').textContent = `${select.options.length - 1} of ${total} session${total === 1 ? '' : 's'}`;
+}
+
+async function loadTurns() {
+  const query = new URLSearchParams([...new FormData($('#turn-filter'))].filter(([, v]) => v !== ''));
   const { turns, total } = await request(`/ui/api/turns?${query}`);
   $('#turn-count').textContent = `${total} turn${total === 1 ? '' : 's'}${total > turns.length ? `, newest ${turns.length} shown` : ''}`;
   $('#turn-table tbody').replaceChildren(...turns.map(turnRow));
 }
 
-$('#turn-filter').addEventListener('change', () => void loadTurns().catch(report));
+$('#turn-filter').addEventListener('change', (event) => {
+  if (event.target.id !== 'session-search') void loadTurns().catch(report);
+});
+// Enter in the search box would submit the form (a page load): the list follows the typing instead.
+$('#turn-filter').addEventListener('submit', (event) => event.preventDefault());
+$('#session-search').addEventListener('input', () => void loadSessions().catch(report));
+$('#session-more').addEventListener('click', () => void loadSessions(true).catch(report));
 
 // ---- weights ----
 
@@ -281,7 +310,7 @@ const pageName = () => (['overview', 'turns', 'weights'].includes(location.hash.
 
 async function refresh() {
   const page = pageName();
-  if (page === 'turns') return loadTurns();
+  if (page === 'turns') return Promise.all([loadSessions(), loadTurns()]);
   const overview = await request('/ui/api/overview');
   if (page === 'overview') renderOverview(overview);
   else renderWeights(overview);

@@ -49,7 +49,7 @@ export function controlRoutes(trainer: Trainer | undefined, store: Store, health
       handle: guarded(async (_req, res, t) => {
         const { serving, pinned } = t.status();
         const measured = health.read();
-        const versions = [...store.versions.getRange().map(({ value }) => ({ ...value, health: measured.get(value.version) ?? null, verdict: health.verdicts.get(value.version) ?? null }))];
+        const versions = [...store.versionRecords()].map((record) => ({ ...record, health: measured.get(record.version) ?? null, verdict: health.verdicts.get(record.version) ?? null }));
         sendJson(res, 200, { serving, pinned, versions, base: measured.get('base') ?? null } satisfies WeightsListing);
       }, 'GET'),
     },

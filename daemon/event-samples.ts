@@ -9,7 +9,6 @@ import type { Store, StoredEvent } from './store.ts';
 
 /** Marks a sample that the daemon's policy did not produce. */
 export const EXTERNAL_WEIGHT_VERSION = 'external';
-const CURSOR_KEY = 'eventSamplesCursor';
 
 /** Its passes run on the daemon's Loop (server.ts), before turn assembly. */
 export class EventSamples {
@@ -21,13 +20,13 @@ export class EventSamples {
   /** Records a sample for every model.output since the last pass whose run the daemon did not serve. */
   async deriveOnce(): Promise<number> {
     const { store } = this;
-    this.cursor ??= (store.meta.get(CURSOR_KEY) as number | undefined) ?? 0;
+    this.cursor ??= store.mark('eventSamplesCursor');
     const end = store.eventLogPosition();
     let made = 0;
-    for (const { value: event } of store.events.getRange({ start: this.cursor + 1, end: end + 1 })) {
+    for (const event of store.eventsBetween(this.cursor, end)) {
       if (event.kind === 'model.output' && (await this.derive(event))) made++;
     }
-    if (end !== this.cursor) await store.meta.put(CURSOR_KEY, end);
+    if (end !== this.cursor) await store.setMark('eventSamplesCursor', end);
     this.cursor = end;
     return made;
   }
@@ -38,7 +37,7 @@ export class EventSamples {
     // would be worse than a missing one.
     if (output.runId === undefined) return false;
     const id = `event:${output.clientId}:${output.seq}`;
-    if (store.samples.get(id) !== undefined) return false;
+    if (store.sample(id) !== undefined) return false;
     if (store.hasRunSamples(output.sessionKey, output.runId)) return false;
     const text = output.assistantTexts.join('\n\n');
     if (text === '' && output.toolCalls.length === 0) return false;

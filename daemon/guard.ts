@@ -159,7 +159,7 @@ export class Guard {
 
   private parentOf(version: string): string | null {
     if (version === 'base') return null;
-    return this.opts.store.versions.get(version)?.parent ?? 'base';
+    return this.opts.store.version(version)?.parent ?? 'base';
   }
 
   /** The nearest ancestor promoted or kept by a person, else base. */

@@ -126,7 +126,7 @@ export class HealthReader {
 
   /** Health of every version that served a turn, by version. O(turns) after each store write. */
   read(): Map<string, VersionHealth> {
-    const txn = (this.store.root.getStats() as { lastTxnId: number }).lastTxnId;
+    const txn = this.store.lastTxnId();
     if (this.cached?.txn === txn && this.cached.drift === this.drift.size) return this.cached.health;
     const acc = new Map<string, Accumulator>();
     for (const turn of this.store.turnsOf()) {
@@ -172,7 +172,7 @@ export class HealthReader {
 
   private replyOf(turn: TurnRecord): ReplySummary | null {
     if (this.replies.has(turn.sampleId)) return this.replies.get(turn.sampleId)!;
-    const sample = this.store.samples.get(turn.sampleId);
+    const sample = this.store.sample(turn.sampleId);
     const tokens = sample?.responseTokens ?? [];
     const summary =
       sample && tokens.length > 0 && sample.logprobs.length === tokens.length
@@ -197,7 +197,7 @@ export class HealthReader {
         if (++known >= DRIFT_REPLIES) break;
         continue;
       }
-      const sample = this.store.samples.get(turn.sampleId);
+      const sample = this.store.sample(turn.sampleId);
       if (!sample || sample.responseTokens.length === 0 || sample.logprobs.length !== sample.responseTokens.length) continue;
       const reference = await backend.score(sample.promptTokens, sample.responseTokens, { reference: true });
       let sum = 0;

@@ -78,8 +78,6 @@ export const DEFAULT_MAX_HINTS = 5000;
 const MAX_CONTEXT_CHARS = 500;
 /** Turn keys remembered per hint (for "once per turn"); older ones are dropped. */
 const MAX_TURN_KEYS = 32;
-/** In the store's meta database: the memory's revision, bumped by every change (the ETag of GET /hints). */
-const REVISION_KEY = 'hintsRevision';
 
 export function hintWeight(h: Pick<HintRecord, 'evidence' | 'good' | 'bad'>): number {
   return (h.evidence + h.good) / (1 + 2 * h.bad);
@@ -122,8 +120,9 @@ export class HintMemory {
     this.maxHints = opts.maxHints ?? DEFAULT_MAX_HINTS;
   }
 
+  /** The memory's revision, bumped by every change (the ETag of GET /hints). */
   revision(): number {
-    return (this.opts.store.meta.get(REVISION_KEY) as number | undefined) ?? 0;
+    return this.opts.store.mark('hintsRevision');
   }
 
   list(): HintRecord[] {
@@ -162,7 +161,7 @@ export class HintMemory {
 
   /** Learns the turn's hint and counts its feedback for the hints its run was shown. */
   async learnFrom(turn: TurnRecord, score: ScoreRecord): Promise<void> {
-    const sample = this.opts.store.samples.get(turn.sampleId);
+    const sample = this.opts.store.sample(turn.sampleId);
     if (score.hint) {
       // The user's hints on a turn are separate lessons; the judge's is one.
       const fromUser = turn.nextState.feedback?.hint?.trim() === score.hint;
@@ -272,7 +271,7 @@ export class HintMemory {
   }
 
   private bump(): void {
-    this.opts.store.meta.put(REVISION_KEY, this.revision() + 1);
+    void this.opts.store.setMark('hintsRevision', this.revision() + 1);
   }
 }
 

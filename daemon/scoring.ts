@@ -2,7 +2,7 @@
 // hindsight hint, scores the response under the teacher context for OPD, and stores the votes,
 // the hint and the per-token advantages. Trainable turns go on to the trainer's queue.
 // It runs on its own timer and never touches the serving path.
-import type { Store, ScoreRecord, TurnRecord } from './store.ts';
+import type { Store, ScoreRecord, TurnKey, TurnRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Backend } from './backends/types.ts';
@@ -98,9 +98,7 @@ export class ScoringLoop {
   }
 
   status(): ScoringStatus {
-    let queueDepth = 0;
-    for (const _ of this.opts.store.unscored.getKeys()) queueDepth++;
-    return { queueDepth, ...this.counts };
+    return { queueDepth: this.opts.store.unscoredKeys().length, ...this.counts };
   }
 
   async nudge(): Promise<number> {
@@ -109,7 +107,7 @@ export class ScoringLoop {
 
   /** Scores every queued turn (judge calls bounded by the shared limiter). Returns how many. */
   async scoreOnce(): Promise<number> {
-    const keys = [...this.opts.store.unscored.getKeys()];
+    const keys = this.opts.store.unscoredKeys();
     const done = await Promise.all(
       keys.map((key) =>
         this.scoreTurn(key).catch((err: Error) => {
@@ -122,10 +120,10 @@ export class ScoringLoop {
     return done.filter(Boolean).length;
   }
 
-  private async scoreTurn(key: [string, number]): Promise<boolean> {
+  private async scoreTurn(key: TurnKey): Promise<boolean> {
     const { store, recipe, backend } = this.opts;
-    const turn = store.turns.get(key);
-    const sample = turn && store.samples.get(turn.sampleId);
+    const turn = store.turn(key);
+    const sample = turn && store.sample(turn.sampleId);
     if (!turn || !sample) {
       await store.dropUnscored(key);
       return false;

@@ -42,7 +42,7 @@ export class VersionStatsReader {
 
   /** base first, then every version that is recorded or served a turn, oldest first. O(turns) after each write. */
   read(): VersionStats[] {
-    const txn = (this.store.root.getStats() as { lastTxnId: number }).lastTxnId;
+    const txn = this.store.lastTxnId();
     const health = this.health.read();
     if (this.cached?.txn === txn && this.cached.stats.every((s) => s.health === (health.get(s.version) ?? null))) return this.cached.stats;
     const served = new Map<string, { turns: number; scored: number; sum: number; hits: number }>();
@@ -57,7 +57,7 @@ export class VersionStatsReader {
       served.set(turn.weightVersion, s);
     }
     const records = new Map<string, WeightVersionRecord>([['base', BASE]]);
-    for (const { value } of this.store.versions.getRange()) records.set(value.version, value);
+    for (const record of this.store.versionRecords()) records.set(record.version, record);
     for (const version of served.keys()) if (!records.has(version)) records.set(version, { ...BASE, version, recipe: 'unknown' });
     const stats = [...records.values()]
       .sort((a, b) => versionNumber(a.version) - versionNumber(b.version))
@@ -90,7 +90,7 @@ export class VersionStatsReader {
     let tokens = 0;
     for (const id of record.turnIds) {
       const hash = id.lastIndexOf('#');
-      const score = this.store.scores.get([id.slice(0, hash), Number(id.slice(hash + 1))]);
+      const score = this.store.score([id.slice(0, hash), Number(id.slice(hash + 1))]);
       if (!score) continue;
       if (score.score !== null) {
         rewards += score.score;

@@ -227,9 +227,35 @@ function assertKeyFits(name: string, id: string | undefined): void {
 
 const zeroCounters = (): Counters => ({ eventsReceived: 0, eventsStored: 0, duplicates: 0, droppedNotOptedIn: 0 });
 
+/** What the meta table holds, by key: the store's bookkeeping, the trainer's state and the stages' marks. */
+export interface MetaValues extends Record<Mark, number> {
+  schemaVersion: number;
+  /** The global event log's last position. */
+  eventLog: number;
+  counters: Partial<Counters>;
+  optedInSessions: number;
+  servingVersion: string;
+  pinned: string;
+  versionCounter: number;
+  pendingBatch: PendingBatch;
+}
+
+/**
+ * Positions and counters a stage keeps across restarts: turn assembly's late-feedback cursor,
+ * hints mode's cursor over the event log, and hint memory's revision (the ETag of GET /hints).
+ */
+export type Mark = 'feedbackCursor' | 'eventSamplesCursor' | 'hintsRevision';
+
+/** The meta table, typed by key (LMDB's own typing allows any key and value); getRange for tests that snapshot every table. */
+export interface Meta extends Pick<Database<unknown, string>, 'getRange'> {
+  get<K extends keyof MetaValues>(key: K): MetaValues[K] | undefined;
+  put<K extends keyof MetaValues>(key: K, value: MetaValues[K]): Promise<boolean>;
+  remove(key: keyof MetaValues): Promise<boolean>;
+}
+
 export class Store {
-  readonly root: RootDatabase;
-  readonly meta: Database<unknown, string>;
+  private readonly root: RootDatabase;
+  readonly meta: Meta;
   readonly sessions: Database<SessionRecord, string>;
   /** clientId → highest seq made durable. */
   readonly clients: Database<number, string>;
@@ -270,7 +296,7 @@ export class Store {
   ) {
     // Room for the sub-databases modules open beside these (hint memory's `hints`).
     this.root = open({ path, maxDbs: 32 });
-    this.meta = this.openDB('meta');
+    this.meta = this.openDB<unknown, string>('meta') as Meta;
     this.sessions = this.openDB('sessions');
     this.clients = this.openDB('clients');
     this.events = this.openDB('events');
@@ -340,7 +366,7 @@ export class Store {
   }
 
   counters(): Counters {
-    return { ...zeroCounters(), ...(this.meta.get('counters') as Partial<Counters> | undefined) };
+    return { ...zeroCounters(), ...this.meta.get('counters') };
   }
 
   /** Bytes in live pages across the sub-databases (freed pages are reused, so they do not count). */
@@ -470,7 +496,7 @@ export class Store {
 
   /** Sessions stored and opted in, kept as a counter so that status pages cost nothing at 100,000 sessions. */
   optedInCount(): number {
-    return (this.meta.get('optedInSessions') as number | undefined) ?? 0;
+    return this.meta.get('optedInSessions') ?? 0;
   }
 
   /** Inside a write transaction: a session's opt-in state, with the opted-in counter. */
@@ -488,7 +514,27 @@ export class Store {
   }
 
   eventLogPosition(): number {
-    return (this.meta.get('eventLog') as number | undefined) ?? 0;
+    return this.meta.get('eventLog') ?? 0;
+  }
+
+  /** A stage's mark (0 before it saved one). */
+  mark(name: Mark): number {
+    return this.meta.get(name) ?? 0;
+  }
+
+  /** Saves a stage's mark; inside `atomically`, with that transaction. */
+  setMark(name: Mark, value: number): Promise<boolean> {
+    return this.meta.put(name, value);
+  }
+
+  /** The id of the last committed write transaction: a reader's cache is fresh while it stays the same. */
+  lastTxnId(): number {
+    return (this.root.getStats() as { lastTxnId: number }).lastTxnId;
+  }
+
+  /** The events past log position `after`, up to and including `through`, in log order. */
+  *eventsBetween(after: number, through: number): Generator<StoredEvent> {
+    for (const { value } of this.events.getRange({ start: after + 1, end: through + 1 })) yield value;
   }
 
   /**
@@ -591,6 +637,27 @@ export class Store {
     }
   }
 
+  sample(id: string): SampleRecord | undefined {
+    return this.samples.get(id);
+  }
+
+  turn(key: TurnKey): TurnRecord | undefined {
+    return this.turns.get(key);
+  }
+
+  score(key: TurnKey): ScoreRecord | undefined {
+    return this.scores.get(key);
+  }
+
+  version(name: string): WeightVersionRecord | undefined {
+    return this.versions.get(name);
+  }
+
+  /** Every weight version made or adopted, oldest first. */
+  *versionRecords(): Generator<WeightVersionRecord> {
+    for (const { value } of this.versions.getRange()) yield value;
+  }
+
   *turnsOf(sessionKey?: string): Generator<TurnRecord> {
     const range = sessionKey === undefined ? {} : { start: [sessionKey], end: [sessionKey, Infinity] };
     for (const { value } of this.turns.getRange(range)) yield value;
@@ -671,6 +738,25 @@ export class Store {
   // (startBatch) pending batch → (finishBatch) trained version. Late feedback sends a turn back to
   // scoring (reviseTurn). Each runs in one atomic transaction, or inside the caller's.
 
+  /** Samples waiting for their next state (turn assembly's work). */
+  *openSampleList(): Generator<OpenSample> {
+    for (const { value } of this.openSamples.getRange()) yield value;
+  }
+
+  isOpen(sampleId: string): boolean {
+    return this.openSamples.get(sampleId) !== undefined;
+  }
+
+  /** Turns waiting for the scoring loop, by key. */
+  unscoredKeys(): TurnKey[] {
+    return [...this.unscored.getKeys()] as TurnKey[];
+  }
+
+  /** Scored, trainable turns waiting for the trainer. */
+  trainQueueLength(): number {
+    return this.trainQueue.getCount();
+  }
+
   /** A sample got its next state: its turn is written and queued for scoring. False when another pass closed it first. */
   closeSample(turn: TurnRecord): Promise<boolean> {
     return this.atomically(() => {
@@ -715,10 +801,10 @@ export class Store {
 
   servingState(): ServingState {
     return {
-      servingVersion: this.meta.get('servingVersion') as string | undefined,
-      pinned: this.meta.get('pinned') as string | undefined,
-      versionCounter: (this.meta.get('versionCounter') as number | undefined) ?? 0,
-      pendingBatch: this.meta.get('pendingBatch') as PendingBatch | undefined,
+      servingVersion: this.meta.get('servingVersion'),
+      pinned: this.meta.get('pinned'),
+      versionCounter: this.meta.get('versionCounter') ?? 0,
+      pendingBatch: this.meta.get('pendingBatch'),
     };
   }
 

@@ -141,9 +141,7 @@ export class Trainer {
   }
 
   private waiting(): number {
-    let n = 0;
-    for (const _ of this.opts.store.trainQueue.getKeys()) n++;
-    return n;
+    return this.opts.store.trainQueueLength();
   }
 
   /** Trains when a full batch waits, or a partial one has waited maxWaitMs. */
@@ -170,9 +168,9 @@ export class Trainer {
     const { store } = this.opts;
     const out: TrainExample[] = [];
     for (const key of keys) {
-      const turn = store.turns.get(key);
-      const sample = turn && store.samples.get(turn.sampleId);
-      const score = store.scores.get(key);
+      const turn = store.turn(key);
+      const sample = turn && store.sample(turn.sampleId);
+      const score = store.score(key);
       if (!sample || !score?.advantages) continue; // deleted (sessions rm) since it was queued
       out.push({
         promptTokens: sample.promptTokens,
@@ -326,7 +324,7 @@ export class Trainer {
 
   private checkedRecord(version: string): WeightVersionRecord {
     if (version === 'base') return { version: 'base', parent: null, recipe: 'base', createdAt: 0, turnIds: [], metrics: {} };
-    const known = this.opts.store.versions.get(version);
+    const known = this.opts.store.version(version);
     if (!known) throw new Error(`no weight version ${JSON.stringify(version)}; see \`clawrl-daemon weights list\``);
     this.opts.weights.validate(version);
     return known;
@@ -335,7 +333,7 @@ export class Trainer {
   /** A version folder that another trainer dropped in: checked, recorded, and served if newest. */
   private async adoptExternal(version: string): Promise<void> {
     const { store, log, backend, weights } = this.opts;
-    if (store.versions.get(version) || this.progress?.version === version) return;
+    if (store.version(version) || this.progress?.version === version) return;
     try {
       const record = weights.validate(version);
       if (versionNumber(version) <= versionNumber(backend.currentVersion())) {

@@ -100,7 +100,7 @@ export class TurnAssembler {
     let made = 0;
     // One read of a session's events serves all of its open samples in this pass.
     const bySession = new Map<string, OpenSample[]>();
-    for (const { value } of store.openSamples.getRange()) {
+    for (const value of store.openSampleList()) {
       const open = bySession.get(value.sessionKey);
       if (open) open.push(value);
       else bySession.set(value.sessionKey, [value]);
@@ -109,7 +109,7 @@ export class TurnAssembler {
       const events = [...store.sessionEventsOf(sessionKey, { after: this.firstRelevantLog(open) - 1 })];
       for (const sample of open) {
         const outcome = this.decide(sample, events, now);
-        const full = outcome && store.samples.get(sample.id);
+        const full = outcome && store.sample(sample.id);
         if (full && (await this.writeTurn(full, outcome.nextState))) made++;
       }
     }
@@ -195,15 +195,15 @@ export class TurnAssembler {
    */
   private async applyLateFeedback(): Promise<void> {
     const { store } = this.opts;
-    this.feedbackCursor ??= this.feedbackCursorSaved = (store.meta.get('feedbackCursor') as number | undefined) ?? 0;
+    this.feedbackCursor ??= this.feedbackCursorSaved = store.mark('feedbackCursor');
     const end = store.eventLogPosition();
     // A read-only scan first: most passes see no feedback and should not cost a write.
-    const feedback = [...store.events.getRange({ start: this.feedbackCursor + 1, end: end + 1 })].filter(({ value }) => value.kind === 'feedback');
+    const feedback = [...store.eventsBetween(this.feedbackCursor, end)].filter((e) => e.kind === 'feedback');
     if (feedback.length === 0) {
       this.feedbackCursor = end;
       // Saved now and then, so a restarted daemon does not read the whole log again at its first pass.
       if (end - this.feedbackCursorSaved >= FEEDBACK_CURSOR_SAVE_EVERY) {
-        await store.meta.put('feedbackCursor', end);
+        await store.setMark('feedbackCursor', end);
         this.feedbackCursorSaved = end;
       }
       return;
@@ -211,7 +211,7 @@ export class TurnAssembler {
     // Turns changed in this pass, by key: a second feedback on one turn builds on the first.
     const updated = new Map<string, TurnRecord>();
     this.feedbackCursor = await store.atomically(() => {
-      for (const { value: e } of feedback) {
+      for (const e of feedback) {
         if (e.kind !== 'feedback') continue;
         // The plugin names the run the feedback is about; without it, the last response before it.
         const ofRun = e.runId === undefined ? [] : [...store.runSamplesOf(e.sessionKey, e.runId)].filter((s) => !s.side);
@@ -224,11 +224,11 @@ export class TurnAssembler {
             }
           }
         }
-        if (target && store.openSamples.get(target.id) !== undefined) {
-          store.meta.put('feedbackCursor', e.log - 1);
+        if (target && store.isOpen(target.id)) {
+          void store.setMark('feedbackCursor', e.log - 1);
           return e.log - 1;
         }
-        const turn = target && (updated.get(`${target.sessionKey}#${target.ordinal}`) ?? store.turns.get([target.sessionKey, target.ordinal]));
+        const turn = target && (updated.get(`${target.sessionKey}#${target.ordinal}`) ?? store.turn([target.sessionKey, target.ordinal]));
         const merged = turn && mergeFeedback(turn.nextState.feedback, feedbackOf(e));
         if (turn && JSON.stringify(merged) !== JSON.stringify(turn.nextState.feedback)) {
           turn.nextState = { ...turn.nextState, feedback: merged };
@@ -237,7 +237,7 @@ export class TurnAssembler {
           updated.set(`${turn.sessionKey}#${turn.turnIndex}`, turn);
         }
       }
-      store.meta.put('feedbackCursor', end);
+      void store.setMark('feedbackCursor', end);
       return end;
     });
     this.feedbackCursorSaved = this.feedbackCursor;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AdamW, clipGradNorm } from '../daemon/backends/embedded/adamw.ts';
-import { LORA_TARGETS, Lora, Model, type ModelConfig, Rng } from '../daemon/backends/embedded/model.ts';
+import { BaseGrads, LORA_TARGETS, Lora, Model, type ModelConfig, Rng } from '../daemon/backends/embedded/model.ts';
 import { sample } from '../daemon/backends/embedded/sample.ts';
 
 const tiny: ModelConfig = { vocab: 11, context: 16, dim: 8, layers: 2, heads: 2, mlpRatio: 2, seed: 7 };
@@ -106,4 +106,38 @@ test('AdamW moves against the gradient; clipGradNorm caps the norm and reports i
   new AdamW(2).step(params, grads, 0.1, 0);
   // first Adam step moves each parameter by lr against the sign of its gradient
   assert.ok(Math.abs(params[0] - 0.9) < 1e-6 && Math.abs(params[1] + 0.9) < 1e-6);
+});
+
+test('finite-difference check of the pretraining backward pass for every base weight (float64)', () => {
+  const model = new Model(tiny, true);
+  const grads = new BaseGrads(model);
+  const prompt = [1, 5, 2, 9];
+  const response = [4, 10, 7, 1, 6];
+  const c = response.map((_, i) => Math.sin(0.7 * i + 0.3)); // L = Σ c_i · logp_i
+  const loss = () => model.score(prompt, response, null).reduce((s, lp, i) => s + c[i] * lp, 0);
+  model.accumulateGradients(prompt, response, null, () => c, grads);
+  const eps = 1e-5;
+  let worst = 0;
+  let touched = 0;
+  for (let i = 0; i < model.params.length; i++) {
+    const p = model.params[i];
+    model.params[i] = p + eps;
+    const up = loss();
+    model.params[i] = p - eps;
+    const down = loss();
+    model.params[i] = p;
+    const fd = (up - down) / (2 * eps);
+    worst = Math.max(worst, Math.abs(fd - grads.flat[i]) / (1e-7 + 1e-5 * Math.abs(fd)));
+    if (Math.abs(grads.flat[i]) > 1e-8) touched++;
+  }
+  assert.ok(worst <= 1, `worst scaled error ${worst}`);
+  // Most weights get gradient (not every one: unused token rows and positions past the input get none).
+  assert.ok(touched > model.params.length / 2, `${touched} of ${model.params.length} weights have gradient`);
+});
+
+test('a model rebuilt from its tensors is the same model', () => {
+  const a = new Model(tiny);
+  const b = new Model({ ...tiny, seed: 123 }, false, a.tensors());
+  assert.deepEqual(b.params, a.params);
+  assert.throws(() => new Model({ ...tiny, dim: 10 }, false, a.tensors()), /tensor wte is \[11,8\], expected \[11,10\]/);
 });

@@ -2,8 +2,8 @@
 // names like base_model.model.layers.0.self_attn.q_proj.lora_A.weight, A [r, in] and B [out, r]
 // (the model keeps the same layout, so tensors are copied as they are).
 //
-// The base weights are random from a seed, so an adapter is only meaningful on the exact base it
-// was trained on: the config records that base and loading refuses any other.
+// An adapter is only meaningful on the exact base it was trained on (random from a seed, or a
+// pretrained file named by ModelConfig.base): the config records that base and loading refuses any other.
 
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -57,7 +57,7 @@ export async function saveAdapter(dir: string, lora: Lora, modelName: string): P
   await writeFile(join(dir, ADAPTER_CONFIG), JSON.stringify(config, null, 2) + '\n');
 }
 
-const BASE_KEYS: (keyof ModelConfig)[] = ['vocab', 'context', 'dim', 'layers', 'heads', 'mlpRatio', 'seed'];
+const BASE_KEYS: (keyof ModelConfig)[] = ['vocab', 'context', 'dim', 'layers', 'heads', 'mlpRatio', 'seed', 'base'];
 
 /** Reads and checks an adapter for the base `cfg`; throws a clear Error and changes nothing on failure. */
 export async function loadAdapter(dir: string, cfg: ModelConfig): Promise<Lora> {

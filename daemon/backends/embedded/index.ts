@@ -1,6 +1,7 @@
-// The embedded backend: a small random-init transformer in TypeScript, so the whole learning loop
-// runs on any CPU with nothing to download. Its prose is poor; it is there to make the pipeline
-// real and to learn simple preferences.
+// The embedded backend: a small transformer in TypeScript, so the whole learning loop runs on any
+// CPU with nothing to download. Its base is random from a seed, or a small pretrained one that
+// reads in-context hints (bases.ts). Its prose is poor; it is there to make the pipeline real and
+// to learn simple preferences.
 //
 // The main thread only encodes prompts and parses replies; the model runs in two workers (see
 // worker.ts): one serves, one trains.
@@ -18,14 +19,17 @@ import type {
   TrainMetrics,
   TrainOptions,
 } from '../types.ts';
+import { loadBase } from './bases.ts';
 import { DEFAULT_MODEL, type ModelConfig } from './model.ts';
 import { VOCAB_SIZE, encodeChat, parseToolCalls } from './tokenizer.ts';
 import type { GenerateReply, WorkerInit, WorkerRequest } from './worker.ts';
 import { PendingCalls, type CallReply } from '../calls.ts';
 
 export interface EmbeddedBackendOptions {
-  /** Model shape and seed; the vocabulary is the tokenizer's. */
-  model?: Partial<Omit<ModelConfig, 'vocab'>>;
+  /** Model shape and seed; the vocabulary is the tokenizer's. A pretrained base fixes the shape. */
+  model?: Partial<Omit<ModelConfig, 'vocab' | 'base'>>;
+  /** 'random' (default: weights from the seed), 'hints' (the shipped pretrained base) or a base file (bases.ts). */
+  base?: string;
   lora?: { rank?: number; alpha?: number };
   /** Model id served under /v1/models. */
   name?: string;
@@ -95,9 +99,17 @@ export class EmbeddedBackend implements Backend {
   }
 
   static async create(opts: EmbeddedBackendOptions = {}): Promise<EmbeddedBackend> {
-    const config: ModelConfig = { ...DEFAULT_MODEL, ...opts.model, vocab: VOCAB_SIZE };
+    const loaded = await loadBase(opts.base ?? 'random');
+    let config: ModelConfig = { ...DEFAULT_MODEL, ...opts.model, vocab: VOCAB_SIZE };
+    if (loaded) {
+      const { seed, ...shape } = opts.model ?? {};
+      const clash = (Object.keys(shape) as (keyof typeof shape)[]).filter((k) => shape[k] !== loaded.config[k]);
+      if (clash.length > 0) throw new Error(`base ${loaded.config.base} fixes the model's shape: ${clash.map((k) => `${k} is ${loaded.config[k]}, not ${shape[k]}`).join('; ')}`);
+      config = { ...loaded.config, seed: seed ?? DEFAULT_MODEL.seed };
+    }
     const init: WorkerInit = {
       config,
+      ...(loaded && { weights: loaded.tensors }),
       loraRank: opts.lora?.rank ?? 8,
       loraAlpha: opts.lora?.alpha ?? 16,
       modelName: opts.name ?? 'clawrl-embedded',

@@ -1,10 +1,11 @@
 // A small decoder-only transformer on typed arrays, with LoRA adapters and a hand-written
 // backward pass (one forward/backward function per op, as in llm.c).
 //
-// The base weights are random, drawn from a seeded PRNG: there is no checkpoint to download, and
-// the same config always yields the same base, so adapters saved against it stay valid. Only the
-// LoRA parameters train; base weights are frozen, so the backward pass computes input gradients
-// through every op but weight gradients only for LoRA.
+// The base weights are random, drawn from a seeded PRNG (there is no checkpoint to download, and
+// the same config always yields the same base, so adapters saved against it stay valid), or come
+// from a pretrained file (bases.ts; ModelConfig.base names it). In the daemon only the LoRA
+// parameters train and the base is frozen; pretraining (pretrain.ts) passes a BaseGrads to the
+// same backward pass, which then also accumulates every base weight's gradient.
 //
 // Layout conventions: activations are row-major [T, C] (one row per position); a linear layer's
 // weight is [out, in] as in torch (and PEFT's adapter files), so y = x Wᵀ takes dot products of
@@ -23,8 +24,10 @@ export interface ModelConfig {
   heads: number;
   /** MLP hidden width as a multiple of dim. */
   mlpRatio: number;
-  /** Seed of the random base weights. */
+  /** Seed of the random base weights (and of LoRA init); a pretrained base keeps its own. */
   seed: number;
+  /** Identity of pretrained base weights ("name@sha256 prefix"); absent for a random base. */
+  base?: string;
 }
 
 /** ~2.07 M parameters (1.77 M in blocks, 0.30 M in embeddings and head); vocab comes from the tokenizer. */
@@ -228,6 +231,20 @@ function matmulGradWeight(dw: Buf, dy: Buf, x: Buf, T: number, m: number, n: num
   }
 }
 
+/**
+ * dw[m, n] += dy[T, m]ᵀ x[T, n] through the blocked matmul, on transposed copies: for the large
+ * base weights of pretraining, where matmulGradWeight's pass over all of dw per row is ~4× slower.
+ */
+function matmulGradWeightBlocked(dw: Buf, dy: Buf, x: Buf, T: number, m: number, n: number, alloc: (n: number) => Buf): void {
+  const dyT = alloc(m * T);
+  const xT = alloc(n * T);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < m; j++) dyT[j * T + t] = dy[t * m + j];
+    for (let k = 0; k < n; k++) xT[k * T + t] = x[t * n + k];
+  }
+  matmul(dw, dyT, xT, m, T, n, true);
+}
+
 /** y = x Wᵀ (+ scale · (x Aᵀ) Bᵀ); u = x Aᵀ [T, r] is kept for the backward pass. */
 function linearForward(y: Buf, u: Buf, x: Buf, w: Buf, lora: LoraPair | null, scale: number, T: number, n: number, m: number): void {
   matmul(y, x, w, T, n, m, false);
@@ -238,11 +255,12 @@ function linearForward(y: Buf, u: Buf, x: Buf, w: Buf, lora: LoraPair | null, sc
 }
 
 /**
- * Accumulates dx and, when adapted, the LoRA gradients; W itself is frozen. `wt` is Wᵀ [in, out],
- * so that dx += dy W is again a row-by-row product for the fast matmul.
+ * Accumulates dx, dW when `dw` is given (pretraining), and, when adapted, the LoRA gradients.
+ * `wt` is Wᵀ [in, out], so that dx += dy W is again a row-by-row product for the fast matmul.
  */
-function linearBackward(dx: Buf, dy: Buf, x: Buf, u: Buf, wt: Buf, lora: LoraPair | null, scale: number, T: number, n: number, m: number, alloc: (n: number) => Buf): void {
+function linearBackward(dx: Buf, dy: Buf, x: Buf, u: Buf, wt: Buf, lora: LoraPair | null, scale: number, T: number, n: number, m: number, alloc: (n: number) => Buf, dw?: Buf): void {
   matmul(dx, dy, wt, T, m, n, true);
+  if (dw) matmulGradWeightBlocked(dw, dy, x, T, m, n, alloc);
   if (!lora) return;
   const r = u.length / T;
   matmulGradWeight(lora.gb, dy, u, T, m, r, scale); // dB = s · dyᵀ u
@@ -266,13 +284,14 @@ function rmsnormForward(y: Buf, rstd: Buf, x: Buf, g: Buf, T: number, D: number)
   }
 }
 
-/** dx_j += r·g_j·dy_j − r³·x_j·mean_i(g_i·dy_i·x_i). */
-function rmsnormBackward(dx: Buf, dy: Buf, x: Buf, g: Buf, rstd: Buf, T: number, D: number): void {
+/** dx_j += r·g_j·dy_j − r³·x_j·mean_i(g_i·dy_i·x_i); dg_j += Σ_t dy_j·x_j·r when `dg` is given. */
+function rmsnormBackward(dx: Buf, dy: Buf, x: Buf, g: Buf, rstd: Buf, T: number, D: number, dg?: Buf): void {
   for (let t = 0; t < T; t++) {
     const o = t * D;
     const r = rstd[t];
     let dot = 0;
     for (let i = 0; i < D; i++) dot += g[i] * dy[o + i] * x[o + i];
+    if (dg) for (let i = 0; i < D; i++) dg[i] += dy[o + i] * x[o + i] * r;
     const c = (r * r * r * dot) / D;
     for (let i = 0; i < D; i++) dx[o + i] += r * g[i] * dy[o + i] - c * x[o + i];
   }
@@ -398,6 +417,67 @@ interface Block {
   wdown: Buf; // [D, M]
 }
 
+/** Every base weight, as views into one flat buffer (the weights, or their gradients). */
+export interface Weights {
+  wte: Buf; // [V, D] token embedding
+  wpe: Buf; // [C, D] positions
+  blocks: Block[];
+  lnf: Buf;
+  lmHead: Buf; // [V, D]
+}
+
+/**
+ * Name and shape of each base tensor, in the order of the flat buffer. It is also the order of
+ * random init, so a seed gives the same base it always has.
+ */
+export function baseTensors(cfg: ModelConfig): { name: string; shape: number[] }[] {
+  const { vocab: V, context: C, dim: D } = cfg;
+  const M = D * cfg.mlpRatio;
+  const out = [
+    { name: 'wte', shape: [V, D] },
+    { name: 'wpe', shape: [C, D] },
+  ];
+  for (let l = 0; l < cfg.layers; l++) {
+    const shapes: [keyof Block, number[]][] = [['ln1', [D]], ['wq', [D, D]], ['wk', [D, D]], ['wv', [D, D]], ['wo', [D, D]], ['ln2', [D]], ['wup', [M, D]], ['wdown', [D, M]]];
+    for (const [k, shape] of shapes) out.push({ name: `layers.${l}.${k}`, shape });
+  }
+  out.push({ name: 'lnf', shape: [D] }, { name: 'lmHead', shape: [V, D] });
+  return out;
+}
+
+/** Views of baseTensors(cfg) into `flat`, which must hold exactly their sizes. */
+function weightViews(cfg: ModelConfig, flat: Buf): Weights {
+  const views = new Map<string, Buf>();
+  let off = 0;
+  for (const { name, shape } of baseTensors(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    views.set(name, flat.subarray(off, off + n));
+    off += n;
+  }
+  if (off !== flat.length) throw new Error(`base weights need ${off} values, the buffer has ${flat.length}`);
+  const get = (name: string) => views.get(name)!;
+  return {
+    wte: get('wte'),
+    wpe: get('wpe'),
+    blocks: Array.from({ length: cfg.layers }, (_, l) => {
+      const at = (k: keyof Block) => get(`layers.${l}.${k}`);
+      return { ln1: at('ln1'), wq: at('wq'), wk: at('wk'), wv: at('wv'), wo: at('wo'), ln2: at('ln2'), wup: at('wup'), wdown: at('wdown') };
+    }),
+    lnf: get('lnf'),
+    lmHead: get('lmHead'),
+  };
+}
+
+/** Gradients of every base weight, for pretraining: `flat` in the layout of Model.params. */
+export class BaseGrads {
+  readonly flat: Buf;
+  readonly w: Weights;
+  constructor(model: Model) {
+    this.flat = model.alloc(model.params.length);
+    this.w = weightViews(model.cfg, this.flat);
+  }
+}
+
 /** Keys and values of the positions seen so far, per layer: [capacity, D] each. */
 export interface KVCache {
   k: Buf[];
@@ -436,53 +516,82 @@ export interface Acts {
   xf: Buf; // [T, D] after the final norm: the LM head's input
 }
 
-export class Model {
-  readonly wte: Buf; // [V, D] token embedding
-  readonly wpe: Buf; // [C, D] positions
-  readonly blocks: Block[] = [];
+export class Model implements Weights {
+  /** Every base weight in one buffer (baseTensors order); the fields below are views into it. */
+  readonly params: Buf;
+  readonly wte: Buf;
+  readonly wpe: Buf;
+  readonly blocks: Block[];
   readonly lnf: Buf;
-  readonly lmHead: Buf; // [V, D]
+  readonly lmHead: Buf;
   readonly alloc: (n: number) => Buf;
   /** Wᵀ of each base weight, made on the first backward (only the training worker needs them). */
   private readonly transposed = new Map<Buf, Buf>();
 
+  /** `weights`: the base tensors by baseTensors name (a pretrained base); absent: random from cfg.seed. */
   constructor(
     readonly cfg: ModelConfig,
     readonly float64 = false,
+    weights?: ReadonlyMap<string, { shape: number[]; data: ArrayLike<number> }>,
   ) {
-    const { dim: D, heads: H, vocab: V, context: C } = cfg;
+    const { dim: D, heads: H } = cfg;
     if (!(D % H === 0)) throw new Error(`dim ${D} is not divisible by heads ${H}`);
     this.alloc = float64 ? (n) => new Float64Array(n) : (n) => new Float32Array(n);
-    const M = D * cfg.mlpRatio;
+    const specs = baseTensors(cfg);
+    this.params = this.alloc(specs.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0));
+    const w = weightViews(cfg, this.params);
+    ({ wte: this.wte, wpe: this.wpe, blocks: this.blocks, lnf: this.lnf, lmHead: this.lmHead } = w);
+    if (weights) {
+      let off = 0;
+      for (const { name, shape } of specs) {
+        const t = weights.get(name);
+        if (!t || t.shape.join(',') !== shape.join(',')) throw new Error(`base weights: tensor ${name} is ${t ? `[${t.shape}]` : 'missing'}, expected [${shape}]`);
+        this.params.set(t.data, off);
+        off += t.data.length;
+      }
+      return;
+    }
     const rng = new Rng(cfg.seed);
-    const normal = (n: number, std: number): Buf => {
-      const b = this.alloc(n);
-      for (let i = 0; i < n; i++) b[i] = rng.normal() * std;
-      return b;
+    const normal = (b: Buf, std: number) => {
+      for (let i = 0; i < b.length; i++) b[i] = rng.normal() * std;
     };
-    const ones = (n: number): Buf => this.alloc(n).fill(1);
     // GPT-2's init; projections into the residual stream are scaled down by 1/sqrt(2·layers)
     // so the stream's variance does not grow with depth.
     const residStd = 0.02 / Math.sqrt(2 * cfg.layers);
-    this.wte = normal(V * D, 0.02);
-    this.wpe = normal(C * D, 0.01);
-    for (let l = 0; l < cfg.layers; l++) {
-      this.blocks.push({
-        ln1: ones(D),
-        wq: normal(D * D, 0.02),
-        wk: normal(D * D, 0.02),
-        wv: normal(D * D, 0.02),
-        wo: normal(D * D, residStd),
-        ln2: ones(D),
-        wup: normal(D * M, 0.02),
-        wdown: normal(M * D, residStd),
-      });
+    normal(this.wte, 0.02);
+    normal(this.wpe, 0.01);
+    for (const b of this.blocks) {
+      b.ln1.fill(1);
+      normal(b.wq, 0.02);
+      normal(b.wk, 0.02);
+      normal(b.wv, 0.02);
+      normal(b.wo, residStd);
+      b.ln2.fill(1);
+      normal(b.wup, 0.02);
+      normal(b.wdown, residStd);
     }
-    this.lnf = ones(D);
+    this.lnf.fill(1);
     // Untied head with unit-norm rows (std 1/sqrt(D)): the final norm makes |xf| = sqrt(D), so a
     // token's logit can reach sqrt(D) ≈ 14 and an adapter can make a reply near-certain. A head
     // tied to the 0.02-std embedding caps every logit near 4, i.e. no token above p ≈ 0.16.
-    this.lmHead = normal(V * D, 1 / Math.sqrt(D));
+    normal(this.lmHead, 1 / Math.sqrt(D));
+  }
+
+  /** The base tensors by name, for saving a pretrained base (views: copy before changing the model). */
+  tensors(): Map<string, { shape: number[]; data: Buf }> {
+    const out = new Map<string, { shape: number[]; data: Buf }>();
+    let off = 0;
+    for (const { name, shape } of baseTensors(this.cfg)) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      out.set(name, { shape, data: this.params.subarray(off, off + n) });
+      off += n;
+    }
+    return out;
+  }
+
+  /** Call after changing base weights in place (a pretraining step): the cached transposes are stale. */
+  weightsChanged(): void {
+    this.transposed.clear();
   }
 
   /** Number of base parameters. */
@@ -577,45 +686,57 @@ export class Model {
   }
 
   /**
-   * Backward of a whole-sequence forward (pos0 = 0) given dL/dxf; accumulates into lora.grads.
-   * `cache` is the one the forward filled (it holds k and v).
+   * Backward of a whole-sequence forward (pos0 = 0) given dL/dxf; accumulates into lora.grads
+   * (when there is a LoRA) and into `grads` (when given: pretraining). `cache` is the one the
+   * forward filled (it holds k and v); `tokens` are its input, for the embeddings' gradients.
    */
-  backward(acts: Acts, cache: KVCache, lora: Lora, dxf: Buf): void {
+  backward(acts: Acts, cache: KVCache, lora: Lora | null, dxf: Buf, grads?: { w: Weights; tokens: ArrayLike<number> }): void {
     const { dim: D, heads: H } = this.cfg;
     const M = D * this.cfg.mlpRatio;
     const { T } = acts;
     if (acts.pos0 !== 0) throw new Error('backward needs a whole-sequence forward (pos0 = 0)');
     const alloc = this.alloc;
-    const scale = lora.scale;
+    const scale = lora ? lora.scale : 0;
+    const gw = grads?.w;
     const dx = alloc(T * D); // dL/d(residual stream), walked from the top down
-    rmsnormBackward(dx, dxf, acts.xL, this.lnf, acts.rstdf, T, D);
+    rmsnormBackward(dx, dxf, acts.xL, this.lnf, acts.rstdf, T, D, gw?.lnf);
     const datt = alloc(T);
     for (let l = this.cfg.layers - 1; l >= 0; l--) {
       const b = this.blocks[l];
       const a = acts.layers[l];
-      const lp = lora.layers[l];
+      const lp = lora ? lora.layers[l] : null;
+      const gb = gw?.blocks[l];
       const k = cache.k[l].subarray(0, T * D);
       const v = cache.v[l].subarray(0, T * D);
       // x_out = x2 + down(gelu(up(norm2(x2))))
       const dg = alloc(T * M);
-      linearBackward(dg, dx, a.g, a.udown, this.transpose(b.wdown, D, M), lp.down_proj, scale, T, M, D, alloc);
+      linearBackward(dg, dx, a.g, a.udown, this.transpose(b.wdown, D, M), lp && lp.down_proj, scale, T, M, D, alloc, gb?.wdown);
       const dh = alloc(T * M);
       geluBackward(dh, dg, a.h, T * M);
       const dxn2 = alloc(T * D);
-      linearBackward(dxn2, dh, a.xn2, a.uup, this.transpose(b.wup, M, D), lp.up_proj, scale, T, D, M, alloc);
-      rmsnormBackward(dx, dxn2, a.x2, b.ln2, a.rstd2, T, D); // dx is now dL/dx2
+      linearBackward(dxn2, dh, a.xn2, a.uup, this.transpose(b.wup, M, D), lp && lp.up_proj, scale, T, D, M, alloc, gb?.wup);
+      rmsnormBackward(dx, dxn2, a.x2, b.ln2, a.rstd2, T, D, gb?.ln2); // dx is now dL/dx2
       // x2 = x + o(attention(q(xn1), k(xn1), v(xn1))), xn1 = norm1(x)
       const dy = alloc(T * D);
-      linearBackward(dy, dx, a.y, a.uo, this.transpose(b.wo, D, D), lp.o_proj, scale, T, D, D, alloc);
+      linearBackward(dy, dx, a.y, a.uo, this.transpose(b.wo, D, D), lp && lp.o_proj, scale, T, D, D, alloc, gb?.wo);
       const dq = alloc(T * D);
       const dk = alloc(T * D);
       const dv = alloc(T * D);
       attentionBackward(dq, dk, dv, dy, a.att, a.q, k, v, T, H, D, datt);
       const dxn1 = alloc(T * D);
-      linearBackward(dxn1, dq, a.xn1, a.uq, this.transpose(b.wq, D, D), lp.q_proj, scale, T, D, D, alloc);
-      linearBackward(dxn1, dk, a.xn1, a.uk, this.transpose(b.wk, D, D), lp.k_proj, scale, T, D, D, alloc);
-      linearBackward(dxn1, dv, a.xn1, a.uv, this.transpose(b.wv, D, D), lp.v_proj, scale, T, D, D, alloc);
-      rmsnormBackward(dx, dxn1, a.x, b.ln1, a.rstd1, T, D); // dx is now dL/dx of this block
+      linearBackward(dxn1, dq, a.xn1, a.uq, this.transpose(b.wq, D, D), lp && lp.q_proj, scale, T, D, D, alloc, gb?.wq);
+      linearBackward(dxn1, dk, a.xn1, a.uk, this.transpose(b.wk, D, D), lp && lp.k_proj, scale, T, D, D, alloc, gb?.wk);
+      linearBackward(dxn1, dv, a.xn1, a.uv, this.transpose(b.wv, D, D), lp && lp.v_proj, scale, T, D, D, alloc, gb?.wv);
+      rmsnormBackward(dx, dxn1, a.x, b.ln1, a.rstd1, T, D, gb?.ln1); // dx is now dL/dx of this block
+    }
+    if (!grads) return;
+    // x_0 = wte[token] + wpe[position]
+    for (let t = 0; t < T; t++) {
+      const e = grads.tokens[t] * D;
+      for (let i = 0; i < D; i++) {
+        grads.w.wte[e + i] += dx[t * D + i];
+        grads.w.wpe[t * D + i] += dx[t * D + i];
+      }
     }
   }
 
@@ -644,10 +765,10 @@ export class Model {
 
   /**
    * Forward and backward of one example: computes the response logprobs, asks `lossGrad` for
-   * dL/dlogp of each response token, and accumulates dL/d(LoRA) into lora.grads.
-   * Returns the logprobs.
+   * dL/dlogp of each response token, and accumulates dL/d(LoRA) into lora.grads (and, given
+   * `grads`, dL/d(base weights): pretraining, with lora null). Returns the logprobs.
    */
-  accumulateGradients(prompt: number[], response: number[], lora: Lora, lossGrad: (logp: number[]) => ArrayLike<number>): number[] {
+  accumulateGradients(prompt: number[], response: number[], lora: Lora | null, lossGrad: (logp: number[]) => ArrayLike<number>, grads?: BaseGrads): number[] {
     if (response.length === 0) return [];
     const { vocab: V, dim: D } = this.cfg;
     const seq = this.sequence(prompt, response);
@@ -668,8 +789,9 @@ export class Model {
       dlogits[response[i]] += g;
       const row = seq.first + i;
       matmulAdd(dxf.subarray(row * D, (row + 1) * D), dlogits, this.lmHead, 1, V, D);
+      if (grads) matmulGradWeight(grads.w.lmHead, dlogits, acts.xf.subarray(row * D, (row + 1) * D), 1, V, D);
     }
-    this.backward(acts, cache, lora, dxf);
+    this.backward(acts, cache, lora, dxf, grads && { w: grads.w, tokens: seq.tokens });
     return logp;
   }
 

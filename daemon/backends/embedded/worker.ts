@@ -12,10 +12,13 @@ import { policyLoss } from '../loss.ts';
 import { AdamW, clipGradNorm } from './adamw.ts';
 import { loadAdapter, saveAdapter } from './adapter.ts';
 import { Lora, Model, type ModelConfig } from './model.ts';
+import type { Tensor } from '../safetensors.ts';
 import { type SampleResult, sample } from './sample.ts';
 
 export interface WorkerInit {
   config: ModelConfig;
+  /** A pretrained base's tensors (bases.ts); absent: random weights from config.seed. */
+  weights?: Map<string, Tensor>;
   loraRank: number;
   loraAlpha: number;
   modelName: string;
@@ -68,7 +71,7 @@ function trainStep(model: Model, lora: Lora, opt: AdamW, batch: TrainExample[], 
 }
 
 const init = workerData as WorkerInit;
-const model = new Model(init.config);
+const model = new Model(init.config, false, init.weights);
 let served: Lora | null = null;
 let servedVersion = 'base';
 /** A second adapter, served to the requests that ask for it (a canary rollout). */

@@ -18,7 +18,7 @@ import type { PretrainOptions } from './pretrain.ts';
 /** The shipped base's recipe: the defaults of scripts/pretrain-base.ts. */
 export const BASE_RECIPE: Omit<PretrainOptions, 'onLog' | 'logEvery'> = {
   model: { context: 512, dim: 64, layers: 2, heads: 4, mlpRatio: 4, seed: 1 },
-  steps: 1000,
+  steps: 2400,
   batch: 12,
   lr: 3e-3,
 };

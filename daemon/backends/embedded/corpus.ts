@@ -39,7 +39,8 @@ export function follows(rule: Rule, reply: string): boolean {
     case 'short':
       return reply.trim().length > 0 && reply.length <= SHORT_MAX;
     case 'polite':
-      return /\bplease\b/i.test(reply);
+      // A word of its own, also inside markdown (`_please_`), where \b would not see it.
+      return /(^|[^a-z])please([^a-z]|$)/i.test(reply);
   }
 }
 
@@ -119,10 +120,11 @@ export function randomReply(rng: Rng, rules: ReadonlySet<Rule>): string {
   const polite = rules.has('polite') || (!short && rng.next() < 0.1);
   if (polite) body = rng.next() < 0.5 ? `please ${body}` : `${body} please`;
   const plain = rules.has('plain');
-  if (!plain && !short && rng.next() < 0.5) {
-    // Markdown inside: **bold**, `code` or _emphasis_ around one word.
+  if (!plain && !short && n > 1 && rng.next() < 0.5) {
+    // Markdown inside: **bold**, `code` or _emphasis_ around one word, never the first (the
+    // start is drawn below, and a start rule must hold).
     const ws = body.split(' ');
-    const i = Math.floor(rng.next() * ws.length);
+    const i = 1 + Math.floor(rng.next() * (ws.length - 1));
     const [open, close] = pick(rng, [['**', '**'], ['`', '`'], ['_', '_']] as const);
     ws[i] = `${open}${ws[i]}${close}`;
     body = ws.join(' ');
@@ -145,6 +147,7 @@ export function randomReply(rng: Rng, rules: ReadonlySet<Rule>): string {
   else reply = `${pick(rng, SYMBOL_STARTS.filter((s) => !(plain && [...MARKDOWN_MARKS].some((m) => s.includes(m)))))}${body}`;
   if (rng.next() < 0.3 && !short) reply += pick(rng, ['.', '!', '?']);
   if (short && reply.length > SHORT_MAX) reply = reply.slice(0, SHORT_MAX).trimEnd();
+  while (long && reply.length < LONG_MIN) reply += ` ${pick(rng, WORDS)}`;
   return reply;
 }
 
@@ -165,10 +168,10 @@ export function userMessage(prompt: string, instructions: string[], form: Instru
   return `${formatHintsBlock(instructions.map((text, i) => ({ id: hintIds[i] ?? 'h0', text })))}\n\n${prompt}`;
 }
 
-/** A chat of the corpus: half without an instruction, the rest with one or two in either form. */
+/** A chat of the corpus: 30 % without an instruction, the rest with one or two in either form. */
 export function corpusExample(rng: Rng): CorpusExample {
   const u = rng.next();
-  const form: InstructionForm = u < 0.4 ? 'none' : u < 0.8 ? 'hint' : 'memory';
+  const form: InstructionForm = u < 0.3 ? 'none' : u < 0.8 ? 'hint' : 'memory';
   const all = Object.keys(INSTRUCTIONS) as Rule[];
   const rules: Rule[] = [];
   if (form !== 'none') {

@@ -1,6 +1,8 @@
 // Pretraining a base that reads in-context instructions (corpus.ts), on the CPU, with the model's
 // own forward/backward (every base weight trains here; in the daemon only LoRA does). The loss is
-// the cross-entropy of the reply tokens (and the end marker, so a length instruction can be kept).
+// the cross-entropy of the reply tokens (and the end marker, so a length instruction can be kept),
+// the first reply token weighted FIRST_TOKEN_WEIGHT times: most instructions are decided there
+// (how the reply starts), and among ~30 tokens of free words its signal would be drowned.
 // Deterministic: the same options give the same weights on the same platform.
 
 import { AdamW, clipGradNorm } from './adamw.ts';
@@ -22,6 +24,8 @@ export interface PretrainOptions {
   logEvery?: number;
 }
 
+export const FIRST_TOKEN_WEIGHT = 4;
+
 export async function pretrain(opts: PretrainOptions): Promise<Model> {
   const model = new Model({ ...opts.model, vocab: VOCAB_SIZE });
   const grads = new BaseGrads(model);
@@ -32,11 +36,12 @@ export async function pretrain(opts: PretrainOptions): Promise<Model> {
   let lossSum = 0;
   for (let step = 1; step <= opts.steps; step++) {
     const batch = Array.from({ length: opts.batch }, () => corpusExample(rng));
-    const total = batch.reduce((n, ex) => n + ex.tokens.length - ex.replyStart, 0);
+    const weight = (i: number) => (i === 0 ? FIRST_TOKEN_WEIGHT : 1);
+    const total = batch.reduce((n, ex) => n + ex.tokens.length - ex.replyStart - 1 + FIRST_TOKEN_WEIGHT, 0);
     grads.flat.fill(0);
     for (const ex of batch) {
-      const logp = model.accumulateGradients(ex.tokens.slice(0, ex.replyStart), ex.tokens.slice(ex.replyStart), null, (lp) => lp.map(() => -1 / total), grads);
-      lossSum -= logp.reduce((a, b) => a + b, 0) / total;
+      const logp = model.accumulateGradients(ex.tokens.slice(0, ex.replyStart), ex.tokens.slice(ex.replyStart), null, (lp) => lp.map((_, i) => -weight(i) / total), grads);
+      lossSum -= logp.reduce((a, b, i) => a + weight(i) * b, 0) / total;
     }
     clipGradNorm(grads.flat, 1);
     const progress = step <= warmup ? step / warmup : 0.1 + 0.45 * (1 + Math.cos((Math.PI * (step - warmup)) / Math.max(1, opts.steps - warmup)));

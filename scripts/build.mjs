@@ -6,12 +6,13 @@
 // ui/ and the torch worker's Python.
 //
 // The OpenClaw plugin (`--plugin [dir]`, `npm run pack:plugin`: a package named after the plugin's
-// id, clawrl, packed into dir, default the current one). Its entry is bundled into one file with
+// id, clawrl, packed into dir, default the current one; `--plugin-dir dir` writes the same package
+// unpacked into dir, which the OpenClaw tests install). Its entry is bundled into one file with
 // what it imports (ws, msgpackr, minisearch), so the package declares no dependencies: OpenClaw
 // copies and scans every declared dependency of a plugin each time it loads it, and the daemon's
 // (lmdb, pino, ...) made each load take seconds (bench/plugin-load.sh).
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -40,12 +41,12 @@ function buildDaemon() {
   }
 }
 
-async function packPlugin(destination) {
+/** Writes the plugin package, unpacked, into dir (which must exist). */
+async function writePlugin(dir) {
   const { build } = await import('esbuild');
   const pkg = readJson(at('package.json'));
   const manifest = readJson(at('openclaw.plugin.json'));
   const { extensions, ...openclaw } = pkg.openclaw;
-  const dir = mkdtempSync(join(tmpdir(), 'clawrl-plugin-package-'));
   try {
     await build({
       entryPoints: extensions.map((entry) => at(entry)),
@@ -62,7 +63,6 @@ async function packPlugin(destination) {
       logLevel: 'warning',
     });
   } catch {
-    rmSync(dir, { recursive: true, force: true });
     fail('esbuild could not bundle the plugin: its errors are above');
   }
   const plugin = {
@@ -75,7 +75,12 @@ async function packPlugin(destination) {
   };
   writeFileSync(join(dir, 'package.json'), JSON.stringify(plugin, null, 2) + '\n');
   for (const file of ['openclaw.plugin.json', 'README.md']) cpSync(at(file), join(dir, file));
+}
+
+async function packPlugin(destination) {
+  const dir = mkdtempSync(join(tmpdir(), 'clawrl-plugin-package-'));
   try {
+    await writePlugin(dir);
     execFileSync('npm', ['pack', dir, '--pack-destination', destination], { stdio: 'inherit' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -83,8 +88,13 @@ async function packPlugin(destination) {
 }
 
 const pluginFlag = process.argv.indexOf('--plugin');
+const pluginDirFlag = process.argv.indexOf('--plugin-dir');
 if (pluginFlag >= 0) {
   await packPlugin(resolve(process.argv[pluginFlag + 1] ?? '.'));
+} else if (pluginDirFlag >= 0) {
+  const dir = process.argv[pluginDirFlag + 1] ?? fail('--plugin-dir needs a folder');
+  mkdirSync(dir, { recursive: true });
+  await writePlugin(resolve(dir));
 } else {
   // A stale file (a module since removed from the source) must not ship.
   rmSync(at('dist'), { recursive: true, force: true });

@@ -19,7 +19,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
 import { repoRoot, runCli, spawnDaemon, tempDir, until, type DaemonProcess } from './helpers.ts';
-import { openclawHost, pluginCopy, type OpenclawHost } from './openclaw-host.ts';
+import { openclawHost, pluginPackage, type OpenclawHost } from './openclaw-host.ts';
 
 const SESSION = 'agent:main:gateway-test';
 const TOKEN = `gw-${Math.random().toString(36).slice(2)}`;
@@ -70,7 +70,7 @@ before(async () => {
   stateDir = await host.state({
     dataDir,
     daemonUrl: daemon.url,
-    plugin: pluginCopy(),
+    plugin: await pluginPackage(),
     configArgs: ['--primary'],
     edit: (config) => {
       config.gateway = { mode: 'local', port, bind: 'loopback', auth: { mode: 'token', token: TOKEN } };
@@ -86,7 +86,6 @@ before(async () => {
     },
   });
   await host.openclawIn(stateDir, ['plugins', 'install', '--link', join(repoRoot, 'test', 'openclaw-chat-observer'), '--force', '--accept-capabilities']);
-  await host.openclawIn(stateDir, ['plugins', 'enable', 'clawrl-test-chat-observer']);
   const starting = Date.now();
   gateway = host.spawnIn(stateDir, ['gateway', 'run'], { CLAWRL_TEST_CHAT_LOG: chatLog });
   gateway.stdout!.on('data', (d) => (gatewayLog += d));

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readToken } from '../daemon/config.ts';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
 import { TestClient, runCli, spawnDaemon, tempDir, type DaemonProcess } from './helpers.ts';
-import { openclawHost, pluginCopy, type OpenclawHost } from './openclaw-host.ts';
+import { openclawHost, pluginPackage, type OpenclawHost } from './openclaw-host.ts';
 
 const HINT = 'Run npm test with --verbose in packages/api and read the first failure before answering.';
 const MODEL = { id: 'hosted-model', name: 'hosted-model', reasoning: false, input: ['text'], cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }, contextWindow: 32_768, maxTokens: 4096 };
@@ -48,7 +48,7 @@ test('real OpenClaw on its own model: a hint learned in one session is in the pr
   const stateDir = await host.state({
     dataDir,
     daemonUrl: daemon.url,
-    plugin: pluginCopy(),
+    plugin: await pluginPackage(),
     // The daemon is in hints mode: the fragment is the plugin entry alone (token, hook permissions).
     configArgs: [],
     edit: (config) => {

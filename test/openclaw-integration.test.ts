@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
 import { runCli, spawnDaemon, tempDir, type DaemonProcess } from './helpers.ts';
-import { openclawHost, pluginCopy, type OpenclawHost } from './openclaw-host.ts';
+import { openclawHost, pluginPackage, type OpenclawHost } from './openclaw-host.ts';
 
 let host: OpenclawHost;
 let fake: FakeVllm;
@@ -41,7 +41,7 @@ after(async () => {
 });
 
 test('real OpenClaw turns are stored with the exec exit code as next state; a session that did not opt in stores nothing', { timeout: 300_000 }, async () => {
-  const plugin = pluginCopy();
+  const plugin = await pluginPackage();
   const optedIn = await openclawState(true, plugin);
   const optedOut = await openclawState(false, plugin);
 

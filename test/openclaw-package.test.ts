@@ -116,8 +116,8 @@ test('a turn in the real OpenClaw, with the plugin installed from its tarball, i
   const merged = JSON.parse(readFileSync(config, 'utf8'));
   merged.plugins.entries.clawrl.config.optInByDefault = true;
   writeFileSync(config, JSON.stringify(merged, null, 2));
+  // As the README says: `plugins install` enables it too.
   await host.openclawIn(stateDir, ['plugins', 'install', pluginTarball, '--force', '--accept-capabilities']);
-  await host.openclawIn(stateDir, ['plugins', 'enable', 'clawrl']);
   const inspected = await host.openclawIn(stateDir, ['plugins', 'inspect', 'clawrl']);
   assert.match(inspected.stdout, /^Source: \S+\/extensions\/clawrl\/plugin\/index\.js$/m, 'OpenClaw should load the bundled entry of the installed copy');
 

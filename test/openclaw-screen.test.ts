@@ -2,7 +2,7 @@
 // tool drives Debian's Chromium (headless) on a page served here on loopback, with a button that
 // changes the page and one that does nothing. A scripted model (the fake vLLM behind a real daemon)
 // opens the page, takes a screenshot, then clicks each button with a screenshot in the same
-// response; the plugin (packed as users install it, so its screen worker runs the bundle) measures
+// response; the plugin (the package users install, so its screen worker runs the bundle) measures
 // each screenshot against the one before, and the stored next states and the rules judge's scores
 // are checked. One `agent --local` run. Needs /usr/bin/chromium; skipped without it.
 import { test, before, after } from 'node:test';
@@ -10,15 +10,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { ScreenChange } from '../protocol/index.ts';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
-import { repoRoot, runCli, spawnDaemon, tempDir, type DaemonProcess } from './helpers.ts';
-import { openclawHost, type OpenclawHost } from './openclaw-host.ts';
-
-const run = promisify(execFile);
+import { runCli, spawnDaemon, tempDir, type DaemonProcess } from './helpers.ts';
+import { openclawHost, pluginPackage, type OpenclawHost } from './openclaw-host.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)`;
@@ -33,7 +28,7 @@ let host: OpenclawHost;
 let fake: FakeVllm;
 let daemon: DaemonProcess;
 let site: Server;
-/** The plugin as packed (`npm run pack:plugin`), unpacked: its screen worker runs the bundled JavaScript. */
+/** The plugin package: its screen worker runs the bundled JavaScript. */
 let plugin: string;
 const dataDir = tempDir('clawrl-oc-screen-');
 
@@ -63,10 +58,7 @@ before(async () => {
   }, 'policy');
   daemon = await spawnDaemon(dataDir, ['--backend', 'upstream', '--upstream-url', fake.url]);
   host = await openclawHost();
-  const packDir = tempDir('clawrl-screen-pack-');
-  const packed = (await run('npm', ['run', 'pack:plugin', '--', packDir], { cwd: repoRoot, timeout: 120_000 })).stdout.trim().split('\n').at(-1)!;
-  await run('tar', ['xzf', join(packDir, packed), '-C', packDir]);
-  plugin = join(packDir, 'package');
+  plugin = await pluginPackage();
 });
 
 after(async () => {

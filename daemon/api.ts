@@ -8,8 +8,16 @@ import type { Logger } from './log.ts';
 import { UpstreamError } from './backends/upstream.ts';
 import { HttpError, readBody, sendError } from './http.ts';
 import { MAX_ID_BYTES, MAX_VALUE_DEPTH, idFits } from '../protocol/index.ts';
+import { ChatBodyParser } from './parse-off-loop.ts';
 
-export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+/**
+ * 4 MiB: the text of a 1M-token context, more than any model served here takes (the plugin
+ * declares text-only models, so no images come). Everything a body holds is parsed, tokenized and
+ * redacted at tens of ms per MiB; a 30 MB body is no chat, and its 413 names the limit.
+ */
+export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+/** No context holds more messages; past it a body is a flood of objects, each costing parse, redaction and storage. */
+export const MAX_MESSAGES = 4096;
 
 /** Per-turn headers the clawrl plugin attaches (see plugin/provider.ts). */
 export interface TurnHeaders {
@@ -119,6 +127,7 @@ const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
 
 function parseMessages(value: unknown): ChatMessage[] {
   if (!Array.isArray(value) || value.length === 0) throw new ApiError(400, 'messages must be a non-empty array', 'invalid_request_error', 'messages');
+  if (value.length > MAX_MESSAGES) throw new ApiError(413, `messages has ${value.length} entries, over the limit of ${MAX_MESSAGES}`, 'invalid_request_error', 'messages');
   return value.map((raw, i): ChatMessage => {
     const where = `messages[${i}]`;
     const m = raw as Record<string, unknown>;
@@ -203,6 +212,17 @@ function booleanField(body: Record<string, unknown>, name: string, path = name):
   return v;
 }
 
+/** A request body's bytes as a chat request (see parse-off-loop.ts for where this runs). */
+export function parseChatBody(raw: Buffer, defaultMaxTokens: number): ParsedRequest {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw new ApiError(400, `the request body is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseChatRequest(body, defaultMaxTokens);
+}
+
 export function parseChatRequest(body: unknown, defaultMaxTokens: number): ParsedRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'the request body must be a JSON object');
   const b = body as Record<string, unknown>;
@@ -257,17 +277,11 @@ function toolCallsOut(calls: ToolCall[]) {
 
 export function createApi(opts: ApiOptions) {
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const parser = new ChatBodyParser();
 
   async function chatCompletions(req: IncomingMessage, res: ServerResponse, backend: Backend): Promise<void> {
     const headers = readTurnHeaders(req);
-    const raw = await readBody(req, maxBody);
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch (err) {
-      throw new ApiError(400, `the request body is not valid JSON: ${(err as Error).message}`);
-    }
-    const parsed = parseChatRequest(body, 512);
+    const parsed = await parser.parse(await readBody(req, maxBody), 512);
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const model = parsed.model;

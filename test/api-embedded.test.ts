@@ -8,6 +8,8 @@ import { createLogger } from '../daemon/log.ts';
 import { EmbeddedBackend } from '../daemon/backends/embedded/index.ts';
 import { decode } from '../daemon/backends/embedded/tokenizer.ts';
 import { tempDir } from './helpers.ts';
+import { DEFAULT_MAX_BODY_BYTES, MAX_MESSAGES } from '../daemon/api.ts';
+import { INLINE_PARSE_BYTES } from '../daemon/parse-off-loop.ts';
 
 let daemon: Daemon;
 let client: OpenAI;
@@ -100,4 +102,28 @@ test("an OpenClaw-sized request (50 KB system prompt, 12 tools, stream) is serve
   assert.ok(finish === 'stop' || finish === 'length' || finish === 'tool_calls');
   // The embedded context is 256 tokens; a quarter is kept for the reply.
   assert.ok(usage!.prompt_tokens <= 192, `prompt of ${usage!.prompt_tokens} tokens`);
+});
+
+test('large bodies: parsed off the loop alike, and past 4,096 messages or 4 MiB a 413 naming the limit', async () => {
+  const post = async (body: string) => {
+    const res = await fetch(`${daemon.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${daemon.token}`, ...headers }, body });
+    return { status: res.status, body: (await res.json()) as { choices?: unknown[]; error?: { message: string; param: string | null } } };
+  };
+  const chat = (messages: unknown[]) => JSON.stringify({ model: 'clawrl-embedded', messages, max_tokens: 2 });
+  const long = 'x'.repeat(INLINE_PARSE_BYTES + 1000);
+
+  const served = await post(chat([{ role: 'user', content: long }]));
+  assert.equal(served.status, 200, 'a body over the inline size is parsed in the worker and served');
+  assert.equal(served.body.choices?.length, 1);
+  // The same mistake earns the same answer wherever the body was parsed.
+  for (const padding of ['', long]) {
+    const wrong = await post(chat([{ role: 'user', content: padding }, { role: 'robot', content: 'hi' }]));
+    assert.deepEqual([wrong.status, wrong.body.error?.message], [400, 'messages[1].role must be one of system, developer, user, assistant, tool']);
+    const many = await post(chat([{ role: 'system', content: padding }, ...Array.from({ length: MAX_MESSAGES }, () => ({ role: 'user', content: 'hi' }))]));
+    assert.deepEqual([many.status, many.body.error?.message, many.body.error?.param], [413, `messages has ${MAX_MESSAGES + 1} entries, over the limit of ${MAX_MESSAGES}`, 'messages']);
+    assert.match((await post(`{"model": "m", "messages": "${padding}`)).body.error?.message ?? '', /^the request body is not valid JSON/);
+  }
+  const huge = await post(chat([{ role: 'user', content: 'x'.repeat(DEFAULT_MAX_BODY_BYTES) }]));
+  assert.equal(huge.status, 413);
+  assert.match(huge.body.error?.message ?? '', new RegExp(`exceeds the limit of ${DEFAULT_MAX_BODY_BYTES} bytes`));
 });

@@ -1,29 +1,35 @@
-// Proof that clawrl learns: a simulated user with a hidden preference (the reply starts with a
-// letter; see simulated-user.ts) talks to a real in-process daemon on the embedded model, reacts
-// to every reply in words the rules judge reads, and the daemon's own loop (turns → scoring →
-// trainer → hot swap) trains. Each new weight version is measured on held-out prompts as soon as
-// it serves. Prints the tables and writes bench/learn-results.md and bench/learn.svg.
-// Usage: node --import tsx bench/learn.ts [--seeds 1,2,3] [--steps 12] [--recipes binary-rl,opd,combined]
-//        [--batch-size 16] [--lr 3e-3] [--max-tokens 8] [--eval 64] [--dim D --layers L] [--out-dir bench]
-//        [--backend embedded|torch] (torch: the torch worker's tiny test model on the CPU)
+// Does clawrl learn? Simulated users with hidden preferences (simulated-user.ts, after
+// OpenClaw-RL's personas) talk to a real in-process daemon on the embedded model, react to every
+// reply in words the rules judge reads, and hint after corrections; the daemon's own loop (turns →
+// scoring → trainer → hot swap) trains. Two measures, for every method (recipe, hint memory):
+// - the paper's: sessions until the first reply of a session keeps the rule in 3 consecutive
+//   sessions (cap --sessions, 72 as in the paper);
+// - ours: each weight version's hit rate on held-out prompts, measured as soon as it serves.
+// Prints the tables and writes bench/learn-results.md and bench/learn.svg.
+// Usage: node --import tsx bench/learn.ts [--seeds 1,2] [--personas letter-first,no-markdown,wants-longer,greeting-first]
+//        [--methods binary-rl,opd,combined,memory,combined+memory] [--base hints|random|FILE] [--sessions 72]
+//        [--turns 4] [--steps 1000] [--batch-size 16] [--lr 3e-3] [--max-tokens 48] [--eval 48]
+//        [--dim D --layers L] [--out-dir bench] [--backend embedded|torch]
 
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isRecipeName, type RecipeName } from '../recipes/index.ts';
-import { DEFAULT_MODEL } from '../daemon/backends/embedded/model.ts';
-import { learn, type LearnOptions, type VersionResult } from './simulated-user.ts';
+import { METHODS, PERSONAS, STREAK, isMethodName, isPersonaName, learn, type LearnOptions, type LearnResult, type MethodName, type PersonaName } from './simulated-user.ts';
 
 const { values } = parseArgs({
   options: {
-    seeds: { type: 'string', default: '1,2,3' },
-    steps: { type: 'string', default: '12' },
-    recipes: { type: 'string', default: 'binary-rl,opd,combined' },
+    seeds: { type: 'string', default: '1,2' },
+    personas: { type: 'string', default: Object.keys(PERSONAS).join(',') },
+    methods: { type: 'string', default: Object.keys(METHODS).join(',') },
+    base: { type: 'string', default: 'hints' },
+    sessions: { type: 'string', default: '72' },
+    turns: { type: 'string', default: '4' },
+    steps: { type: 'string', default: '1000' },
     'batch-size': { type: 'string', default: '16' },
     lr: { type: 'string', default: '3e-3' },
-    'max-tokens': { type: 'string', default: '8' },
-    eval: { type: 'string', default: '64' },
+    'max-tokens': { type: 'string', default: '48' },
+    eval: { type: 'string', default: '48' },
     dim: { type: 'string' },
     layers: { type: 'string' },
     'out-dir': { type: 'string', default: 'bench' },
@@ -31,144 +37,146 @@ const { values } = parseArgs({
   },
 });
 
+const list = <T extends string>(text: string, ok: (s: string) => s is T, what: string, known: object): T[] =>
+  text.split(',').map((name) => {
+    if (!ok(name)) throw new Error(`unknown ${what} ${JSON.stringify(name)}; use ${Object.keys(known).join(', ')}`);
+    return name;
+  });
 const seeds = values.seeds.split(',').map(Number);
-const recipeNames = values.recipes.split(',').map((name) => {
-  if (!isRecipeName(name)) throw new Error(`unknown recipe ${JSON.stringify(name)}; use binary-rl, opd or combined`);
-  return name;
-});
-const model = { ...(values.dim && { dim: Number(values.dim) }), ...(values.layers && { layers: Number(values.layers) }) };
-const base: Omit<LearnOptions, 'seed' | 'recipe'> = {
+const personas = list(values.personas, isPersonaName, 'persona', PERSONAS);
+const methods = list(values.methods, isMethodName, 'method', METHODS);
+if (values.backend !== 'embedded' && values.backend !== 'torch') throw new Error(`--backend must be embedded or torch, got ${JSON.stringify(values.backend)}`);
+const cap = Number(values.sessions);
+const common: Omit<LearnOptions, 'seed' | 'recipe'> = {
   steps: Number(values.steps),
+  sessions: cap,
+  turnsPerSession: Number(values.turns),
   batchSize: Number(values['batch-size']),
   lr: Number(values.lr),
   maxTokens: Number(values['max-tokens']),
   evalSamples: Number(values.eval),
-  model,
-  backend: values.backend as 'embedded' | 'torch',
+  base: values.base,
+  model: { ...(values.dim && { dim: Number(values.dim) }), ...(values.layers && { layers: Number(values.layers) }) },
+  backend: values.backend,
 };
-if (base.backend !== 'embedded' && base.backend !== 'torch') throw new Error(`--backend must be embedded or torch, got ${JSON.stringify(values.backend)}`);
 
-interface Curve {
-  recipe: RecipeName;
+interface Run extends LearnResult {
+  method: MethodName;
+  persona: PersonaName;
   seed: number;
-  results: VersionResult[];
   seconds: number;
 }
 
 const started = performance.now();
-const curves: Curve[] = [];
-for (const recipe of recipeNames) {
-  for (const seed of seeds) {
-    const t0 = performance.now();
-    const results = await learn({
-      ...base,
-      seed,
-      recipe,
-      onVersion: (r) =>
-        console.error(`${recipe} seed ${seed} ${r.version}: hit rate ${r.hitRate.toFixed(3)}` + (r.trainHitRate === null ? '' : ` (training turns ${r.trainHitRate.toFixed(2)} of ${r.turns}, loss ${r.loss?.toFixed(3)})`)),
-    });
-    curves.push({ recipe, seed, results, seconds: (performance.now() - t0) / 1000 });
+const runs: Run[] = [];
+for (const method of methods) {
+  for (const persona of personas) {
+    for (const seed of seeds) {
+      const t0 = performance.now();
+      const result = await learn({ ...common, ...METHODS[method], persona, seed });
+      const seconds = (performance.now() - t0) / 1000;
+      runs.push({ ...result, method, persona, seed, seconds });
+      const curve = result.versions.map((v) => (100 * v.hitRate).toFixed(0)).join(' ');
+      console.error(`${method} ${persona} seed ${seed}: sessions to rule ${result.sessionsToRule ?? `>${cap}`}; hit rate % ${curve} (${seconds.toFixed(0)} s)`);
+    }
   }
 }
 const totalSeconds = (performance.now() - started) / 1000;
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
-/** Hit rate per version, averaged over the recipe's seeds. */
-const meanCurve = (recipe: RecipeName) => {
-  const mine = curves.filter((c) => c.recipe === recipe);
-  return mine[0]!.results.map((_, v) => mean(mine.map((c) => c.results[v]!.hitRate)));
-};
+const of = (method: MethodName, persona?: PersonaName) => runs.filter((r) => r.method === method && (!persona || r.persona === persona));
+/** Hit rate at evaluation point v (a run with fewer points keeps its last). */
+const at = (r: Run, v: number) => r.versions[Math.min(v, r.versions.length - 1)]!.hitRate;
+const last = (r: Run) => r.versions.at(-1)!.hitRate;
+const gain = (rs: Run[]) => mean(rs.map((r) => last(r) - r.versions[0]!.hitRate));
+/** The paper's average: a run that never kept the rule counts as the cap. */
+const sessionsMean = (rs: Run[]) => mean(rs.map((r) => r.sessionsToRule ?? cap));
+const reached = (rs: Run[]) => `${rs.filter((r) => r.sessionsToRule !== null).length}/${rs.length}`;
+const longest = Math.max(...runs.map((r) => r.versions.length));
 
 function tables(): string {
   const out: string[] = [];
-  const versions = Array.from({ length: base.steps + 1 }, (_, v) => (v === 0 ? 'base' : `v${v}`));
-  out.push('| recipe | base | after 4 steps | after 8 steps | final | best | gain (final − base) |', '|---|---|---|---|---|---|---|');
-  for (const recipe of recipeNames) {
-    const m = meanCurve(recipe);
-    const at = (v: number) => (v < m.length ? pct(m[v]!) : '–');
-    out.push(`| ${recipe} | ${pct(m[0]!)} | ${at(4)} | ${at(8)} | ${pct(m.at(-1)!)} | ${pct(Math.max(...m))} | ${((m.at(-1)! - m[0]!) * 100).toFixed(0)} points |`);
+  out.push(
+    `| method | sessions to rule (mean, cap ${cap}) | runs that kept it | base | after 4 steps | after 8 steps | final | gain (final − base) | steps |`,
+    '|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const method of methods) {
+    const rs = of(method);
+    out.push(
+      `| ${method} | ${sessionsMean(rs).toFixed(1)} | ${reached(rs)} | ${pct(mean(rs.map((r) => at(r, 0))))} | ${pct(mean(rs.map((r) => at(r, 4))))} | ${pct(mean(rs.map((r) => at(r, 8))))} | ${pct(mean(rs.map(last)))} | ${(100 * gain(rs)).toFixed(0)} points | ${mean(rs.map((r) => r.versions.length - 1)).toFixed(1)} |`,
+    );
   }
-  for (const recipe of recipeNames) {
-    out.push('', `**${recipe}**: held-out hit rate per weight version`, '', `| seed | ${versions.join(' | ')} | seconds |`, `|---|${versions.map(() => '---|').join('')}---|`);
-    for (const c of curves.filter((c) => c.recipe === recipe)) {
-      out.push(`| ${c.seed} | ${c.results.map((r) => pct(r.hitRate)).join(' | ')} | ${c.seconds.toFixed(0)} |`);
-    }
-    out.push(`| mean | ${meanCurve(recipe).map(pct).join(' | ')} | |`);
+  out.push('', '**Per persona**: sessions to rule (mean over seeds, cap counted) / hit-rate gain in points', '', `| method | ${personas.join(' | ')} |`, `|---|${personas.map(() => '---|').join('')}`);
+  for (const method of methods) {
+    out.push(`| ${method} | ${personas.map((p) => `${sessionsMean(of(method, p)).toFixed(0)} / ${(100 * gain(of(method, p))).toFixed(0)}`).join(' | ')} |`);
+  }
+  out.push('', '**Every run**: sessions to rule, held-out hit rate per version (%)', '', '| method | persona | seed | sessions to rule | hit rate per version | seconds |', '|---|---|---|---|---|---|');
+  for (const r of runs) {
+    out.push(`| ${r.method} | ${r.persona} | ${r.seed} | ${r.sessionsToRule ?? `>${cap}`} | ${r.versions.map((v) => (100 * v.hitRate).toFixed(0)).join(' ')} | ${r.seconds.toFixed(0)} |`);
   }
   return out.join('\n');
 }
 
-const COLORS: Record<RecipeName, string> = { 'binary-rl': '#1f77b4', opd: '#d62728', combined: '#2ca02c' };
+const COLORS: Record<MethodName, string> = { 'binary-rl': '#1f77b4', opd: '#d62728', combined: '#2ca02c', memory: '#9467bd', 'combined+memory': '#ff7f0e' };
 
-/** A line chart of hit rate per version: one thin line per seed, a thick one for the mean. */
+/** Mean held-out hit rate per step (over personas and seeds), one line per method. */
 function svg(): string {
   const [W, H] = [640, 400];
-  const pad = { left: 56, right: 160, top: 36, bottom: 48 };
+  const pad = { left: 56, right: 170, top: 36, bottom: 48 };
+  const steps = longest - 1;
   // Rounded to a tenth of a pixel: finer adds bytes, not sharpness.
-  const x = (v: number) => Number((pad.left + (v / base.steps) * (W - pad.left - pad.right)).toFixed(1));
+  const x = (v: number) => Number((pad.left + (v / steps) * (W - pad.left - pad.right)).toFixed(1));
   const y = (rate: number) => Number((H - pad.bottom - rate * (H - pad.top - pad.bottom)).toFixed(1));
   const path = (rates: number[]) => rates.map((r, v) => `${v === 0 ? 'M' : 'L'}${x(v)},${y(r)}`).join(' ');
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${pad.left}" y="20" font-size="14">Held-out hit rate per weight version (reply starts with a letter)</text>`,
+    `<text x="${pad.left}" y="20" font-size="14">Held-out hit rate of the hidden preference (mean of ${personas.length} personas × ${seeds.length} seeds)</text>`,
   ];
   for (let i = 0; i <= 10; i += 2) {
-    const rate = i / 10;
-    parts.push(
-      `<line x1="${pad.left}" x2="${W - pad.right}" y1="${y(rate)}" y2="${y(rate)}" stroke="#ddd"/>`,
-      `<text x="${pad.left - 8}" y="${y(rate) + 4}" text-anchor="end">${i * 10}%</text>`,
-    );
+    parts.push(`<line x1="${pad.left}" x2="${W - pad.right}" y1="${y(i / 10)}" y2="${y(i / 10)}" stroke="#ddd"/>`, `<text x="${pad.left - 8}" y="${y(i / 10) + 4}" text-anchor="end">${i * 10}%</text>`);
   }
-  const tickEvery = Math.max(1, Math.ceil(base.steps / 12));
-  for (let v = 0; v <= base.steps; v += tickEvery) {
-    parts.push(`<text x="${x(v)}" y="${H - pad.bottom + 18}" text-anchor="middle">${v === 0 ? 'base' : v}</text>`);
-  }
+  const tickEvery = Math.max(1, Math.ceil(steps / 12));
+  for (let v = 0; v <= steps; v += tickEvery) parts.push(`<text x="${x(v)}" y="${H - pad.bottom + 18}" text-anchor="middle">${v === 0 ? 'base' : v}</text>`);
   parts.push(
     `<line x1="${pad.left}" x2="${W - pad.right}" y1="${y(0)}" y2="${y(0)}" stroke="black"/>`,
     `<line x1="${pad.left}" x2="${pad.left}" y1="${y(0)}" y2="${y(1)}" stroke="black"/>`,
-    `<text x="${(pad.left + W - pad.right) / 2}" y="${H - 10}" text-anchor="middle">training steps (batch of ${base.batchSize} turns each)</text>`,
+    `<text x="${(pad.left + W - pad.right) / 2}" y="${H - 10}" text-anchor="middle">training steps (${common.batchSize} turns each; memory: every ${common.batchSize} turns)</text>`,
   );
-  recipeNames.forEach((recipe, i) => {
-    const color = COLORS[recipe];
-    for (const c of curves.filter((c) => c.recipe === recipe)) {
-      parts.push(`<path d="${path(c.results.map((r) => r.hitRate))}" fill="none" stroke="${color}" stroke-width="1" stroke-opacity="0.35"/>`);
-    }
-    parts.push(`<path d="${path(meanCurve(recipe))}" fill="none" stroke="${color}" stroke-width="3"/>`);
+  methods.forEach((method, i) => {
+    const rs = of(method);
+    // A run with fewer steps (OPD trains only on corrected turns) ends its line where it ended.
+    const n = Math.max(...rs.map((r) => r.versions.length));
+    parts.push(`<path d="${path(Array.from({ length: n }, (_, v) => mean(rs.map((r) => at(r, v)))))}" fill="none" stroke="${COLORS[method]}" stroke-width="3"/>`);
     const ly = pad.top + 10 + i * 20;
     parts.push(
-      `<line x1="${W - pad.right + 12}" x2="${W - pad.right + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"/>`,
-      `<text x="${W - pad.right + 42}" y="${ly + 4}">${recipe}</text>`,
+      `<line x1="${W - pad.right + 12}" x2="${W - pad.right + 36}" y1="${ly}" y2="${ly}" stroke="${COLORS[method]}" stroke-width="3"/>`,
+      `<text x="${W - pad.right + 42}" y="${ly + 4}">${method}</text>`,
     );
   });
-  const ly = pad.top + 10 + recipeNames.length * 20;
-  parts.push(
-    `<text x="${W - pad.right + 12}" y="${ly + 4}" fill="#666">thick: mean of ${seeds.length}</text>`,
-    `<text x="${W - pad.right + 12}" y="${ly + 20}" fill="#666">thin: one seed each</text>`,
-    '</svg>',
-  );
+  parts.push('</svg>');
   return parts.join('\n');
 }
 
-const shape = { ...DEFAULT_MODEL, ...model };
 const command = `node --import tsx bench/learn.ts ${process.argv.slice(2).join(' ')}`.trim();
 const report = [
   '# Does clawrl learn? (bench/learn.ts)',
   '',
-  'A simulated user likes replies that start with a letter (A–Z, a–z) and never says so: it answers',
-  'each reply with approval ("thanks!", "perfect", …) or a correction ("try again", "no, that is not it", …),',
-  'and for OPD and Combined it adds `/clawrl hint` (a `feedback` event naming the preference) after a',
-  "correction. The daemon's rules judge turns the reactions into rewards and its loop trains; each new",
-  'weight version is measured, as soon as it serves, on held-out prompts (the same sampling seeds for',
-  'every version, temperature 1).',
+  "Simulated users with hidden preferences (bench/simulated-user.ts, after OpenClaw-RL's personas) talk",
+  "to a real daemon on the embedded model: letter-first (the reply starts with a letter), no-markdown (no",
+  '`* # ` _ ~ >` anywhere), wants-longer (40 characters or more), greeting-first (starts with Hello, Hi or',
+  'Hey). Each session is a new chat of a few requests; the user answers each reply with approval or a',
+  'correction and, when the method reads hints (OPD, Combined, hint memory), a `/clawrl hint` after a',
+  "correction. The daemon's rules judge and loop train; each new version is measured on held-out",
+  'requests as soon as it serves (the same sampling seeds for every version, temperature 1). Hint memory',
+  "injects the daemon's hints as the plugin's hook does (lexical match on the request; top 3).",
   '',
-  "The embedded model's weights are random, so its frozen reference (OPD's teacher) cannot read the",
-  "hint: the teacher − student gap says nothing about the preference. OPD can only stay near the base",
-  'rate here, and Combined learns through its Binary RL term, with the gap as noise on top.',
+  `The paper's metric: sessions until the first reply of a session keeps the rule in ${STREAK} consecutive`,
+  `sessions, a run that never does counted as the cap (${cap}).`,
   '',
   `- command: \`${command}\``,
-  `- embedded model: dim ${shape.dim}, ${shape.layers} layers, ${shape.heads} heads; LoRA r=8; lr ${base.lr}; batch ${base.batchSize} turns; max_tokens ${base.maxTokens}; ${base.evalSamples} held-out replies per version; judge: rules`,
+  `- embedded base: ${values.base}; LoRA r=8; lr ${common.lr}; batch ${common.batchSize} turns; ${common.turnsPerSession} turns a session; max_tokens ${common.maxTokens}; ${common.evalSamples} held-out replies per version; judge: rules`,
   `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; ${totalSeconds.toFixed(0)} s in all`,
   '',
   tables(),

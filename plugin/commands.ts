@@ -14,7 +14,7 @@ const LISTED_HINTS = 20;
 export function describeLink(status: LinkStatus | undefined): string[] {
   if (!status) return ['daemon: not connected yet (no event captured since start)'];
   const lines = [
-    `daemon: ${status.state} (${status.url})${status.lastError && status.state !== 'connected' ? ` — ${status.lastError}` : ''}`,
+    `daemon: ${status.state}${status.retryAt ? `, next try in ${Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000))} s` : ''} (${status.url})${status.lastError && status.state !== 'connected' ? ` — ${status.lastError}` : ''}`,
     `weights: ${status.weightVersion ?? 'unknown'}`,
     `events: ${status.pending} spooled, ${status.sent} sent, ${status.acked} acknowledged since start`,
   ];

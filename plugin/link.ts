@@ -56,6 +56,8 @@ export interface LinkStatus extends SpoolStats, QuarantineStats {
   url: string;
   weightVersion?: string;
   lastError?: string;
+  /** While waiting: when the next connection attempt is due (epoch ms). */
+  retryAt?: number;
   /** Events sent on the wire (resends included) since start. */
   sent: number;
 }
@@ -94,6 +96,7 @@ export class Link {
   private sentCount = 0;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private retryAt: number | undefined;
   private pumpScheduled = false;
   private weightVersion: string | undefined;
   private lastError: string | undefined;
@@ -178,6 +181,7 @@ export class Link {
       url: this.opts.url,
       weightVersion: this.weightVersion,
       lastError: this.lastError,
+      ...(this.state === 'waiting' && { retryAt: this.retryAt }),
       sent: this.sentCount,
     };
   }
@@ -258,6 +262,7 @@ export class Link {
     this.ws = undefined;
     const delay = this.backoff();
     this.state = 'waiting';
+    this.retryAt = Date.now() + delay;
     this.opts.logger.debug?.(`clawrl: disconnected (${this.lastError ?? 'closed'}); retrying in ${delay} ms`);
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
     this.reconnectTimer.unref();

@@ -193,11 +193,13 @@ test('an event the daemon refuses is set aside once, and the events after it are
       link.enqueue(userMessage(sessionKey, 4));
       link.start();
       await until(() => link.status().pending === 0, 'all acked or set aside', 15_000);
-      await sleep(500);
+      // A barrier instead of a pause: one more event, acked in order after anything resent before it.
+      link.enqueue(userMessage(sessionKey, 5));
+      await until(() => link.status().pending === 0, 'the last event acked', 15_000);
       const status = link.status();
       assert.equal(status.quarantined, 2);
-      assert.ok(status.sent <= 4, `sent ${status.sent} events for 4 in the spool`);
-      assert.deepEqual(storedContents(daemon, sessionKey), ['after the poison', 'message 4']);
+      assert.ok(status.sent <= 5, `sent ${status.sent} events for 5 in the spool`);
+      assert.deepEqual(storedContents(daemon, sessionKey), ['after the poison', 'message 4', 'message 5']);
       const lines = readFileSync(join(stateDir, 'quarantine.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; event: { content: string } });
       assert.deepEqual(lines.map((l) => l.event.content), ['bad key', 'poison']);
       assert.match(lines[0]!.reason, /sessionKey is 600 bytes long, over the limit of 512 bytes/);
@@ -222,12 +224,12 @@ test('a daemon whose storage is full is not hammered: the link waits before reco
       link.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey: 'full' });
       for (let i = 0; i < 3; i++) link.enqueue(userMessage('full', i));
       link.start();
-      await until(() => /storage_full/.test(link.status().lastError ?? ''), 'storage_full seen', 15_000);
-      const sent = link.status().sent;
-      // newLink's backoff is 20-200 ms: without the storage-full floor it would resend ~15 times here.
-      await sleep(3000);
-      assert.equal(link.status().sent, sent);
-      assert.equal(link.status().pending, 4);
+      await until(() => /storage_full/.test(link.status().lastError ?? '') && link.status().state === 'waiting', 'storage_full seen and the link waiting', 15_000);
+      // newLink's backoff is 20-200 ms: the next try is 15 s away only because of the storage-full floor.
+      const status = link.status();
+      assert.ok(status.retryAt! - Date.now() > 14_000, `next try in ${status.retryAt! - Date.now()} ms`);
+      assert.match(describeLink(status)[0]!, /^daemon: waiting, next try in 1[45] s /);
+      assert.equal(status.pending, 4);
     } finally {
       await link.close();
     }

@@ -4,7 +4,8 @@ import type { Trainer } from './trainer.ts';
 import type { Store, WeightVersionRecord } from './store.ts';
 import type { HealthReader, VersionHealth, VersionVerdict } from './health.ts';
 import type { Guard } from './guard.ts';
-import { HttpError, readJsonObject, sendError, sendJson, type Route } from './http.ts';
+import { HttpError, readJsonObject, sendError, sendJson } from './http.ts';
+import { errorMessage } from './errors.ts';
 import { VERSION_PATTERN } from './weights.ts';
 
 /**
@@ -31,42 +32,31 @@ export interface WeightsListing {
   base: VersionHealth | null;
 }
 
-export function controlRoutes(trainer: Trainer | undefined, store: Store, health: HealthReader, guard?: Guard): Route[] {
-  const guarded =
-    (fn: (req: IncomingMessage, res: ServerResponse, trainer: Trainer) => Promise<void>, method: string) =>
-    async (req: IncomingMessage, res: ServerResponse, path: string) => {
-      if (req.method !== method) return sendError(res, 405, `use ${method} for ${path}`, 'invalid_request_error');
-      if (!trainer) return sendError(res, 409, 'this backend serves only and cannot train', 'conflict');
-      try {
-        await fn(req, res, trainer);
-      } catch (err) {
-        sendError(res, err instanceof HttpError ? err.status : 400, (err as Error).message, 'invalid_request_error');
-      }
-    };
-  return [
-    {
-      path: '/weights',
-      handle: guarded(async (_req, res, t) => {
-        const { serving, pinned } = t.status();
-        const measured = health.read();
-        const versions = [...store.versionRecords()].map((record) => ({ ...record, health: measured.get(record.version) ?? null, verdict: health.verdicts.get(record.version) ?? null }));
-        sendJson(res, 200, { serving, pinned, versions, base: measured.get('base') ?? null } satisfies WeightsListing);
-      }, 'GET'),
-    },
-    {
-      path: '/weights/rollback',
-      handle: guarded(async (req, res, t) => {
-        const version = (await versionOf(req, false))!;
-        const record = await t.rollback(version);
-        // A person's choice wins: the guard never rolls this version back on its own.
-        await guard?.keptByPerson(version);
-        sendJson(res, 200, record);
-      }, 'POST'),
-    },
-    {
-      path: '/weights/pin',
-      handle: guarded(async (req, res, t) => sendJson(res, 200, { serving: await t.pin(await versionOf(req, true)) }), 'POST'),
-    },
-    { path: '/train', handle: guarded(async (_req, res, t) => sendJson(res, 200, { version: await t.trainNow() }), 'POST') },
-  ];
+/** The handlers of the CLI's `weights` and `train` commands; the route table (routes.ts) gives their paths and methods. */
+export function controlHandlers(trainer: Trainer | undefined, store: Store, health: HealthReader, guard?: Guard) {
+  const guarded = (fn: (req: IncomingMessage, res: ServerResponse, trainer: Trainer) => Promise<void>) => async (req: IncomingMessage, res: ServerResponse) => {
+    if (!trainer) return sendError(res, 409, 'this backend serves only and cannot train', 'conflict');
+    try {
+      await fn(req, res, trainer);
+    } catch (err) {
+      sendError(res, err instanceof HttpError ? err.status : 400, errorMessage(err), 'invalid_request_error');
+    }
+  };
+  return {
+    weights: guarded(async (_req, res, t) => {
+      const { serving, pinned } = t.status();
+      const measured = health.read();
+      const versions = [...store.versionRecords()].map((record) => ({ ...record, health: measured.get(record.version) ?? null, verdict: health.verdicts.get(record.version) ?? null }));
+      sendJson(res, 200, { serving, pinned, versions, base: measured.get('base') ?? null } satisfies WeightsListing);
+    }),
+    rollback: guarded(async (req, res, t) => {
+      const version = (await versionOf(req, false))!;
+      const record = await t.rollback(version);
+      // A person's choice wins: the guard never rolls this version back on its own.
+      await guard?.keptByPerson(version);
+      sendJson(res, 200, record);
+    }),
+    pin: guarded(async (req, res, t) => sendJson(res, 200, { serving: await t.pin(await versionOf(req, true)) })),
+    train: guarded(async (_req, res, t) => sendJson(res, 200, { version: await t.trainNow() })),
+  };
 }

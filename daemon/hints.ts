@@ -25,7 +25,7 @@ import {
   type HintScope,
   type HintsSnapshot,
 } from '../protocol/index.ts';
-import { sendError, sendJson, type Route } from './http.ts';
+import { sendError, sendJson } from './http.ts';
 import type { Logger } from './log.ts';
 import { redactSecrets } from './redact.ts';
 import { lastRealUserIndex } from '../recipes/types.ts';
@@ -275,8 +275,8 @@ export class HintMemory {
   }
 }
 
-/** `GET /hints` (ETag: the revision) and `DELETE /hints/<id>`. */
-export function hintRoutes(memory: HintMemory): Route[] {
+/** `GET /hints` (ETag: the revision) and `DELETE /hints/<id>`; the route table (routes.ts) gives their paths. */
+export function hintHandlers(memory: HintMemory) {
   const list = (req: IncomingMessage, res: ServerResponse) => {
     const { revision, body } = memory.snapshotBody();
     const etag = `"${revision}"`;
@@ -287,13 +287,10 @@ export function hintRoutes(memory: HintMemory): Route[] {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), etag });
     res.end(body);
   };
-  const one = async (_req: IncomingMessage, res: ServerResponse, path: string) => {
+  const remove = async (_req: IncomingMessage, res: ServerResponse, path: string) => {
     const id = decodeURIComponent(path.slice('/hints/'.length));
     if (!(await memory.remove(id))) return sendError(res, 404, `no hint ${JSON.stringify(id)}`, 'not_found');
     sendJson(res, 200, { removed: id });
   };
-  return [
-    { path: '/hints', methods: ['GET'], handle: list },
-    { path: '/hints/', methods: ['DELETE'], handle: one },
-  ];
+  return { list, remove };
 }

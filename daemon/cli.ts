@@ -51,6 +51,7 @@ interface BackendFlags {
   decode: string;
   microBatchTokens?: number;
   seed: number;
+  base: string;
 }
 
 async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend> {
@@ -65,7 +66,7 @@ async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend>
   }
   if (flags.backend === 'embedded') {
     const { EmbeddedBackend } = await import('./backends/embedded/index.ts');
-    return EmbeddedBackend.create({ model: { seed: flags.seed } });
+    return EmbeddedBackend.create({ model: { seed: flags.seed }, base: flags.base });
   }
   if (flags.backend === 'upstream') {
     if (!flags.upstreamUrl) fail('--backend upstream needs --upstream-url (e.g. http://127.0.0.1:8000/v1)');
@@ -124,6 +125,9 @@ program
   .option('--upstream-api-key <key>', 'API key for upstream (env CLAWRL_UPSTREAM_API_KEY)')
   .option('--upstream-adapter-root <dir>', "the daemon's weights folder as the upstream server sees it (default: the same path)")
   .option('--seed <n>', 'seed of the embedded model', integer(0), 1)
+  // The pretrained base answers in words and reads hints (OPD's teacher needs that); random bytes
+  // from a random base make a poor first chat. `random` keeps the larger seeded base.
+  .option('--base <name|file>', 'embedded base weights: hints (pretrained to read hints; default), random (from --seed), or a file made by scripts/pretrain-base.ts', 'hints')
   .addOption(choice('--recipe <name>', 'training recipe', Object.keys(recipes), 'binary-rl'))
   .option('--judge <judge>', 'rules (no model; default for embedded), policy (the served model; default otherwise), or an OpenAI-compatible base URL')
   .option('--judge-model <name>', 'model name at the --judge URL')

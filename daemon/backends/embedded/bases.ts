@@ -8,7 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rename } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeSafetensors, writeSafetensors, type Tensor } from '../safetensors.ts';
@@ -67,6 +67,8 @@ export async function saveBase(file: string, model: Model, made: object): Promis
   const { vocab, context, dim, layers, heads, mlpRatio } = model.cfg;
   const tensors = new Map<string, Tensor>();
   for (const [name, t] of model.tensors()) tensors.set(name, { shape: t.shape, data: Float32Array.from(t.data) });
-  await writeSafetensors(file, tensors, { clawrl_model: JSON.stringify({ vocab, context, dim, layers, heads, mlpRatio }), clawrl_made: JSON.stringify(made) });
+  // Written aside and renamed: a daemon starting meanwhile reads the old file or the new, never half of one.
+  await writeSafetensors(`${file}.tmp`, tensors, { clawrl_model: JSON.stringify({ vocab, context, dim, layers, heads, mlpRatio }), clawrl_made: JSON.stringify(made) });
+  await rename(`${file}.tmp`, file);
   return createHash('sha256').update(await readFile(file)).digest('hex').slice(0, 12);
 }

@@ -3,9 +3,8 @@
 // recorded as a sample with the exact tokens and logprobs the backend generated.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BackendUnavailableError, type Backend, type ChatMessage, type GenerateChunk, type GenerateResult, type SamplingParams, type ToolCall, type ToolSpec } from './backends/types.ts';
+import { BackendUnavailableError, UpstreamError, type Backend, type ChatMessage, type GenerateChunk, type GenerateResult, type SamplingParams, type ToolCall, type ToolSpec } from './backends/types.ts';
 import type { Logger } from './log.ts';
-import { UpstreamError } from './backends/upstream.ts';
 import { HttpError, readBody, sendError } from './http.ts';
 import { MAX_ID_BYTES, MAX_VALUE_DEPTH, idFits } from '../protocol/index.ts';
 import { ChatBodyParser } from './parse-off-loop.ts';

@@ -31,7 +31,7 @@
 //   otherwise lead the policy into collapse unopposed. Such a version goes back to its nearest
 //   ancestor not rolled back.
 import type { Logger } from './log.ts';
-import type { Backend } from './backends/types.ts';
+import type { TrainingBackend } from './backends/types.ts';
 import type { Store } from './store.ts';
 import type { Trainer } from './trainer.ts';
 import type { HealthReader, VersionHealth, VersionVerdict } from './health.ts';
@@ -113,7 +113,7 @@ export function diagnose(version: VersionHealth, reference: VersionHealth | unde
 export interface GuardOptions {
   store: Store;
   log: Logger;
-  backend: Backend;
+  backend: TrainingBackend;
   trainer: Trainer;
   health: HealthReader;
   pollMs?: number;

@@ -16,10 +16,10 @@
 // - Reply length in tokens.
 // - Drift: mean log π(y_t) − log π_base(y_t) over the served tokens of a few replies, an unbiased
 //   estimate of KL(π ‖ π_base) per token for the same reason as the entropy; only where the backend
-//   can score with the base weights (`capabilities.score`), measured by the guard in the background.
+//   trains (a TrainingBackend scores with the base weights), measured by the guard in the background.
 import type { Database } from 'lmdb';
 import type { Store, TurnRecord } from './store.ts';
-import type { Backend } from './backends/types.ts';
+import type { TrainingBackend } from './backends/types.ts';
 import { versionNumber } from './weights.ts';
 
 /** z of a two-sided 95 % interval. */
@@ -183,12 +183,11 @@ export class HealthReader {
   }
 
   /**
-   * Scores up to DRIFT_REPLIES replies of a version with the base weights (the backend must be
-   * able to score). Returns how many were measured now. Serving is untouched: backends score off
+   * Scores up to DRIFT_REPLIES replies of a version with the base weights. Returns how many were measured now. Serving is untouched: backends score off
    * the serving path (the embedded one on its training worker).
    */
-  async measureDrift(backend: Backend, version: string): Promise<number> {
-    if (!backend.capabilities.score || version === 'base') return 0;
+  async measureDrift(backend: TrainingBackend, version: string): Promise<number> {
+    if (version === 'base') return 0;
     let measured = 0;
     let known = 0;
     for (const turn of this.store.turnsOf()) {

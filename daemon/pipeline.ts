@@ -27,7 +27,7 @@ import { VersionStatsReader } from './stats.ts';
 import { Loop } from './loop.ts';
 import { errorMessage } from './errors.ts';
 import { recipes, type Recipe } from '../recipes/index.ts';
-import type { Backend } from './backends/types.ts';
+import { canTrain, type Backend } from './backends/types.ts';
 import type { Logger } from './log.ts';
 import type { DaemonMode, DaemonOptions, DaemonStatus } from './types.ts';
 
@@ -129,7 +129,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
   const hints = new HintMemory({ store, log, ...opts.hints });
 
   // Training: a batch of trainable turns, one step, a new version swapped in; the plugins are told.
-  const trainer = backend?.capabilities.train
+  const trainer = canTrain(backend)
     ? new Trainer({
         store,
         log,
@@ -149,7 +149,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
   await trainer?.init();
 
   // The guard: a new version that does worse on live traffic is rolled back.
-  const guard = trainer && backend && opts.guard !== false ? new Guard({ store, log, backend, trainer, health: stats.health }) : undefined;
+  const guard = trainer && canTrain(backend) && opts.guard !== false ? new Guard({ store, log, backend, trainer, health: stats.health }) : undefined;
 
   const retention =
     opts.retentionDays === undefined

@@ -5,7 +5,7 @@
 import type { Store, ScoreRecord, TurnKey, TurnRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
-import type { Backend } from './backends/types.ts';
+import { canTrain, type Backend } from './backends/types.ts';
 import { Loop } from './loop.ts';
 import {
   createLimiter,
@@ -149,12 +149,12 @@ export class ScoringLoop {
     // appended to the user's last real message (only for recipes that distil from hints).
     let teacherLogprobs: number[] | undefined;
     // Exact tokens both sides: a server that returned no prompt ids leaves nothing to condition on.
-    const canTrain = sample.promptTokens.length > 0 && sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
-    if (recipe.needsHint && hinted?.hint && canTrain && backend?.capabilities.score) {
+    const exactTokens = sample.promptTokens.length > 0 && sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
+    if (recipe.needsHint && hinted?.hint && exactTokens && canTrain(backend)) {
       const prompt = await backend.encodeChat(teacherContext(sample.requestMessages, hinted.hint), sample.tools);
       teacherLogprobs = await backend.score(prompt, sample.responseTokens, { reference: true });
     }
-    const advantages = canTrain
+    const advantages = exactTokens
       ? recipe.advantages(
           {
             score: judged?.score,

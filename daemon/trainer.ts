@@ -9,7 +9,7 @@ import type { FSWatcher } from 'chokidar';
 import type { Store, TurnKey, WeightVersionRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
-import type { Backend, TrainExample, TrainMetrics, TrainOptions } from './backends/types.ts';
+import type { TrainExample, TrainMetrics, TrainOptions, TrainingBackend } from './backends/types.ts';
 import type { Recipe, RecipeDefaults } from '../recipes/index.ts';
 import type { WeightsChange } from '../protocol/index.ts';
 import { WeightsDir, versionName, versionNumber } from './weights.ts';
@@ -19,7 +19,7 @@ import { inCanary } from './canary.ts';
 export interface TrainerOptions {
   store: Store;
   log: Logger;
-  backend: Backend;
+  backend: TrainingBackend;
   weights: WeightsDir;
   recipe: Recipe;
   recipeOptions?: Partial<RecipeDefaults>;

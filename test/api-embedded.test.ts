@@ -42,7 +42,7 @@ test('non-streaming logprobs equal the policy rescoring the same tokens', async 
   assert.equal(choice.logprobs!.content![0]!.top_logprobs.length, 2);
   const sample = await sampleOf(res.id);
   assert.deepEqual(sample.logprobs, returned);
-  const rescored = await daemon.backend!.score(sample.promptTokens, sample.responseTokens);
+  const rescored = await (daemon.backend as EmbeddedBackend).score(sample.promptTokens, sample.responseTokens);
   assert.equal(rescored.length, returned.length);
   rescored.forEach((lp, i) => assert.ok(Math.abs(lp - returned[i]!) < 1e-4, `token ${i}: ${lp} vs ${returned[i]}`));
   assert.equal(res.usage!.completion_tokens, sample.responseTokens.length);

@@ -7,7 +7,8 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
-import { UpstreamBackend, UpstreamError } from '../daemon/backends/upstream.ts';
+import { UpstreamBackend } from '../daemon/backends/upstream.ts';
+import { UpstreamError } from '../daemon/backends/types.ts';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
 import { tempDir } from './helpers.ts';
 

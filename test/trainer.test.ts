@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
 import { EmbeddedBackend } from '../daemon/backends/embedded/index.ts';
-import type { Backend } from '../daemon/backends/types.ts';
+import type { TrainingBackend } from '../daemon/backends/types.ts';
 import { Store } from '../daemon/store.ts';
 import { TestClient, optIn, tempDir, until } from './helpers.ts';
 
@@ -25,24 +25,26 @@ function chat(daemon: Daemon, content: string, record = true) {
 
 interface Harness {
   daemon: Daemon;
+  backend: TrainingBackend;
   client: TestClient;
   seq: number;
   logs: string[];
 }
 
-async function harness(dataDir = tempDir(), backend?: Backend, batchSize = 4): Promise<Harness> {
+async function harness(dataDir = tempDir(), given?: TrainingBackend, batchSize = 4): Promise<Harness> {
+  const backend = given ?? (await EmbeddedBackend.create({ model: tiny }));
   const logs: string[] = [];
   const log = createLogger('info', { write: (line: string) => (logs.push(line), true) } as unknown as NodeJS.WritableStream);
   const daemon = await startDaemon({
     dataDir,
     port: 0,
     log,
-    backend: backend ?? (await EmbeddedBackend.create({ model: tiny })),
+    backend,
     recipeOptions: { batchSize, lr: 1e-3 },
   });
   const client = await TestClient.connect(daemon.wsUrl, daemon.token);
   const { ackedSeq } = await client.hello('trainer-test');
-  const h = { daemon, client, seq: ackedSeq, logs };
+  const h = { daemon, backend, client, seq: ackedSeq, logs };
   if (ackedSeq === 0) await client.sendEvents([optIn(++h.seq, session)]);
   return h;
 }
@@ -93,10 +95,10 @@ test('a crash mid-step re-runs the same batch; a crash after writing the version
   let failNext = true;
   // Fault injection around a real backend (a new one per daemon, as after a restart): the
   // first step dies as a crash would; a step waits for `gate` before it trains.
-  const flaky = async (gate?: Promise<void>): Promise<Backend> => {
+  const flaky = async (gate?: Promise<void>): Promise<TrainingBackend> => {
     const real = await EmbeddedBackend.create({ model: tiny });
-    return Object.assign(Object.create(real) as Backend, {
-      trainStep: async (...args: Parameters<Backend['trainStep']>) => {
+    return Object.assign(Object.create(real) as TrainingBackend, {
+      trainStep: async (...args: Parameters<TrainingBackend['trainStep']>) => {
         steps++;
         if (failNext) {
           failNext = false;
@@ -180,7 +182,7 @@ test('rollback serves the old version again; a corrupt dropped-in version is rej
   await until(() => h.daemon.trainer!.status().steps === 1 || undefined, 'v1');
   await goodTurns(h, 2);
   await until(() => h.daemon.trainer!.status().steps === 2 || undefined, 'v2');
-  const v2Logprobs = await h.daemon.backend!.score([1, 2, 3], [4, 5, 6]);
+  const v2Logprobs = await h.backend.score([1, 2, 3], [4, 5, 6]);
 
   const post = (path: string, body: unknown) =>
     fetch(`${h.daemon.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${h.daemon.token}` }, body: JSON.stringify(body) });
@@ -188,7 +190,7 @@ test('rollback serves the old version again; a corrupt dropped-in version is rej
   assert.equal(h.daemon.backend!.currentVersion(), 'v000001');
   const served = (await (await chat(h.daemon, 'which version?')).json()) as { system_fingerprint: string };
   assert.equal(served.system_fingerprint, 'v000001');
-  assert.notDeepEqual(await h.daemon.backend!.score([1, 2, 3], [4, 5, 6]), v2Logprobs);
+  assert.notDeepEqual(await h.backend.score([1, 2, 3], [4, 5, 6]), v2Logprobs);
   const unknown = await post('/weights/rollback', { version: 'v000042' });
   assert.equal(unknown.status, 400);
   assert.match(((await unknown.json()) as { error: { message: string } }).error.message, /no weight version "v000042"/);

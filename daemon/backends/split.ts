@@ -2,24 +2,22 @@
 // worker) trains. Samples keep the server's token ids and logprobs; the trainer's adapters are
 // hot-loaded into the server as they are published. Both must run the same base model.
 import type { Logger } from '../log.ts';
-import type { Backend, ChatMessage, GenerateChunk, GenerateRequest, GenerateResult, ToolSpec, TrainExample, TrainOptions } from './types.ts';
+import type { ChatMessage, GenerateChunk, GenerateRequest, GenerateResult, ServingBackend, ToolSpec, TrainExample, TrainingBackend, TrainOptions } from './types.ts';
 
 const PROBE: ChatMessage[] = [{ role: 'user', content: 'Say OK.' }];
 
-export class SplitBackend implements Backend {
+export class SplitBackend implements TrainingBackend {
   readonly name: string;
-  readonly capabilities: Backend['capabilities'];
   /** The trainer's stats (GPU memory, throughput) for /metrics, where it reports them. */
   readonly stats?: () => Promise<unknown>;
   /** A canary adapter beside the served one: the serving side's, where it has one (upstream does). */
-  readonly loadCanary?: Backend['loadCanary'];
+  readonly loadCanary?: ServingBackend['loadCanary'];
 
   private constructor(
-    readonly serving: Backend,
-    readonly training: Backend,
+    readonly serving: ServingBackend,
+    readonly training: TrainingBackend,
   ) {
     this.name = `${serving.name}+${training.name}`;
-    this.capabilities = training.capabilities;
     const reporting = training as { stats?: () => Promise<unknown> };
     this.stats = reporting.stats?.bind(training);
     this.loadCanary = serving.loadCanary?.bind(serving);
@@ -29,7 +27,7 @@ export class SplitBackend implements Backend {
    * Checks that both sides tokenize a chat alike: the trainer learns from the server's token ids,
    * so a different base model behind the server would train on ids that mean other text.
    */
-  static async create(serving: Backend, training: Backend, log?: Logger): Promise<SplitBackend> {
+  static async create(serving: ServingBackend, training: TrainingBackend, log?: Logger): Promise<SplitBackend> {
     const served = await serving.generate({ messages: PROBE, sampling: { temperature: 0, topP: 1, maxTokens: 1, stop: [], topLogprobs: 0 } });
     if (served.promptTokens.length === 0) {
       log?.warn('the upstream server returns no token ids (vLLM does, with return_token_ids): its replies cannot be trained on');
@@ -79,7 +77,6 @@ export class SplitBackend implements Backend {
   loadAdapter(dir: string | null, version: string): Promise<void> {
     return this.serving.loadAdapter(dir, version);
   }
-
 
   loadTrainingAdapter(dir: string | null): Promise<void> {
     return this.training.loadTrainingAdapter(dir);

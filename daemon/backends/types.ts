@@ -125,22 +125,43 @@ export class BackendUnavailableError extends Error {
   }
 }
 
-export interface BackendCapabilities {
-  /** Can score given tokens (`score`). */
-  score: boolean;
-  /** Can run `trainStep` and `saveAdapter`. */
-  train: boolean;
+/** The server behind a backend (upstream) refused or broke off; the API answers with `status`. */
+export class UpstreamError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
 }
 
-export interface Backend {
+/** Serving: what /v1 needs, and swapping the served adapter between requests. */
+export interface ServingBackend {
   readonly name: string;
-  readonly capabilities: BackendCapabilities;
   /** Model ids served under /v1/models. */
   models(): string[];
   /** The weight version now serving ('base' before any update). */
   currentVersion(): string;
   /** Generate a reply; `onChunk` receives the reply as it is sampled. */
   generate(req: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult>;
+  /** Swap the served adapter between requests; `dir` null serves the base weights. */
+  loadAdapter(dir: string | null, version: string): Promise<void>;
+  /**
+   * Loads a second adapter served beside the current one, to requests that ask for it (`canary`),
+   * for a canary rollout; null removes it. Absent where a backend serves one version at a time
+   * (torch): a new version then serves all requests at once.
+   */
+  loadCanary?(dir: string | null, version: string | null): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A backend that also trains: it tokenizes and scores given tokens with its own weights (OPD's
+ * teacher, the guard's drift) and keeps a training copy of the adapter that steps never serve
+ * until `loadAdapter`.
+ */
+export interface TrainingBackend extends ServingBackend {
   /** The prompt token ids `generate` would condition on for these messages. */
   encodeChat(messages: ChatMessage[], tools?: ToolSpec[]): Promise<number[]>;
   /**
@@ -152,15 +173,13 @@ export interface Backend {
   trainStep(batch: TrainExample[], opts: TrainOptions): Promise<TrainMetrics>;
   /** Write the training copy of the adapter in PEFT layout (adapter_config.json + adapter_model.safetensors). */
   saveAdapter(dir: string): Promise<void>;
-  /** Swap the served adapter between requests; `dir` null serves the base weights. */
-  loadAdapter(dir: string | null, version: string): Promise<void>;
-  /**
-   * Loads a second adapter served beside the current one, to requests that ask for it (`canary`),
-   * for a canary rollout; null removes it. Absent where a backend serves one version at a time
-   * (torch): a new version then serves all requests at once.
-   */
-  loadCanary?(dir: string | null, version: string | null): Promise<void>;
   /** Reset the training copy (weights and optimiser state) to an adapter, e.g. after a rollback. */
   loadTrainingAdapter(dir: string | null): Promise<void>;
-  close(): Promise<void>;
+}
+
+/** What the daemon is given: a backend that serves only (upstream alone), or one that also trains. */
+export type Backend = ServingBackend | TrainingBackend;
+
+export function canTrain(backend: Backend | undefined): backend is TrainingBackend {
+  return backend !== undefined && 'trainStep' in backend;
 }

@@ -13,17 +13,7 @@ import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createParser } from 'eventsource-parser';
 import type { Logger } from '../log.ts';
-import type {
-  Backend,
-  ChatMessage,
-  FinishReason,
-  GenerateChunk,
-  GenerateRequest,
-  GenerateResult,
-  TokenLogprob,
-  ToolCall,
-  ToolSpec,
-} from './types.ts';
+import { UpstreamError, type ChatMessage, type FinishReason, type GenerateChunk, type GenerateRequest, type GenerateResult, type ServingBackend, type TokenLogprob, type ToolCall, type ToolSpec } from './types.ts';
 
 export interface UpstreamOptions {
   /** Base URL of the server's OpenAI API, e.g. http://127.0.0.1:8000/v1 */
@@ -52,16 +42,6 @@ type LoraApi = keyof typeof LORA_APIS;
 const LORA_HELP =
   'the upstream server cannot load LoRA adapters at runtime. vLLM: start it with --enable-lora --max-lora-rank <r> and ' +
   'the environment VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; SGLang: --enable-lora --max-lora-rank <r> --lora-target-modules all';
-
-export class UpstreamError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = 'UpstreamError';
-  }
-}
 
 interface OpenAIToolCallDelta {
   index?: number;
@@ -185,9 +165,9 @@ class Accumulator {
   }
 }
 
-export class UpstreamBackend implements Backend {
+/** Serves only: training (and scoring given tokens) needs a trainer beside it (SplitBackend). */
+export class UpstreamBackend implements ServingBackend {
   readonly name = 'upstream';
-  readonly capabilities = { score: false, train: false };
   private readonly base: URL;
   private readonly agent: HttpAgent;
   private model: string;
@@ -315,22 +295,6 @@ export class UpstreamBackend implements Backend {
     return acc.result(version);
   }
 
-  encodeChat(): Promise<number[]> {
-    return Promise.reject(new Error('the upstream backend cannot tokenize; use --backend torch or embedded to train'));
-  }
-
-  score(): Promise<number[]> {
-    return Promise.reject(new Error('the upstream backend cannot score tokens; use --backend torch or embedded'));
-  }
-
-  trainStep(): Promise<never> {
-    return Promise.reject(new Error('the upstream backend serves only; train with --backend torch or embedded'));
-  }
-
-  saveAdapter(): Promise<void> {
-    return this.trainStep();
-  }
-
   /** Hot-loads the version into the server (one swap at a time) and names it in later requests. */
   loadAdapter(dir: string | null, version: string): Promise<void> {
     return this.queue(() => this.swap(dir, version));
@@ -425,7 +389,7 @@ export class UpstreamBackend implements Backend {
     const res = await this.send('POST', url, body);
     const text = await readAll(res);
     if (res.statusCode! < 400) return { ok: true, missing: false, message: text };
-    const message = errorMessage(text);
+    const message = messageInBody(text);
     // A route the server lacks answers a bare 404 ({"detail": "Not Found"}); a failed load says why.
     return { ok: false, missing: (res.statusCode === 404 || res.statusCode === 405) && message === undefined, message: message ?? text.slice(0, 500) };
   }
@@ -457,8 +421,6 @@ export class UpstreamBackend implements Backend {
     return done;
   }
 
-  async loadTrainingAdapter(): Promise<void> {}
-
   async close(): Promise<void> {
     // Best effort, briefly: this run's adapters are no use to the server after it (a restarted
     // daemon loads what it serves again).
@@ -473,7 +435,7 @@ export class UpstreamBackend implements Backend {
     const res = await this.send(method, url, body, signal);
     if (res.statusCode! < 400) return res;
     const text = await readAll(res).catch(() => '');
-    throw new UpstreamError(`upstream ${url.href} answered ${res.statusCode}: ${errorMessage(text) ?? text.slice(0, 500)}`, res.statusCode!);
+    throw new UpstreamError(`upstream ${url.href} answered ${res.statusCode}: ${messageInBody(text) ?? text.slice(0, 500)}`, res.statusCode!);
   }
 
   private send(method: string, url: URL, body?: unknown, signal?: AbortSignal): Promise<IncomingMessage> {
@@ -502,7 +464,7 @@ export class UpstreamBackend implements Backend {
 }
 
 /** The message of an error body: OpenAI's {error: {message}}, older vLLM's {message}, SGLang's {error_message}. */
-function errorMessage(text: string): string | undefined {
+function messageInBody(text: string): string | undefined {
   try {
     const body = JSON.parse(text) as { error?: { message?: string }; message?: string; error_message?: string };
     return body.error?.message ?? body.message ?? body.error_message ?? undefined;

@@ -9,7 +9,6 @@
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type {
-  Backend,
   ChatMessage,
   GenerateChunk,
   GenerateRequest,
@@ -18,6 +17,7 @@ import type {
   TrainExample,
   TrainMetrics,
   TrainOptions,
+  TrainingBackend,
 } from '../types.ts';
 import { loadBase } from './bases.ts';
 import { DEFAULT_MODEL, type ModelConfig } from './model.ts';
@@ -82,9 +82,8 @@ class WorkerClient {
   }
 }
 
-export class EmbeddedBackend implements Backend {
+export class EmbeddedBackend implements TrainingBackend {
   readonly name: string;
-  readonly capabilities = { score: true, train: true };
   readonly config: ModelConfig;
   private version = 'base';
 

@@ -13,7 +13,6 @@ import type { Logger } from '../../log.ts';
 import { parseToolCalls } from '../embedded/tokenizer.ts';
 import {
   BackendUnavailableError,
-  type Backend,
   type ChatMessage,
   type FinishReason,
   type GenerateChunk,
@@ -23,6 +22,7 @@ import {
   type TrainExample,
   type TrainMetrics,
   type TrainOptions,
+  type TrainingBackend,
 } from '../types.ts';
 
 export const WORKER_PATH = fileURLToPath(new URL('./worker.py', import.meta.url));
@@ -212,9 +212,8 @@ class WorkerProcess {
   }
 }
 
-export class TorchBackend implements Backend {
+export class TorchBackend implements TrainingBackend {
   readonly name: string;
-  readonly capabilities = { score: true, train: true };
   private worker: WorkerProcess;
   private version = 'base';
   /** What a restarted worker must be given back: the served adapter and the training copy's last state on disk. */

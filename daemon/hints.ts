@@ -31,6 +31,7 @@ import { redactSecrets } from './redact.ts';
 import { lastRealUserIndex } from '../recipes/types.ts';
 import type { SampleRecord, ScoreRecord, Store, TurnRecord } from './store.ts';
 import { hintsOf } from './turns.ts';
+import { errorMessage } from './errors.ts';
 
 export type HintOrigin = 'feedback' | 'judge';
 
@@ -149,7 +150,7 @@ export class HintMemory {
   /** The scoring loop's `onScored`: learns in the background; `flushed()` waits for it. */
   onScored(turn: TurnRecord, score: ScoreRecord): void {
     const write = this.learnFrom(turn, score)
-      .catch((err: Error) => this.opts.log.error('hint memory failed to learn from a turn', { turn: turnKey(turn), error: err.message }))
+      .catch((err: unknown) => this.opts.log.error('hint memory failed to learn from a turn', { turn: turnKey(turn), error: errorMessage(err) }))
       .finally(() => this.writing.delete(write));
     this.writing.add(write);
   }

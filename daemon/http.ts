@@ -1,5 +1,6 @@
 // Small HTTP helpers shared by the daemon's routes.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorMessage } from './errors.ts';
 
 export interface Route {
   /** An exact path, or a prefix when it ends in '/'. */
@@ -59,7 +60,7 @@ export async function readJsonObject(req: IncomingMessage, limit = 64 * 1024): P
   try {
     body = text ? JSON.parse(text) : {};
   } catch (err) {
-    throw new HttpError(400, `the request body is not valid JSON: ${(err as Error).message}`);
+    throw new HttpError(400, `the request body is not valid JSON: ${errorMessage(err)}`);
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'the request body must be a JSON object');
   return body as Record<string, unknown>;

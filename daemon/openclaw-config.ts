@@ -9,6 +9,7 @@
 // needs that and `allowPromptInjection` (allowed unless false; set explicitly so a stricter default
 // elsewhere in the user's config does not silently switch hints off).
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { errorMessage } from './errors.ts';
 
 export interface OpenclawModel {
   id: string;
@@ -110,7 +111,7 @@ export function mergeOpenclawConfig(file: string, fragment: JsonObject): JsonObj
       current = text.trim() === '' ? {} : (JSON.parse(text) as Json);
     } catch (err) {
       // openclaw.json may be JSON5 (comments, trailing commas); rewriting it would lose those.
-      throw new Error(`${file} is not plain JSON (${(err as Error).message}); merge the fragment by hand or with \`openclaw config set\``);
+      throw new Error(`${file} is not plain JSON (${errorMessage(err)}); merge the fragment by hand or with \`openclaw config set\``);
     }
     if (!isObject(current)) throw new Error(`${file} does not hold a JSON object`);
   }

@@ -10,6 +10,7 @@
 // start costs at most its fixed length; the three rules that need something after a run (JWTs,
 // passwords in URLs, KEY=value) are scanned by hand so that no stretch is read more than a few
 // times. User patterns run as given: keeping them linear is up to their author.
+import { errorMessage } from './errors.ts';
 
 export const REDACTED = '[REDACTED]';
 
@@ -200,7 +201,7 @@ export function setCustomPatterns(sources: string[]): void {
     try {
       return regexRule(`custom pattern ${i + 1}`, new RegExp(source, 'g'));
     } catch (err) {
-      throw new Error(`--redact-pattern ${JSON.stringify(source)} is not a valid regular expression: ${(err as Error).message}`);
+      throw new Error(`--redact-pattern ${JSON.stringify(source)} is not a valid regular expression: ${errorMessage(err)}`);
     }
   });
 }

@@ -7,6 +7,7 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import { canTrain, type Backend } from './backends/types.ts';
 import { Loop } from './loop.ts';
+import { errorMessage } from './errors.ts';
 import {
   createLimiter,
   extractHint,
@@ -110,9 +111,9 @@ export class ScoringLoop {
     const keys = this.opts.store.unscoredKeys();
     const done = await Promise.all(
       keys.map((key) =>
-        this.scoreTurn(key).catch((err: Error) => {
+        this.scoreTurn(key).catch((err: unknown) => {
           this.counts.errors++;
-          this.opts.log.error('scoring a turn failed', { turn: key, error: err.message });
+          this.opts.log.error('scoring a turn failed', { turn: key, error: errorMessage(err) });
           return false;
         }),
       ),

@@ -15,6 +15,7 @@ import type { WeightsChange } from '../protocol/index.ts';
 import { WeightsDir, versionName, versionNumber } from './weights.ts';
 import { Loop } from './loop.ts';
 import { inCanary } from './canary.ts';
+import { errorMessage } from './errors.ts';
 
 export interface TrainerOptions {
   store: Store;
@@ -237,8 +238,8 @@ export class Trainer {
       this.canary = { version, share: this.canaryShare, since: Date.now() };
       this.opts.log.info('a new version serves a share of sessions on canary', { version, share: this.canaryShare });
     } catch (err) {
-      this.swapError = `${version}: ${(err as Error).message}`;
-      this.opts.log.error(`trained ${version} but could not serve it on canary: ${(err as Error).message}; still serving ${this.opts.backend.currentVersion()}`);
+      this.swapError = `${version}: ${errorMessage(err)}`;
+      this.opts.log.error(`trained ${version} but could not serve it on canary: ${errorMessage(err)}; still serving ${this.opts.backend.currentVersion()}`);
     }
   }
 
@@ -276,8 +277,8 @@ export class Trainer {
       this.swapError = null;
       return true;
     } catch (err) {
-      this.swapError = `${version}: ${(err as Error).message}`;
-      log.error(`trained ${version} but could not serve it: ${(err as Error).message}; still serving ${backend.currentVersion()}`);
+      this.swapError = `${version}: ${errorMessage(err)}`;
+      log.error(`trained ${version} but could not serve it: ${errorMessage(err)}; still serving ${backend.currentVersion()}`);
       return false;
     }
   }
@@ -347,7 +348,7 @@ export class Trainer {
       log.info('picked up a weight version from the versions folder', { version });
       if (serving) this.opts.onServing?.(record, 'adopted');
     } catch (err) {
-      log.error(`rejected weight version ${version}: ${(err as Error).message}; still serving ${backend.currentVersion()}`);
+      log.error(`rejected weight version ${version}: ${errorMessage(err)}; still serving ${backend.currentVersion()}`);
     }
   }
 }

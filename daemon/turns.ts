@@ -10,6 +10,7 @@
 import type { Store, SampleRecord, StoredEvent, NextState, OpenSample, TurnRecord, ToolResultState } from './store.ts';
 import type { Logger } from './log.ts';
 import { Loop } from './loop.ts';
+import { errorMessage } from './errors.ts';
 
 export interface AssemblerOptions {
   store: Store;
@@ -74,8 +75,8 @@ export class TurnAssembler {
     this.idleMs = opts.idleMs ?? 10 * 60_000;
     this.toolGraceMs = opts.toolGraceMs ?? 5_000;
     const pass = () =>
-      this.assembleOnce().catch((err: Error) => {
-        opts.log.error('turn assembly failed', { error: err.message });
+      this.assembleOnce().catch((err: unknown) => {
+        opts.log.error('turn assembly failed', { error: errorMessage(err) });
         return 0;
       });
     this.loop = new Loop(pass, opts.pollMs ?? 1_000);

@@ -13,6 +13,7 @@ import chokidar, { type FSWatcher } from 'chokidar';
 import type { WeightVersionRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import { isProcessAlive } from './config.ts';
+import { errorMessage } from './errors.ts';
 
 export const VERSION_PATTERN = /^v\d{6}$/;
 export const METADATA_FILE = 'clawrl.json';
@@ -96,7 +97,7 @@ export class WeightsDir {
     try {
       record = JSON.parse(readFileSync(join(dir, METADATA_FILE), 'utf8')) as WeightVersionRecord;
     } catch (err) {
-      throw new Error(`${version}: ${METADATA_FILE} is not valid JSON: ${(err as Error).message}`);
+      throw new Error(`${version}: ${METADATA_FILE} is not valid JSON: ${errorMessage(err)}`);
     }
     if (record.version !== version) throw new Error(`${version}: ${METADATA_FILE} names version ${JSON.stringify(record.version)}`);
     return record;

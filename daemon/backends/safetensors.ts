@@ -6,6 +6,7 @@
 // adapter arrives from disk after a crash or a copy and a half-written file must not load.
 
 import { readFile, writeFile } from 'node:fs/promises';
+import { errorMessage } from '../errors.ts';
 
 export interface Tensor {
   shape: number[];
@@ -61,7 +62,7 @@ export function decodeSafetensors(bytes: Uint8Array, file: string): SafetensorsF
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, headerEnd)));
   } catch (err) {
-    fail(`header is not valid JSON (${(err as Error).message})`);
+    fail(`header is not valid JSON (${errorMessage(err)})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
   const dataLength = bytes.length - headerEnd;

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createParser } from 'eventsource-parser';
 import type { Logger } from '../log.ts';
 import { UpstreamError, type ChatMessage, type FinishReason, type GenerateChunk, type GenerateRequest, type GenerateResult, type ServingBackend, type TokenLogprob, type ToolCall, type ToolSpec } from './types.ts';
+import { errorMessage } from '../errors.ts';
 
 export interface UpstreamOptions {
   /** Base URL of the server's OpenAI API, e.g. http://127.0.0.1:8000/v1 */
@@ -288,7 +289,7 @@ export class UpstreamBackend implements ServingBackend {
       for await (const piece of res as AsyncIterable<string>) parser.feed(piece);
     } catch (err) {
       if (err instanceof UpstreamError || signal?.aborted) throw err;
-      throw new UpstreamError(`${where} broke off its stream mid-reply: ${(err as Error).message}`, 502);
+      throw new UpstreamError(`${where} broke off its stream mid-reply: ${errorMessage(err)}`, 502);
     }
     // A stream that ends before both is cut short, and what came of it is not the whole reply.
     if (!done && !acc.finished) throw new UpstreamError(`${where} ended its stream mid-reply (no finish_reason and no [DONE])`, 502);
@@ -349,7 +350,7 @@ export class UpstreamBackend implements ServingBackend {
       } catch (err) {
         this.adapter = null;
         this.version = 'base';
-        this.opts.log?.error(`the upstream server lost adapter ${name} and could not load it again: ${(err as Error).message}; serving the base model`);
+        this.opts.log?.error(`the upstream server lost adapter ${name} and could not load it again: ${errorMessage(err)}; serving the base model`);
       }
     }).finally(() => {
       this.reloading = null;
@@ -415,7 +416,7 @@ export class UpstreamBackend implements ServingBackend {
     const warn = (message: string) => this.opts.log?.warn('upstream did not unload an old adapter', { adapter: name, message });
     const done = this.loraCall(this.loraApi!, 'unload', { lora_name: name })
       .then((r) => void (r.ok || warn(r.message)))
-      .catch((err: Error) => warn(err.message))
+      .catch((err: unknown) => warn(errorMessage(err)))
       .finally(() => this.unloading.delete(name));
     this.unloading.set(name, done);
     return done;

@@ -24,6 +24,7 @@ import {
   type TrainOptions,
   type TrainingBackend,
 } from '../types.ts';
+import { errorMessage } from '../../errors.ts';
 
 export const WORKER_PATH = fileURLToPath(new URL('./worker.py', import.meta.url));
 
@@ -140,7 +141,7 @@ class WorkerProcess {
           msg = packr.unpack(this.buffered.subarray(4, 4 + n)) as WorkerReply;
         } catch (err) {
           // Only frames may reach stdout (worker.py sends everything else to stderr): give up on it.
-          this.fail(`${label} wrote a bad frame (${(err as Error).message})`);
+          this.fail(`${label} wrote a bad frame (${errorMessage(err)})`);
           this.child.kill('SIGKILL');
           return;
         }
@@ -303,7 +304,7 @@ export class TorchBackend implements TrainingBackend {
       if (this.trainingDir !== null) await worker.call('loadTrainingAdapter', { dir: this.trainingDir });
       this.opts.log?.info('torch worker restarted', { version: this.version, trainingFrom: this.trainingDir ?? 'fresh adapter' });
     } catch (err) {
-      this.opts.log?.error('torch worker restart failed', { error: (err as Error).message });
+      this.opts.log?.error('torch worker restart failed', { error: errorMessage(err) });
       await worker.stop(1000); // supervise() schedules the next try
     } finally {
       this.restoring = false;

@@ -55,5 +55,8 @@ export function isRecipeName(name: string): name is RecipeName {
 }
 
 export type { Advantages, Turn, Vote, Complete } from './types.ts';
-export { computeEvidence, rulesJudge, judgeTurn, extractHint, createLimiter } from './judge.ts';
+export { judgeTurn, extractHint } from './judge.ts';
+export { computeEvidence } from './evidence.ts';
+export { rulesJudge } from './rules.ts';
+export { createLimiter } from './limiter.ts';
 export { teacherContext } from './opd.ts';

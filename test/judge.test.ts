@@ -1,22 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import {
-  buildHintPrompt,
-  buildJudgePrompt,
-  chooseHint,
-  clipMiddle,
-  computeEvidence,
-  createLimiter,
-  extractHint,
-  judgeTurn,
-  majority,
-  parseHint,
-  parseVote,
-  rulesJudge,
-  screenAction,
-  userReaction,
-} from '../recipes/judge.ts';
+import { extractHint, judgeTurn } from '../recipes/judge.ts';
+import { computeEvidence, screenAction, userReaction } from '../recipes/evidence.ts';
+import { rulesJudge } from '../recipes/rules.ts';
+import { buildHintPrompt, buildJudgePrompt, clipMiddle } from '../recipes/prompts.ts';
+import { chooseHint, majority, parseHint, parseVote } from '../recipes/parsing.ts';
+import { createLimiter } from '../recipes/limiter.ts';
 import { INTERNAL_CONTEXT_MARKER, type Complete, type NextState, type Turn } from '../recipes/types.ts';
 
 const INTERNAL = `${INTERNAL_CONTEXT_MARKER}\nactive exec sessions: none\n<<<END_OPENCLAW_INTERNAL_CONTEXT>>>`;

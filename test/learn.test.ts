@@ -4,7 +4,7 @@
 // held-out hit rate well above the untrained model's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { userReaction } from '../recipes/judge.ts';
+import { userReaction } from '../recipes/evidence.ts';
 import { APPROVALS, CORRECTIONS, TRAIN_PROMPTS, learn, pleases, type VersionResult } from '../bench/simulated-user.ts';
 
 test('the preference is read from the reply alone', () => {

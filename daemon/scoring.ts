@@ -1,6 +1,6 @@
-// The scoring loop: takes assembled turns, asks the recipe's judge for a score and/or a
-// hindsight hint, scores the response under the teacher context for OPD, and stores the votes,
-// the hint and the per-token advantages. Trainable turns go on to the trainer's queue.
+// The scoring loop: takes assembled turns and gathers what the recipe says it needs (the judge's
+// votes for a score, a hindsight hint, its teacher's log-probs under that hint), then stores the
+// votes, the hint and the recipe's per-token advantages. Trainable turns go on to the trainer's queue.
 // It runs on its own timer and never touches the serving path.
 import type { Store, ScoreRecord, TurnKey, TurnRecord } from './store.ts';
 import type { Logger } from './log.ts';
@@ -12,7 +12,6 @@ import {
   createLimiter,
   extractHint,
   judgeTurn,
-  teacherContext,
   type Complete,
   type Recipe,
   type RecipeDefaults,
@@ -146,13 +145,13 @@ export class ScoringLoop {
     const judged = ask.score ? await judgeTurn(view, scoring) : undefined;
     const hinted = ask.hint ? await extractHint(view, scoring) : undefined;
 
-    // OPD's teacher: the frozen reference policy scores the same response tokens with the hint
-    // appended to the user's last real message (only for recipes that distil from hints).
-    let teacherLogprobs: number[] | undefined;
     // Exact tokens both sides: a server that returned no prompt ids leaves nothing to condition on.
     const exactTokens = sample.promptTokens.length > 0 && sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
-    if (recipe.needsHint && hinted?.hint && exactTokens && canTrain(backend)) {
-      const prompt = await backend.encodeChat(teacherContext(sample.requestMessages, hinted.hint), sample.tools);
+    // The recipe's teacher, if it has one: the frozen reference policy scores the same response
+    // tokens under the context the recipe makes of the hint.
+    let teacherLogprobs: number[] | undefined;
+    if (recipe.teacher && hinted?.hint && exactTokens && canTrain(backend)) {
+      const prompt = await backend.encodeChat(recipe.teacher(sample.requestMessages, hinted.hint), sample.tools);
       teacherLogprobs = await backend.score(prompt, sample.responseTokens, { reference: true });
     }
     const advantages = exactTokens

@@ -1,6 +1,7 @@
-// The recipe registry: what the daemon needs to compose any recipe generically. The daemon runs
-// the judge when `needsScore`, hint extraction when `needsHint`, scores the response under
-// opd.teacherContext whenever a hint was accepted (teacher log-probs follow the hint), then asks
+// The recipe registry: what the daemon needs to compose any recipe generically. A recipe says
+// what its advantages are computed from: the judge's score (`needsScore`), a hindsight hint
+// (`needsHint`), and a teacher that scores the response with an accepted hint (`teacher`: the
+// context it scores under). The daemon's scoring loop gathers exactly those, then asks
 // `advantages`; null means the turn is not trainable under this recipe.
 
 import * as binaryRl from './binary-rl.ts';
@@ -18,8 +19,13 @@ export interface Recipe {
   defaults: Readonly<RecipeDefaults>;
   /** Run the judge's votes for a score. */
   needsScore: boolean;
-  /** Run hint extraction (and, when a hint is accepted, teacher scoring). */
+  /** Run hint extraction. */
   needsHint: boolean;
+  /**
+   * With an accepted hint: the context under which the frozen reference policy rescoring the
+   * response gives the teacher's log-probs (OPD). Absent: the recipe has no teacher.
+   */
+  teacher?: typeof opd.teacherContext;
   advantages(input: RecipeInput, opts?: Partial<RecipeDefaults>): Advantages | null;
 }
 
@@ -38,6 +44,7 @@ export const recipes: Readonly<Record<RecipeName, Recipe>> = Object.freeze({
     defaults: opd.defaults,
     needsScore: false,
     needsHint: true,
+    teacher: opd.teacherContext,
     // No accepted hint → no teacher log-probs → no OPD sample. The score is not used.
     advantages: (input, opts) => combined.advantages({ ...input, score: 0 }, { wOpd: 1, wRl: 0, advantageClip: opts?.advantageClip }),
   },
@@ -46,6 +53,7 @@ export const recipes: Readonly<Record<RecipeName, Recipe>> = Object.freeze({
     defaults: combined.defaults,
     needsScore: true,
     needsHint: true,
+    teacher: opd.teacherContext,
     advantages: (input, opts) => combined.advantages(input, opts),
   },
 });
@@ -59,4 +67,3 @@ export { judgeTurn, extractHint } from './judge.ts';
 export { computeEvidence } from './evidence.ts';
 export { rulesJudge } from './rules.ts';
 export { createLimiter } from './limiter.ts';
-export { teacherContext } from './opd.ts';

@@ -134,6 +134,8 @@ describe('registry', () => {
     assert.deepEqual([recipes['binary-rl'].needsScore, recipes['binary-rl'].needsHint], [true, false]);
     assert.deepEqual([recipes.opd.needsScore, recipes.opd.needsHint], [false, true]);
     assert.deepEqual([recipes.combined.needsScore, recipes.combined.needsHint], [true, true]);
+    // OPD's teacher (the hint appended to the user's last message) is the two hint recipes' own input.
+    assert.deepEqual([recipes['binary-rl'].teacher, recipes.opd.teacher, recipes.combined.teacher], [undefined, opd.teacherContext, opd.teacherContext]);
     assert.ok(isRecipeName('opd'));
     assert.ok(!isRecipeName('toString'));
   });

@@ -7,6 +7,9 @@ import { statfsSync } from 'node:fs';
 import { MAX_ID_BYTES, idFits, type Event, type ScreenChange, type ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
+import type { NextState } from '../recipes/types.ts';
+
+export type { NextState } from '../recipes/types.ts';
 
 /** 2 added the run and call indexes (runEvents, runSamples, callEvents); a version 1 store is upgraded at open. */
 export const SCHEMA_VERSION = 2;
@@ -70,25 +73,6 @@ const openSampleOf = (s: SampleRecord): OpenSample => ({
   createdAt: s.createdAt,
   toolCallIds: s.toolCalls.map((c) => c.id),
 });
-
-export interface ToolResultState {
-  toolCallId: string;
-  toolName: string;
-  exitCode?: number;
-  isError: boolean;
-  timedOut?: boolean;
-  output: string;
-  /** What the result's screenshot changed since the previous one of the session and tool (the plugin measured it). */
-  screen?: ScreenChange;
-}
-
-export interface NextState {
-  userMessage?: string;
-  toolResults: ToolResultState[];
-  feedback?: { rating?: 'good' | 'bad'; hint?: string };
-  /** The session ended or went idle before anything followed the action. */
-  none?: true;
-}
 
 /** A sample joined with its next state, later scored. */
 export interface TurnRecord {

@@ -7,7 +7,8 @@
 // model.call event) when the plugin sent one, else by arrival order in the daemon's event log.
 // All state lives in LMDB and each turn is written in the same transaction that closes its
 // sample, so a restart in the middle loses nothing and makes no duplicate turn.
-import type { Store, SampleRecord, StoredEvent, NextState, OpenSample, TurnRecord, ToolResultState } from './store.ts';
+import type { Store, SampleRecord, StoredEvent, OpenSample, TurnRecord } from './store.ts';
+import type { NextState, ToolResult } from '../recipes/types.ts';
 import type { Logger } from './log.ts';
 import { Loop } from './loop.ts';
 import { errorMessage } from './errors.ts';
@@ -32,7 +33,7 @@ const FEEDBACK_CURSOR_SAVE_EVERY = 10_000;
 
 const sameRun = (e: StoredEvent, sample: OpenSample) => e.runId === undefined || sample.runId === undefined || e.runId === sample.runId;
 
-function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolResultState {
+function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolResult {
   return {
     toolCallId: e.toolCallId,
     toolName: e.toolName,

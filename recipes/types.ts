@@ -1,5 +1,7 @@
 // The plain data a recipe sees. recipes/ imports nothing from daemon/ or plugin/, so these shapes
-// are declared here; the daemon's richer records satisfy them structurally.
+// are declared here (the next state and the train options once, for the daemon too); the daemon's
+// richer records satisfy the others structurally.
+import type { ScreenChange } from '../protocol/index.ts';
 
 export interface ToolCall {
   id: string;
@@ -13,21 +15,6 @@ export interface Message {
   content: string;
 }
 
-/**
- * What a tool result's screenshot changed since the previous screenshot of the same session and
- * tool, as the plugin measured it (a luminance grid and a perceptual hash; no pixels).
- */
-export interface ScreenChange {
-  width: number;
-  height: number;
-  /** Share of grid cells that changed, 0-1; absent when the two screenshots differ in size. */
-  changedShare?: number;
-  /** Hamming distance of the two 64-bit perceptual hashes, 0-64. */
-  hashDistance?: number;
-  /** The tool call whose screenshot this one was compared with; absent for the first. */
-  comparedTo?: string;
-}
-
 export interface ToolResult {
   toolCallId: string;
   toolName: string;
@@ -35,6 +22,7 @@ export interface ToolResult {
   isError: boolean;
   exitCode?: number;
   timedOut?: boolean;
+  /** What the result's screenshot changed since the previous one of the session and tool (the plugin measured it). */
   screen?: ScreenChange;
 }
 
@@ -71,13 +59,20 @@ export interface Advantages {
   mask: number[];
 }
 
-/** Training defaults shared by every recipe; names match the backends' TrainOptions. */
-export interface TrainDefaults {
+/** One optimiser step's settings, from the recipe's defaults to the backend's trainStep. */
+export interface TrainOptions {
   lr: number;
-  /** Ratio clip range [1 − clipLow, 1 + clipHigh]. */
+  /** Clip range [1 - clipLow, 1 + clipHigh] for the ratio π_θ/π_old. */
   clipLow: number;
   clipHigh: number;
+  /** Coefficient of the KL penalty to the reference (base) policy; 0 turns it off. */
   klCoef: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+}
+
+/** Training defaults shared by every recipe: a step's options, the batch, and the judge's votes. */
+export interface TrainDefaults extends TrainOptions {
   /** Turns per optimiser step. */
   batchSize: number;
   /** Judge votes per turn. */

@@ -1,6 +1,9 @@
 // The contract every policy backend meets (embedded CPU model, torch worker, upstream server).
 // The daemon composes backends with recipes: a backend trains on the per-token advantages it
 // is given and knows nothing of how they were decided.
+import type { TrainOptions } from '../../recipes/types.ts';
+
+export type { TrainOptions } from '../../recipes/types.ts';
 
 export interface ToolCall {
   id: string;
@@ -92,17 +95,6 @@ export interface TrainExample {
   advantages: number[];
   /** 1 = train on this token, 0 = masked out. Defaults to all ones. */
   mask?: number[];
-}
-
-export interface TrainOptions {
-  lr: number;
-  /** Clip range [1 - clipLow, 1 + clipHigh] for the ratio π_θ/π_old. */
-  clipLow: number;
-  clipHigh: number;
-  /** Coefficient of the KL penalty to the reference (base) policy; 0 turns it off. */
-  klCoef: number;
-  weightDecay?: number;
-  maxGradNorm?: number;
 }
 
 export interface TrainMetrics {

@@ -10,8 +10,10 @@
 //        [--methods binary-rl,opd,combined,memory,combined+memory] [--base hints|random|FILE] [--sessions 72]
 //        [--turns 4] [--steps 1000] [--batch-size 16] [--lr 3e-3] [--max-tokens 48] [--eval 48]
 //        [--dim D --layers L] [--out-dir bench] [--backend embedded|torch]
+//        [--save-runs FILE] (the runs as JSON) [--from-runs A.json,B.json] (no runs: report saved ones,
+//        e.g. of methods run in parallel processes; give the same settings they ran with)
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     layers: { type: 'string' },
     'out-dir': { type: 'string', default: 'bench' },
     backend: { type: 'string', default: 'embedded' },
+    'save-runs': { type: 'string' },
+    'from-runs': { type: 'string' },
   },
 });
 
@@ -68,8 +72,8 @@ interface Run extends LearnResult {
 }
 
 const started = performance.now();
-const runs: Run[] = [];
-for (const method of methods) {
+const runs: Run[] = values['from-runs'] ? values['from-runs'].split(',').flatMap((file) => JSON.parse(readFileSync(file, 'utf8')) as Run[]) : [];
+for (const method of values['from-runs'] ? [] : methods) {
   for (const persona of personas) {
     for (const seed of seeds) {
       const t0 = performance.now();
@@ -81,7 +85,8 @@ for (const method of methods) {
     }
   }
 }
-const totalSeconds = (performance.now() - started) / 1000;
+const totalSeconds = values['from-runs'] ? runs.reduce((sum, r) => sum + r.seconds, 0) : (performance.now() - started) / 1000;
+if (values['save-runs']) writeFileSync(values['save-runs'], JSON.stringify(runs));
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
@@ -177,7 +182,7 @@ const report = [
   '',
   `- command: \`${command}\``,
   `- embedded base: ${values.base}; LoRA r=8; lr ${common.lr}; batch ${common.batchSize} turns; ${common.turnsPerSession} turns a session; max_tokens ${common.maxTokens}; ${common.evalSamples} held-out replies per version; judge: rules`,
-  `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; ${totalSeconds.toFixed(0)} s in all`,
+  `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; ${totalSeconds.toFixed(0)} s ${values['from-runs'] ? 'of runs, summed (they ran in parallel processes)' : 'in all'}`,
   '',
   tables(),
   '',

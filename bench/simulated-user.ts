@@ -310,7 +310,7 @@ async function trainWaiting(daemon: Daemon, client: TestClient, user: SimulatedU
     await waitFor(daemon, () => trainer.status().serving !== from, 'no new version', timeoutMs);
     const version = trainer.status().serving;
     // The plugin hears about the version too (weights.updated), as a real one would.
-    await client.next((m) => m.type === 'weights.updated' && m.version === version);
+    await client.next((m) => m.type === 'weights.updated' && m.version === version, timeoutMs);
     served.push(version);
   }
   return served;

@@ -10,7 +10,7 @@ import type { Store, StoredEvent } from './store.ts';
 /** Marks a sample that the daemon's policy did not produce. */
 export const EXTERNAL_WEIGHT_VERSION = 'external';
 
-/** Its passes run on the daemon's Loop (server.ts), before turn assembly. */
+/** Its passes run on a Loop of the pipeline (pipeline.ts), before turn assembly. */
 export class EventSamples {
   /** Event log position up to which model.output events have been looked at. */
   private cursor?: number;

@@ -1,5 +1,6 @@
-// Types several daemon modules share. They live here, not in server.ts, so that modules server.ts
-// wires together (metrics, dashboard, cli) can name them without importing server.ts back.
+// Types several daemon modules share. They live here, not in server.ts, so that the modules the
+// daemon is built from (metrics, dashboard, the pipeline) and the CLI can name them without an
+// import circle through server.ts.
 import type { Store } from './store.ts';
 import type { RecipeDefaults, RecipeName } from '../recipes/index.ts';
 import type { JudgeConfig, ScoringStatus } from './scoring.ts';

@@ -242,22 +242,22 @@ export class Store {
   readonly meta: Meta;
   readonly sessions: Database<SessionRecord, string>;
   /** clientId → highest seq made durable. */
-  readonly clients: Database<number, string>;
+  private readonly clients: Database<number, string>;
   /** Global log position → event, in arrival order. */
   readonly events: Database<StoredEvent, number>;
   /** [sessionKey, log position] → null: which events belong to a session. */
-  readonly sessionEvents: Database<null, [string, number]>;
+  private readonly sessionEvents: Database<null, [string, number]>;
   /** [sessionKey, runId, log position] → null: a run's events, without reading its whole session. */
-  readonly runEvents: Database<null, [string, string, number]>;
+  private readonly runEvents: Database<null, [string, string, number]>;
   /** [sessionKey, callId] → log position of that model.call event. */
-  readonly callEvents: Database<number, [string, string]>;
+  private readonly callEvents: Database<number, [string, string]>;
   readonly samples: Database<SampleRecord, string>;
   /** [sessionKey, ordinal] → sample id. */
   readonly sessionSamples: Database<string, [string, number]>;
   /** [sessionKey, runId, ordinal] → sample id: a run's samples. */
-  readonly runSamples: Database<string, [string, string, number]>;
+  private readonly runSamples: Database<string, [string, string, number]>;
   /** Tool call id the model wrote → the sample that wrote it (tool results join by it). */
-  readonly toolCallSamples: Database<string, string>;
+  private readonly toolCallSamples: Database<string, string>;
   /** Samples still waiting for their next state, with what turn assembly needs to decide. */
   readonly openSamples: Database<OpenSample, string>;
   /** [sessionKey, turnIndex] → turn. */
@@ -297,6 +297,16 @@ export class Store {
     this.unscored = this.openDB('unscored');
     this.trainQueue = this.openDB('trainQueue');
     this.versions = this.openDB('versions');
+  }
+
+  /**
+   * The tables nothing outside the store reads: the indexes, which change only with the records
+   * they index, and the clients' acked seqs. For tests that check that none outlives its record,
+   * or that make one of their writes fail.
+   */
+  internalTables() {
+    const { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples } = this;
+    return { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples };
   }
 
   /** A sub-database of the store, counted in usedBytes (and so in --max-store-mb). */

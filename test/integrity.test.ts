@@ -17,7 +17,7 @@ const log = createLogger('silent');
 
 /** Every entry of every table, as text: equal snapshots mean nothing was written. */
 function snapshot(store: Store): string {
-  const tables = [store.meta, store.sessions, store.clients, store.events, store.sessionEvents, store.runEvents, store.callEvents, store.samples, store.sessionSamples, store.runSamples, store.toolCallSamples, store.openSamples];
+  const tables = [store.meta, store.sessions, store.events, store.samples, store.sessionSamples, store.openSamples, ...Object.values(store.internalTables())];
   return JSON.stringify(tables.map((db) => [...db.getRange()].map(({ key, value }) => [key, value])));
 }
 
@@ -44,9 +44,10 @@ test('store: a batch that fails anywhere leaves no trace, and the next batch is 
   let runs = 0;
   // Fault injection on the real store: the k-th index write of the next batch throws, as a full
   // disk or an LMDB error would in the middle of a transaction.
-  const put = store.runEvents.put.bind(store.runEvents);
+  const { runEvents } = store.internalTables();
+  const put = runEvents.put.bind(runEvents);
   let failAt = 0;
-  store.runEvents.put = ((...args: Parameters<typeof put>) => {
+  runEvents.put = ((...args: Parameters<typeof put>) => {
     if (failAt > 0 && --failAt === 0) throw new Error('injected write failure');
     return put(...args);
   }) as typeof put;

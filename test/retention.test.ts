@@ -111,7 +111,8 @@ test('a version 1 store gets the run and call indexes and open-sample records at
   assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [[], ['recent'], []]);
   assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), []);
   assert.equal(store.callLog('s', 'r1:1'), undefined);
-  const entries = [store.runEvents, store.runSamples, store.callEvents].map((db) => [...db.getKeys()].length);
+  const { runEvents, runSamples, callEvents } = store.internalTables();
+  const entries = [runEvents, runSamples, callEvents].map((db) => [...db.getKeys()].length);
   assert.deepEqual(entries, [1, 1, 0], 'no index entry outlives its event or sample');
   await store.meta.put('schemaVersion', SCHEMA_VERSION + 1);
   await store.close();

@@ -26,16 +26,14 @@ import { Metrics } from './metrics.ts';
 import { VersionStatsReader } from './stats.ts';
 import { Loop } from './loop.ts';
 import { errorMessage } from './errors.ts';
-import { recipes, type Recipe } from '../recipes/index.ts';
+import { recipes } from '../recipes/index.ts';
 import { canTrain, type Backend } from './backends/types.ts';
 import type { Logger } from './log.ts';
-import type { DaemonMode, DaemonOptions, DaemonStatus } from './types.ts';
+import type { DaemonOptions, DaemonStatus } from './types.ts';
 
 export interface Pipeline {
   store: Store;
   backend?: Backend;
-  mode: DaemonMode;
-  recipe: Recipe;
   gateway: Gateway;
   /** The /v1 handler: serves with the backend and records what an opted-in session was served. */
   serve: ReturnType<typeof createApi>;
@@ -50,7 +48,7 @@ export interface Pipeline {
   status(): DaemonStatus;
   /** Starts the stages' timers (the daemon listens first). */
   start(): void;
-  /** Stops taking work, lets the stages finish, then closes the backend and the store. */
+  /** Once the port is closed: lets in-flight writes and the stages finish, then closes the backend and the store. */
   stop(): Promise<void>;
 }
 
@@ -179,8 +177,6 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
   return {
     store,
     backend,
-    mode,
-    recipe,
     gateway,
     serve,
     assembler,

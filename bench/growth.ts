@@ -287,7 +287,8 @@ function plot(): string {
   out.push(`<text x="${(left + W - right) / 2}" y="${H - 10}" text-anchor="middle">events stored (log scale)</text>`);
   out.push(`<text x="${left}" y="18">Each measure ÷ its value at ${n(rows[0]!.events)} events (green band: within 20 %)</text>`);
   for (const [k, s] of series.entries()) {
-    const points = ratios[k]!.map((v, i) => `${xOf(xs[i]!).toFixed(1)},${ys(v).toFixed(1)}`).join(' ');
+    // A measure with nothing to measure at a size (no turns to export yet) leaves its point out.
+    const points = ratios[k]!.flatMap((v, i) => (Number.isFinite(v) && v > 0 ? [`${xOf(xs[i]!).toFixed(1)},${ys(v).toFixed(1)}`] : [])).join(' ');
     out.push(`<polyline points="${points}" fill="none" stroke="${s.colour}" stroke-width="2"/>`);
     out.push(`<line x1="${W - right + 12}" x2="${W - right + 32}" y1="${top + 10 + k * 18}" y2="${top + 10 + k * 18}" stroke="${s.colour}" stroke-width="2"/><text x="${W - right + 38}" y="${top + 14 + k * 18}">${s.name}</text>`);
   }

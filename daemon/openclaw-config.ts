@@ -111,7 +111,7 @@ export function mergeOpenclawConfig(file: string, fragment: JsonObject): JsonObj
       current = text.trim() === '' ? {} : (JSON.parse(text) as Json);
     } catch (err) {
       // openclaw.json may be JSON5 (comments, trailing commas); rewriting it would lose those.
-      throw new Error(`${file} is not plain JSON (${errorMessage(err)}); merge the fragment by hand or with \`openclaw config set\``);
+      throw new Error(`${file} is not plain JSON (${errorMessage(err)}); merge the fragment by hand or with \`openclaw config set\``, { cause: err });
     }
     if (!isObject(current)) throw new Error(`${file} does not hold a JSON object`);
   }

@@ -201,7 +201,7 @@ export function setCustomPatterns(sources: string[]): void {
     try {
       return regexRule(`custom pattern ${i + 1}`, new RegExp(source, 'g'));
     } catch (err) {
-      throw new Error(`--redact-pattern ${JSON.stringify(source)} is not a valid regular expression: ${errorMessage(err)}`);
+      throw new Error(`--redact-pattern ${JSON.stringify(source)} is not a valid regular expression: ${errorMessage(err)}`, { cause: err });
     }
   });
 }

@@ -97,7 +97,7 @@ export class WeightsDir {
     try {
       record = JSON.parse(readFileSync(join(dir, METADATA_FILE), 'utf8')) as WeightVersionRecord;
     } catch (err) {
-      throw new Error(`${version}: ${METADATA_FILE} is not valid JSON: ${errorMessage(err)}`);
+      throw new Error(`${version}: ${METADATA_FILE} is not valid JSON: ${errorMessage(err)}`, { cause: err });
     }
     if (record.version !== version) throw new Error(`${version}: ${METADATA_FILE} names version ${JSON.stringify(record.version)}`);
     return record;

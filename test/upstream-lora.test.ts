@@ -180,7 +180,10 @@ async function splitDaemon(t: TestContext, lora: FakeVllmOptions['lora'], again?
   const client = await TestClient.connect(daemon.wsUrl, daemon.token);
   let open = true;
   const close = async () => {
-    if (open) (open = false), client.close(), await daemon.close();
+    if (!open) return;
+    open = false;
+    client.close();
+    await daemon.close();
   };
   t.after(close);
   const { ackedSeq } = await client.hello('split-test');

@@ -47,7 +47,11 @@ export class Gateway {
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     // ws closes a connection whose frame exceeds maxPayload; allow headroom above our own limit
     // so a merely oversized frame gets a clear error frame and the link stays up.
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxFrameBytes * 4 });
+    // One message per turn of the event loop (allowSynchronousEvents: false): ws otherwise emits
+    // every frame of a socket read in one go, and a 64 KiB read of a flooder's tiny frames is
+    // thousands of them, processed before any other connection or request is looked at (pausing
+    // the socket stops only the next read).
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxFrameBytes * 4, allowSynchronousEvents: false });
     this.wss.on('connection', (socket) => this.accept(socket));
   }
 

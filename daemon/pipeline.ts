@@ -46,6 +46,8 @@ export interface Pipeline {
   metrics: Metrics;
   stats: VersionStatsReader;
   status(): DaemonStatus;
+  /** Resolves once every sample write begun so far (a response already sent) has finished. */
+  samplesRecorded(): Promise<void>;
   /** Starts the stages' timers (the daemon listens first). */
   start(): void;
   /** Once the port is closed: lets in-flight writes and the stages finish, then closes the backend and the store. */
@@ -187,6 +189,9 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
     metrics,
     stats,
     status,
+    async samplesRecorded() {
+      await Promise.all(recording);
+    },
     start() {
       retention?.start();
       void retention?.run();
@@ -197,7 +202,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
       guard?.start();
     },
     async stop() {
-      await Promise.all(recording);
+      await this.samplesRecorded();
       await retention?.stop();
       await deriving.stop();
       await assembler.stop();

@@ -37,6 +37,8 @@ export interface Daemon {
   trainer?: Trainer;
   guard?: Guard;
   status(): DaemonStatus;
+  /** Resolves once the samples of every response already sent are stored (or refused). */
+  samplesRecorded(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     hints,
     trainer,
     guard,
+    samplesRecorded: () => pipeline.samplesRecorded(),
     async close() {
       // Stop taking work first, then let the stages and in-flight writes finish.
       await gateway.close();

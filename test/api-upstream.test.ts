@@ -118,7 +118,7 @@ test('a session that did not opt in is served but nothing is stored', async () =
   );
   assert.equal(res.choices[0]!.message.content, 'private');
   const plain = await client.chat.completions.create({ model: 'fake-model', messages: [{ role: 'user', content: 'no headers' }] });
-  await new Promise((r) => setTimeout(r, 100));
+  await daemon.samplesRecorded();
   assert.equal(daemon.store.samples.get(res.id), undefined);
   assert.equal(daemon.store.samples.get(plain.id), undefined);
 });
@@ -216,7 +216,7 @@ test('a stream cut mid-event is an error naming upstream, not a short reply', as
       assert.match(body, /"content":"Th"/);
       assert.match(body, /data: \{"error":\{"message":"upstream http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions (ended|broke off) its stream mid-reply/);
       assert.doesNotMatch(body, /^data: \[DONE\]/m);
-      await new Promise((r) => setTimeout(r, 100));
+      await cut.samplesRecorded();
       assert.equal(cut.store.samples.getCount(), 0);
     } finally {
       await cut.close();

@@ -121,8 +121,13 @@ test('sessions that did not opt in get hints only with hintsForAllSessions, and 
   try {
     assert.equal((await strict.run('agent:main:p', 'run the api tests')).injected, undefined);
     assert.ok((await open.run('agent:main:q', 'run the api tests')).injected?.includes(HINT));
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(daemon.store.listSessions(), [], 'nothing of either session reached the daemon');
+    // A barrier: each link then sends an opted-in session's run, after whatever it sent before.
+    for (const [link, key] of [[strict, 'agent:main:barrier-1'], [open, 'agent:main:barrier-2']] as const) {
+      await link.command(key, 'on');
+      await link.run(key, 'something else');
+    }
+    await until(() => daemon.store.listSessions().length >= 2, 'the barrier sessions stored');
+    assert.deepEqual(daemon.store.listSessions().map((s) => s.sessionKey).sort(), ['agent:main:barrier-1', 'agent:main:barrier-2'], 'nothing of either session reached the daemon');
     assert.match(await open.command('agent:main:q', 'hints'), new RegExp(`${id} \\(weight 1\\.00\\): Run npm test`));
     assert.match(await open.command('agent:main:q', `forget ${id}`), /forgot hint/);
     assert.deepEqual(daemon.hints.list(), []);

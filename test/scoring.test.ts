@@ -8,7 +8,7 @@ import { ScoringLoop, type JudgeConfig } from '../daemon/scoring.ts';
 import { HintMemory } from '../daemon/hints.ts';
 import { createLogger } from '../daemon/log.ts';
 import { recipes, type RecipeName } from '../recipes/index.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir, until } from './helpers.ts';
 
 const log = createLogger('silent');
 
@@ -133,10 +133,9 @@ test('feedback that arrives while the judge is voting is not lost: the turn is s
     const loop = new ScoringLoop({ store, log, recipe: recipes['binary-rl'], judge: { kind: 'endpoint', baseUrl: judge.url, model: 'j' }, timeoutMs: 5_000 });
     const scoring = loop.scoreOnce();
     // While the votes are out, late feedback changes the turn, as the assembler does.
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => judge.prompts.length > 0, 'the judge asked');
     const turn = store.turns.get(['s', 0])!;
-    await store.turns.put(['s', 0], { ...turn, nextState: { ...turn.nextState, feedback: { rating: 'bad' } } });
-    await store.unscored.put(['s', 0], null);
+    await store.atomically(() => store.reviseTurn({ ...turn, nextState: { ...turn.nextState, feedback: { rating: 'bad' } } }));
     assert.equal(await scoring, 0, 'the stale verdict is not written');
     assert.equal(await loop.scoreOnce(), 1);
     const score = store.scores.get(['s', 0])!;

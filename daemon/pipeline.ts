@@ -92,6 +92,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
       recording.add(write);
     },
   });
+  const samplesRecorded = async () => void (await Promise.all(recording));
 
   // Samples for runs the daemon did not serve (hints mode), derived before each assembly.
   const eventSamples = new EventSamples(store);
@@ -189,9 +190,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
     metrics,
     stats,
     status,
-    async samplesRecorded() {
-      await Promise.all(recording);
-    },
+    samplesRecorded,
     start() {
       retention?.start();
       void retention?.run();
@@ -202,7 +201,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
       guard?.start();
     },
     async stop() {
-      await this.samplesRecorded();
+      await samplesRecorded();
       await retention?.stop();
       await deriving.stop();
       await assembler.stop();

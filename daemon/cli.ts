@@ -27,6 +27,7 @@ import { registerHintCommands } from './cli-hints.ts';
 import { HealthReader, describeHealth } from './health.ts';
 import type { WeightsListing } from './control.ts';
 import { DEFAULT_CANARY_SHARE } from './canary.ts';
+import { DEFAULT_MAX_BODY_BYTES } from './api.ts';
 
 /** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
 function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string; mode: string }): JudgeConfig {
@@ -139,6 +140,7 @@ program
   .option('--insecure', 'allow plain HTTP on a non-loopback address (not recommended)')
   .option('--max-connections <n>', 'plugin WebSocket connections at once', integer(1), 64)
   .option('--max-store-mb <n>', 'refuse new events once the store holds this much (plugins keep spooling)', positive)
+  .option('--max-request-mb <n>', 'largest /v1 request body; a larger one is refused with a 413 naming the limit (raise it for models that take images)', positive, DEFAULT_MAX_BODY_BYTES / 1024 / 1024)
   .option('--max-sessions <n>', 'sessions kept at most; opting in one more is refused', integer(1))
   .option('--retention-days <n>', 'delete events and turns older than this many days', positive)
   .option('--redact-pattern <regex>', 'also redact matches of this regular expression before storing (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
@@ -147,7 +149,7 @@ program
   .option('--no-guard', 'never roll back a version on its own (by default one significantly worse than its reference, or collapsing, is rolled back)')
   .option('--canary <share>', 'share of sessions a new version first serves, beside the current one, until the guard promotes or rolls it back (0: everyone at once; embedded and upstream backends)', numberArg({ min: 0, max: 1 }), DEFAULT_CANARY_SHARE)
   // Commander has checked every closed set (.choices) and number (numberArg): the types below hold.
-  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: RecipeName; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; retentionDays?: number; maxSessions?: number } & { mode: DaemonMode; maxHints: number; hintScope: 'agent' | 'session' } & { metricsPublic?: boolean; guard: boolean; canary: number }) => {
+  .action(async (opts: BackendFlags & { host: string; port: number; logLevel: Level | 'silent'; recipe: RecipeName; judge?: string; judgeModel?: string; judgeApiKey?: string; lr?: number; batchSize: number; maxWait: number; redactPattern: string[]; tlsCert?: string; tlsKey?: string; insecure?: boolean; maxConnections: number; maxStoreMb?: number; maxRequestMb: number; retentionDays?: number; maxSessions?: number } & { mode: DaemonMode; maxHints: number; hintScope: 'agent' | 'session' } & { metricsPublic?: boolean; guard: boolean; canary: number }) => {
     if (!opts.tlsCert !== !opts.tlsKey) fail('--tls-cert and --tls-key go together');
     const readPem = (file: string, what: string) => {
       try {
@@ -199,6 +201,7 @@ program
       insecure: opts.insecure,
       maxConnections: opts.maxConnections,
       maxStoreBytes: opts.maxStoreMb === undefined ? undefined : opts.maxStoreMb * 1024 * 1024,
+      maxBodyBytes: Math.round(opts.maxRequestMb * 1024 * 1024),
       retentionDays: opts.retentionDays,
       maxSessions: opts.maxSessions,
     }).catch((err: Error) => fail(err.message));

@@ -21,6 +21,7 @@ test('bad numbers and values outside a closed set are refused before the daemon 
     [['--seed', '-1'], "option '--seed <n>' argument '-1' is invalid. Expected an integer of at least 0."],
     [['--lr', '0'], "option '--lr <rate>' argument '0' is invalid. Expected a number above 0."],
     [['--max-store-mb', 'NaN'], "option '--max-store-mb <n>' argument 'NaN' is invalid. Expected a number above 0."],
+    [['--max-request-mb', '0'], "option '--max-request-mb <n>' argument '0' is invalid. Expected a number above 0."],
     [['--retention-days', '-1'], "option '--retention-days <n>' argument '-1' is invalid. Expected a number above 0."],
     [['--max-wait', 'soon'], "option '--max-wait <seconds>' argument 'soon' is invalid. Expected a number of at least 0."],
     [['--log-level', 'loud'], "option '--log-level <level>' argument 'loud' is invalid. Allowed choices are debug, info, warn, error, silent."],
@@ -43,11 +44,18 @@ test('bad numbers and values outside a closed set are refused before the daemon 
   assert.equal(existsSync(join(dir, 'store')), false);
 });
 
-test('numbers in range are taken: a connection limit of 1 refuses the second plugin', async () => {
+test('numbers in range are taken: a connection limit of 1 refuses the second plugin; a 1 KiB request limit refuses 2 KiB', async () => {
   const dir = tempDir();
-  const d = await spawnDaemon(dir, ['--max-connections', '1', '--port', '0', '--max-wait', '0.5', '--lr', '1e-4']);
+  const d = await spawnDaemon(dir, ['--max-connections', '1', '--port', '0', '--max-wait', '0.5', '--lr', '1e-4', '--max-request-mb', String(1 / 1024)]);
   try {
     const token = (await runCli(dir, ['token'])).stdout.trim();
+    const big = await fetch(`${d.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(2048) }] }),
+    });
+    assert.equal(big.status, 413);
+    assert.match(await big.text(), /exceeds the limit of 1024 bytes/);
     const open = (headers: Record<string, string>) =>
       new Promise<number | WebSocket>((resolve) => {
         const socket = new WebSocket(d.wsUrl, { headers });

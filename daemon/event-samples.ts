@@ -10,6 +10,14 @@ import type { Store, StoredEvent } from './store.ts';
 /** Marks a sample that the daemon's policy did not produce. */
 export const EXTERNAL_WEIGHT_VERSION = 'external';
 
+/**
+ * Event log positions looked at per slice of a pass. A pass over a large backlog (a restart after
+ * a burst) saves its place after each slice and lets the event loop run between slices, and no
+ * read transaction stays open across a slice's writes (one held open keeps LMDB from reusing
+ * freed pages, and the file grows).
+ */
+const EVENTS_PER_SLICE = 2_000;
+
 /** Its passes run on a Loop of the pipeline (pipeline.ts), before turn assembly. */
 export class EventSamples {
   /** Event log position up to which model.output events have been looked at. */
@@ -21,13 +29,17 @@ export class EventSamples {
   async deriveOnce(): Promise<number> {
     const { store } = this;
     this.cursor ??= store.mark('eventSamplesCursor');
-    const end = store.eventLogPosition();
     let made = 0;
-    for (const event of store.eventsBetween(this.cursor, end)) {
-      if (event.kind === 'model.output' && (await this.derive(event))) made++;
+    // Up to where the log was when the pass began: events stored meanwhile are the next pass's.
+    const end = store.eventLogPosition();
+    while (this.cursor < end) {
+      const through = Math.min(end, this.cursor + EVENTS_PER_SLICE);
+      const outputs = [...store.eventsBetween(this.cursor, through)].filter((e) => e.kind === 'model.output');
+      for (const output of outputs) if (await this.derive(output)) made++;
+      await store.setMark('eventSamplesCursor', through);
+      this.cursor = through;
+      if (through < end) await new Promise((resolve) => setImmediate(resolve));
     }
-    if (end !== this.cursor) await store.setMark('eventSamplesCursor', end);
-    this.cursor = end;
     return made;
   }
 

@@ -295,6 +295,34 @@ test('samples from events: a run the daemon did not serve becomes an untrainable
   await store.close();
 });
 
+test('samples from events over a backlog of several slices: each run once, the place saved as the pass goes, a rerun from an older place adds nothing', async () => {
+  const store = await Store.open(tempDir());
+  let seq = 0;
+  const ev = (e: Record<string, unknown>) => ({ seq: ++seq, at: Date.now(), sessionKey: 's', ...e }) as never;
+  await store.appendEvents('c', [ev({ kind: 'session.optin' })]);
+  // 1,500 runs of three events: 4,501 log positions, more than two slices.
+  for (let batch = 0; batch < 15; batch++) {
+    const events: never[] = [];
+    for (let r = batch * 100; r < (batch + 1) * 100; r++) {
+      events.push(ev({ kind: 'user.message', runId: `r${r}`, content: `request ${r}` }), ev({ kind: 'model.call', runId: `r${r}`, callId: `r${r}:model:1`, provider: 'hosted', model: 'gpt-x', side: false }));
+      events.push(ev({ kind: 'model.output', runId: `r${r}`, assistantTexts: [`reply ${r}`], toolCalls: [] }));
+    }
+    await store.appendEvents('c', events);
+  }
+  const marks: number[] = [];
+  const setMark = store.setMark.bind(store);
+  store.setMark = async (name, value) => (name === 'eventSamplesCursor' && marks.push(value), setMark(name, value));
+  assert.equal(await new EventSamples(store).deriveOnce(), 1500);
+  assert.ok(marks.length >= 3, `the place was saved ${marks.length} times`);
+  assert.equal(marks.at(-1), store.eventLogPosition());
+  assert.equal(store.mark('eventSamplesCursor'), store.eventLogPosition());
+  // A pass cut short after its first slice leaves the place there; rerunning from it makes no duplicate.
+  await setMark('eventSamplesCursor', marks[0]!);
+  assert.equal(await new EventSamples(store).deriveOnce(), 0);
+  assert.equal([...store.samplesOf('s')].length, 1500);
+  await store.close();
+});
+
 test('clawrl-daemon hints list|show|export|rm', async () => {
   const dataDir = tempDir();
   const store = await Store.open(dataDir);

@@ -75,7 +75,7 @@ test('an x-clawrl id header over the id limit is refused before anything is serv
   const { status, message } = await call('POST', '/v1/chat/completions', chat('"stream":false'), headers);
   assert.equal(status, 400);
   assert.equal(message, 'header x-clawrl-run-id is 3000 bytes long, over the limit of 512 bytes');
-  await new Promise((r) => setTimeout(r, 100));
+  await daemon.samplesRecorded();
   assert.equal(daemon.store.samples.getCount(), 0);
 });
 

@@ -18,7 +18,7 @@
 //   estimate of KL(π ‖ π_base) per token for the same reason as the entropy; only where the backend
 //   trains (a TrainingBackend scores with the base weights), measured by the guard in the background.
 import type { Database } from 'lmdb';
-import type { Store, TurnRecord } from './store.ts';
+import type { SampleRecord, Store, TurnChange, TurnRecord } from './store.ts';
 import type { TrainingBackend } from './backends/types.ts';
 import { versionNumber } from './weights.ts';
 
@@ -77,28 +77,68 @@ export function distinct2(tokens: number[]): number | null {
   return seen.size / (tokens.length - 1);
 }
 
-/** What one reply contributes; a served reply never changes, so it is computed once. */
+/** What one reply contributes: a served reply never changes, so this is all of it a version keeps. */
 interface ReplySummary {
   surprisal: number;
   tokens: number;
   distinct2: number | null;
 }
 
-interface Accumulator {
-  replies: number;
+/** A reply whose tokens were recorded, each with its logprob (redacted ones keep none). */
+const hasTokens = (sample: SampleRecord | undefined): sample is SampleRecord => !!sample && sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
+
+function replySummary(sample: SampleRecord | undefined): ReplySummary | null {
+  if (!hasTokens(sample)) return null;
+  return { surprisal: -sample.logprobs.reduce((s, l) => s + l, 0), tokens: sample.responseTokens.length, distinct2: distinct2(sample.responseTokens) };
+}
+
+/** What a version's turns add up to, kept as turns come and go. */
+export interface Served {
+  turns: number;
+  /** Scored turns, their rewards' sum and sum of squares, and those rewarded above 0. */
   rated: number;
   sum: number;
   sumSq: number;
+  hits: number;
+  /** Turns with recorded tokens, and the sums of their reply summaries. */
+  replies: number;
   surprisal: number;
   tokens: number;
   distinctSum: number;
   distinctN: number;
-  driftSum: number;
-  driftTokens: number;
-  driftReplies: number;
 }
 
-const empty = (): Accumulator => ({ replies: 0, rated: 0, sum: 0, sumSq: 0, surprisal: 0, tokens: 0, distinctSum: 0, distinctN: 0, driftSum: 0, driftTokens: 0, driftReplies: 0 });
+const empty = (): Served => ({ turns: 0, rated: 0, sum: 0, sumSq: 0, hits: 0, replies: 0, surprisal: 0, tokens: 0, distinctSum: 0, distinctN: 0 });
+
+/** Adds (sign 1) or takes away (sign −1) what one turn, with its reply's summary, contributes. */
+function count(a: Served, turn: TurnRecord, reply: ReplySummary | null, sign: 1 | -1): void {
+  a.turns += sign;
+  if (turn.reward !== null) {
+    a.rated += sign;
+    a.sum += sign * turn.reward;
+    a.sumSq += sign * turn.reward * turn.reward;
+    if (turn.reward > 0) a.hits += sign;
+  }
+  if (!reply) return;
+  a.replies += sign;
+  a.surprisal += sign * reply.surprisal;
+  a.tokens += sign * reply.tokens;
+  if (reply.distinct2 !== null) {
+    a.distinctSum += sign * reply.distinct2;
+    a.distinctN += sign;
+  }
+}
+
+/** Every turn's contribution summed from scratch, by version: one read of the whole store. */
+export function servedFromScratch(store: Store): Map<string, Served> {
+  const served = new Map<string, Served>();
+  for (const turn of store.turnsOf()) {
+    const a = served.get(turn.weightVersion) ?? empty();
+    served.set(turn.weightVersion, a);
+    count(a, turn, replySummary(store.sample(turn.sampleId)), 1);
+  }
+  return served;
+}
 
 /** What the guard (or a person) decided about a version, kept so that `weights list` can say why. */
 export interface VersionVerdict {
@@ -113,48 +153,65 @@ export interface VersionVerdict {
 export const DRIFT_REPLIES = 16;
 
 export class HealthReader {
-  private readonly replies = new Map<string, ReplySummary | null>();
-  /** sampleId → [Σ (log π − log π_base), tokens]. */
-  private readonly drift = new Map<string, [number, number]>();
-  private cached?: { txn: number; drift: number; health: Map<string, VersionHealth> };
+  /**
+   * By version, kept from the store's turn changes (one full read at construction), so that a read
+   * costs O(versions) however many turns the store keeps.
+   */
+  private readonly served: Map<string, Served>;
+  /** version → sampleId → [Σ (log π − log π_base), tokens]; at most DRIFT_REPLIES a version, dropped with their turns. */
+  private readonly drift = new Map<string, Map<string, [number, number]>>();
+  /** Bumped by every change: read() builds its answer once per revision. */
+  private revision = 0;
+  private cached?: { revision: number; health: Map<string, VersionHealth> };
   /** version → verdict, in the store (a sub-database of its own, as hint memory keeps one). */
   readonly verdicts: Database<VersionVerdict, string>;
 
   constructor(private readonly store: Store) {
     this.verdicts = store.openDB('versionVerdicts');
+    this.served = servedFromScratch(store);
+    store.onTurnChange((change) => this.apply(change));
   }
 
-  /** Health of every version that served a turn, by version. O(turns) after each store write. */
-  read(): Map<string, VersionHealth> {
-    const txn = this.store.lastTxnId();
-    if (this.cached?.txn === txn && this.cached.drift === this.drift.size) return this.cached.health;
-    const acc = new Map<string, Accumulator>();
-    for (const turn of this.store.turnsOf()) {
-      const a = acc.get(turn.weightVersion) ?? empty();
-      acc.set(turn.weightVersion, a);
-      if (turn.reward !== null) {
-        a.rated++;
-        a.sum += turn.reward;
-        a.sumSq += turn.reward * turn.reward;
-      }
-      const reply = this.replyOf(turn);
-      if (!reply) continue;
-      a.replies++;
-      a.surprisal += reply.surprisal;
-      a.tokens += reply.tokens;
-      if (reply.distinct2 !== null) {
-        a.distinctSum += reply.distinct2;
-        a.distinctN++;
-      }
-      const drift = this.drift.get(turn.sampleId);
-      if (drift) {
-        a.driftSum += drift[0];
-        a.driftTokens += drift[1];
-        a.driftReplies++;
-      }
+  private apply({ before, after, sample }: TurnChange): void {
+    // The store gives the sample of a new or removed turn; a turn changed in place keeps its
+    // sample and version, so its reply counts the same before and after and is left out of both.
+    const reply = sample ? replySummary(sample) : null;
+    // Added first: taken away first, a version's only turn would take its reply sums with it.
+    if (after) this.count(after, reply, 1);
+    if (before) this.count(before, reply, -1);
+    if (before && !after) {
+      const measured = this.drift.get(before.weightVersion);
+      measured?.delete(before.sampleId);
+      if (measured?.size === 0) this.drift.delete(before.weightVersion);
     }
+    this.revision++;
+  }
+
+  private count(turn: TurnRecord, reply: ReplySummary | null, sign: 1 | -1): void {
+    const a = this.served.get(turn.weightVersion) ?? empty();
+    count(a, turn, reply, sign);
+    // A version whose turns are all gone is not listed, as if it never served (and its sums' rounding goes with it).
+    if (a.turns === 0) this.served.delete(turn.weightVersion);
+    else this.served.set(turn.weightVersion, a);
+  }
+
+  /** What each version that has turns served, by version (for VersionStatsReader). */
+  servedBy(version: string): Served | undefined {
+    return this.served.get(version);
+  }
+
+  /** Health of every version that served a turn, by version, oldest first; the same Map until something changes. */
+  read(): Map<string, VersionHealth> {
+    if (this.cached?.revision === this.revision) return this.cached.health;
     const health = new Map<string, VersionHealth>();
-    for (const [version, a] of [...acc].sort(([x], [y]) => versionNumber(x) - versionNumber(y))) {
+    for (const [version, a] of [...this.served].sort(([x], [y]) => versionNumber(x) - versionNumber(y))) {
+      let driftSum = 0;
+      let driftTokens = 0;
+      const measured = this.drift.get(version) ?? new Map<string, [number, number]>();
+      for (const [sum, tokens] of measured.values()) {
+        driftSum += sum;
+        driftTokens += tokens;
+      }
       health.set(version, {
         version,
         replies: a.replies,
@@ -162,24 +219,12 @@ export class HealthReader {
         entropy: a.tokens > 0 ? a.surprisal / a.tokens : null,
         distinct2: a.distinctN > 0 ? a.distinctSum / a.distinctN : null,
         replyTokens: a.replies > 0 ? a.tokens / a.replies : null,
-        drift: a.driftTokens > 0 ? a.driftSum / a.driftTokens : null,
-        driftReplies: a.driftReplies,
+        drift: driftTokens > 0 ? driftSum / driftTokens : null,
+        driftReplies: measured.size,
       });
     }
-    this.cached = { txn, drift: this.drift.size, health };
+    this.cached = { revision: this.revision, health };
     return health;
-  }
-
-  private replyOf(turn: TurnRecord): ReplySummary | null {
-    if (this.replies.has(turn.sampleId)) return this.replies.get(turn.sampleId)!;
-    const sample = this.store.sample(turn.sampleId);
-    const tokens = sample?.responseTokens ?? [];
-    const summary =
-      sample && tokens.length > 0 && sample.logprobs.length === tokens.length
-        ? { surprisal: -sample.logprobs.reduce((s, l) => s + l, 0), tokens: tokens.length, distinct2: distinct2(tokens) }
-        : null;
-    this.replies.set(turn.sampleId, summary);
-    return summary;
   }
 
   /**
@@ -188,24 +233,27 @@ export class HealthReader {
    */
   async measureDrift(backend: TrainingBackend, version: string): Promise<number> {
     if (version === 'base') return 0;
-    let measured = 0;
-    let known = 0;
+    const measured = this.drift.get(version) ?? new Map<string, [number, number]>();
+    // Nothing left to measure costs nothing; otherwise the turns are walked until enough are
+    // found (no index by version: a version's replies may be anywhere in the store).
+    if (measured.size >= Math.min(DRIFT_REPLIES, this.served.get(version)?.replies ?? 0)) return 0;
+    let now = 0;
     for (const turn of this.store.turnsOf()) {
-      if (turn.weightVersion !== version) continue;
-      if (this.drift.has(turn.sampleId)) {
-        if (++known >= DRIFT_REPLIES) break;
-        continue;
-      }
+      if (turn.weightVersion !== version || measured.has(turn.sampleId)) continue;
       const sample = this.store.sample(turn.sampleId);
-      if (!sample || sample.responseTokens.length === 0 || sample.logprobs.length !== sample.responseTokens.length) continue;
+      if (!hasTokens(sample)) continue;
       const reference = await backend.score(sample.promptTokens, sample.responseTokens, { reference: true });
+      // Kept only while its turn is: a turn removed meanwhile would leave an entry nothing drops.
+      if (this.store.turn([turn.sessionKey, turn.turnIndex])?.sampleId !== turn.sampleId) continue;
       let sum = 0;
       sample.logprobs.forEach((l, i) => (sum += l - reference[i]!));
-      this.drift.set(turn.sampleId, [sum, sample.responseTokens.length]);
-      measured++;
-      if (++known >= DRIFT_REPLIES) break;
+      measured.set(turn.sampleId, [sum, sample.responseTokens.length]);
+      this.drift.set(version, measured);
+      this.revision++;
+      now++;
+      if (measured.size >= DRIFT_REPLIES) break;
     }
-    return measured;
+    return now;
   }
 }
 

@@ -32,44 +32,33 @@ const metric = (record: WeightVersionRecord, name: string) => (typeof record.met
 export class VersionStatsReader {
   /** A trained batch never changes, so its summary is computed once per version. */
   private readonly batches = new Map<string, VersionStats['batch']>();
-  /** Several readers (a scrape, the dashboard, `status --watch`) ask often; one scan serves them until the store changes. */
-  private cached?: { txn: number; stats: VersionStats[] };
+  /** Several readers (a scrape, the dashboard, `status --watch`) ask often; one answer serves them until the store or the health changes. */
+  private cached?: { txn: number; health: Map<string, VersionHealth>; stats: VersionStats[] };
   readonly health: HealthReader;
 
   constructor(private readonly store: Store) {
     this.health = new HealthReader(store);
   }
 
-  /** base first, then every version that is recorded or served a turn, oldest first. O(turns) after each write. */
+  /** base first, then every version that is recorded or served a turn, oldest first. O(versions): the served counts are the health reader's. */
   read(): VersionStats[] {
     const txn = this.store.lastTxnId();
     const health = this.health.read();
-    if (this.cached?.txn === txn && this.cached.stats.every((s) => s.health === (health.get(s.version) ?? null))) return this.cached.stats;
-    const served = new Map<string, { turns: number; scored: number; sum: number; hits: number }>();
-    for (const turn of this.store.turnsOf()) {
-      const s = served.get(turn.weightVersion) ?? { turns: 0, scored: 0, sum: 0, hits: 0 };
-      s.turns++;
-      if (turn.reward !== null) {
-        s.scored++;
-        s.sum += turn.reward;
-        if (turn.reward > 0) s.hits++;
-      }
-      served.set(turn.weightVersion, s);
-    }
+    if (this.cached?.txn === txn && this.cached.health === health) return this.cached.stats;
     const records = new Map<string, WeightVersionRecord>([['base', BASE]]);
     for (const record of this.store.versionRecords()) records.set(record.version, record);
-    for (const version of served.keys()) if (!records.has(version)) records.set(version, { ...BASE, version, recipe: 'unknown' });
+    for (const version of health.keys()) if (!records.has(version)) records.set(version, { ...BASE, version, recipe: 'unknown' });
     const stats = [...records.values()]
       .sort((a, b) => versionNumber(a.version) - versionNumber(b.version))
       .map((record): VersionStats => {
-        const s = served.get(record.version) ?? { turns: 0, scored: 0, sum: 0, hits: 0 };
+        const s = this.health.servedBy(record.version) ?? { turns: 0, rated: 0, sum: 0, hits: 0 };
         return {
           version: record.version,
           number: versionNumber(record.version),
           parent: record.parent,
           recipe: record.recipe,
           createdAt: record.createdAt,
-          served: { turns: s.turns, scored: s.scored, meanReward: mean(s.sum, s.scored), hitRate: mean(s.hits, s.scored) },
+          served: { turns: s.turns, scored: s.rated, meanReward: mean(s.sum, s.rated), hitRate: mean(s.hits, s.rated) },
           batch: this.batchOf(record),
           loss: metric(record, 'loss'),
           trainMs: metric(record, 'durationMs'),
@@ -77,11 +66,13 @@ export class VersionStatsReader {
           verdict: this.health.verdicts.get(record.version) ?? null,
         };
       });
-    this.cached = { txn, stats };
+    this.cached = { txn, health, stats };
     return stats;
   }
 
   private batchOf(record: WeightVersionRecord): VersionStats['batch'] {
+    // Not cached: a version that served before it was recorded (an adopted one) has no batch yet, and may get one.
+    if (record.turnIds.length === 0) return { turns: 0, meanReward: null, meanAdvantage: null };
     const known = this.batches.get(record.version);
     if (known) return known;
     let rewards = 0;

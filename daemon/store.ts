@@ -89,6 +89,19 @@ export interface TurnRecord {
   trainedIn?: string;
 }
 
+/**
+ * One turn written or removed by a committed transaction: `before` is absent for a new turn,
+ * `after` for a removed one. A new or removed turn comes with its sample as the transaction saw it
+ * (a removed turn's sample is gone by the time the change is delivered); a turn overwritten by one
+ * of another sample or version comes as a removal and a new turn. A listener keeps per-version
+ * figures from these without reading every turn.
+ */
+export interface TurnChange {
+  before?: TurnRecord;
+  after?: TurnRecord;
+  sample?: SampleRecord;
+}
+
 /** What the scoring loop decided for a turn. */
 export interface ScoreRecord {
   recipe: string;
@@ -270,6 +283,9 @@ export class Store {
   readonly versions: Database<WeightVersionRecord, string>;
 
   private capacityCheckedAt = 0;
+  /** The turn changes of the transaction running now (set by atomically), delivered once it commits. */
+  private turnChanges?: TurnChange[];
+  private readonly turnListeners: ((change: TurnChange) => void)[] = [];
   private capacityError: StorageFullError | undefined;
   /** Every sub-database, this class's and those other modules open (hint memory's), for usedBytes. */
   private readonly dbs: Database<unknown, Key>[] = [];
@@ -504,7 +520,48 @@ export class Store {
    * plain `transaction` callback that throws). Every multi-write state change goes through it.
    */
   atomically<T>(fn: () => T): Promise<T> {
-    return this.root.childTransaction(fn) as Promise<T>;
+    const changes: TurnChange[] = [];
+    let nested = false;
+    const committed = this.root.childTransaction(() => {
+      // A nested call hands its changes to the enclosing transaction, which delivers them when it
+      // commits; a nested call that throws is rolled back alone, and so are its changes.
+      const outer = this.turnChanges;
+      nested = outer !== undefined;
+      this.turnChanges = changes;
+      try {
+        const result = fn();
+        outer?.push(...changes);
+        return result;
+      } finally {
+        this.turnChanges = outer;
+      }
+    }) as Promise<T>;
+    // Only after the commit: a transaction that rolled back (or a batch that failed) changed nothing.
+    return committed.then((result) => {
+      if (!nested) for (const change of changes) for (const listener of this.turnListeners) listener(change);
+      return result;
+    });
+  }
+
+  /** Calls `listener` with every turn change, in commit order, after its transaction committed. */
+  onTurnChange(listener: (change: TurnChange) => void): void {
+    this.turnListeners.push(listener);
+  }
+
+  /** Inside atomically: writes or (undefined) removes a turn, recorded for onTurnChange. */
+  private setTurn(key: TurnKey, turn: TurnRecord | undefined): void {
+    const changes = this.turnChanges;
+    if (!changes) throw new Error('a turn changes only inside store.atomically');
+    const before = this.turns.get(key);
+    if (!before && !turn) return;
+    if (turn) this.turns.put(key, turn);
+    else this.turns.remove(key);
+    if (before && turn && before.sampleId === turn.sampleId && before.weightVersion === turn.weightVersion) {
+      changes.push({ before, after: turn });
+      return;
+    }
+    if (before) changes.push({ before, sample: this.samples.get(before.sampleId) });
+    if (turn) changes.push({ after: turn, sample: this.samples.get(turn.sampleId) });
   }
 
   eventLogPosition(): number {
@@ -711,17 +768,18 @@ export class Store {
   /** Inside a write transaction: a sample and the turn, score and queue entries made from it. */
   private removeSample(sample: SampleRecord): void {
     const key: [string, number] = [sample.sessionKey, sample.ordinal];
+    // The turn first: its change carries the sample, read before it goes.
+    this.removeTurn(key);
     this.samples.remove(sample.id);
     this.sessionSamples.remove(key);
     if (sample.runId !== undefined) this.runSamples.remove([sample.sessionKey, sample.runId, sample.ordinal]);
     this.openSamples.remove(sample.id);
     for (const call of sample.toolCalls) this.toolCallSamples.remove(call.id);
-    this.removeTurn(key);
   }
 
   /** Inside a write transaction: a turn and its score and queue entries. */
   private removeTurn(key: [string, number]): void {
-    this.turns.remove(key);
+    this.setTurn(key, undefined);
     this.scores.remove(key);
     this.unscored.remove(key);
     this.trainQueue.remove(key);
@@ -756,17 +814,17 @@ export class Store {
     return this.atomically(() => {
       if (this.openSamples.get(turn.sampleId) === undefined) return false;
       const key: TurnKey = [turn.sessionKey, turn.turnIndex];
-      this.turns.put(key, turn);
+      this.setTurn(key, turn);
       this.unscored.put(key, null);
       this.openSamples.remove(turn.sampleId);
       return true;
     });
   }
 
-  /** Inside a write transaction: a made turn changed (late feedback) and goes back to scoring. */
+  /** Inside atomically: a made turn changed (late feedback) and goes back to scoring. */
   reviseTurn(turn: TurnRecord): void {
     const key: TurnKey = [turn.sessionKey, turn.turnIndex];
-    this.turns.put(key, turn);
+    this.setTurn(key, turn);
     this.unscored.put(key, null);
   }
 
@@ -785,7 +843,7 @@ export class Store {
     return this.atomically(() => {
       if (this.unscored.get(key) === undefined || JSON.stringify(this.turns.get(key)?.nextState) !== JSON.stringify(scored.nextState)) return false;
       this.scores.put(key, score);
-      this.turns.put(key, scored);
+      this.setTurn(key, scored);
       this.unscored.remove(key);
       if (trainable && !scored.trainedIn) this.trainQueue.put(key, null);
       else this.trainQueue.remove(key);
@@ -826,7 +884,7 @@ export class Store {
       this.versions.put(record.version, record);
       for (const key of keys) {
         const turn = this.turns.get(key);
-        if (turn) this.turns.put(key, { ...turn, trainedIn: record.version });
+        if (turn) this.setTurn(key, { ...turn, trainedIn: record.version });
         this.trainQueue.remove(key);
       }
       this.meta.put('servingVersion', record.version);

@@ -1,0 +1,99 @@
+// Version stats at scale: what /status, /metrics, the dashboard and the guard pay to read the
+// per-version health and served counts. A store is filled with --sizes turns (each from a served
+// sample of --reply tokens, across 1,000 sessions and 10 weight versions, a third of them scored),
+// then, in this process:
+//   - startup: a VersionStatsReader made and read once (the readers a daemon makes at start);
+//   - after one write: one more turn stored (recordSample + closeSample), then health.read();
+//     again, then stats.read() (which reads health too). Median of --repeat.
+// Usage: node --import tsx bench/stats.ts [--sizes 10000,100000] [--repeat 5] [--reply 50]
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Store } from '../daemon/store.ts';
+import { VersionStatsReader } from '../daemon/stats.ts';
+import { tempDir } from '../test/helpers.ts';
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '10000,100000' },
+    repeat: { type: 'string', default: '5' },
+    reply: { type: 'string', default: '50' },
+  },
+});
+const sizes = values.sizes!.split(',').map(Number);
+const repeat = Number(values.repeat);
+const replyTokens = Number(values.reply);
+const SESSIONS = 1000;
+const VERSIONS = 10;
+
+let written = 0;
+/** Stores turns [from, to): samples first, then their turns, each in one batch of concurrent writes. */
+async function fill(store: Store, from: number, to: number): Promise<void> {
+  const samples = await Promise.all(
+    Array.from({ length: to - from }, (_, j) => {
+      const i = from + j;
+      const responseTokens = Array.from({ length: replyTokens }, (_, t) => (i * 7 + t * 13) % 500);
+      return store.recordSample({
+        id: `s${i}`,
+        sessionKey: `session-${i % SESSIONS}`,
+        side: false,
+        createdAt: i,
+        model: 'm',
+        weightVersion: i % VERSIONS === 0 ? 'base' : `v${String(i % VERSIONS).padStart(6, '0')}`,
+        requestMessages: [{ role: 'user', content: 'q' }],
+        promptTokens: Array.from({ length: 200 }, (_, t) => t),
+        responseTokens,
+        logprobs: responseTokens.map((t) => -((t % 17) + 1) / 10),
+        text: 'a',
+        toolCalls: [],
+        finishReason: 'stop',
+      });
+    }),
+  );
+  await Promise.all(
+    samples.map((s) =>
+      store.closeSample({
+        sessionKey: s.sessionKey,
+        turnIndex: s.ordinal,
+        sampleId: s.id,
+        createdAt: s.createdAt,
+        weightVersion: s.weightVersion,
+        action: { text: 'a', toolCalls: [] },
+        nextState: { toolResults: [] },
+        // A third scored, −1, 0 and +1 in turn.
+        reward: s.createdAt % 3 === 0 ? ((s.createdAt / 3) % 3) - 1 : null,
+        hint: null,
+      }),
+    ),
+  );
+  written = to;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const ms = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
+
+console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log('| turns | startup (reader made + first read) | health.read() after a write | stats.read() after a write |');
+console.log('|---:|---:|---:|---:|');
+const store = await Store.open(tempDir('clawrl-bench-stats-'));
+for (const size of sizes) {
+  for (let at = written; at < size; at += 5000) await fill(store, at, Math.min(size, at + 5000));
+  let start = process.hrtime.bigint();
+  const stats = new VersionStatsReader(store);
+  stats.read();
+  const startup = ms(start);
+  const health: number[] = [];
+  const all: number[] = [];
+  for (let r = 0; r < repeat; r++) {
+    await fill(store, written, written + 1);
+    start = process.hrtime.bigint();
+    stats.health.read();
+    health.push(ms(start));
+    await fill(store, written, written + 1);
+    start = process.hrtime.bigint();
+    stats.read();
+    all.push(ms(start));
+  }
+  console.log(`| ${size.toLocaleString('en')} | ${startup.toFixed(0)} ms | ${median(health).toFixed(2)} ms | ${median(all).toFixed(2)} ms |`);
+}
+console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+await store.close();

@@ -151,7 +151,8 @@ function svg(): string {
   );
   methods.forEach((method, i) => {
     const rs = of(method);
-    // A run with fewer steps (OPD trains only on corrected turns) ends its line where it ended.
+    // Runs with fewer steps (OPD trains only on corrected turns) count with their last version
+    // up to the method's longest run, where the line ends.
     const n = Math.max(...rs.map((r) => r.versions.length));
     parts.push(`<path d="${path(Array.from({ length: n }, (_, v) => mean(rs.map((r) => at(r, v)))))}" fill="none" stroke="${COLORS[method]}" stroke-width="3"/>`);
     const ly = pad.top + 10 + i * 20;

@@ -3,10 +3,14 @@
 // sample of --reply tokens, across 1,000 sessions and 10 weight versions, a third of them scored),
 // then, in this process:
 //   - startup: a VersionStatsReader made and read once (the readers a daemon makes at start);
-//   - after one write: one more turn stored (recordSample + closeSample), then health.read();
-//     again, then stats.read() (which reads health too). Median of --repeat.
-// Usage: node --import tsx bench/stats.ts [--sizes 10000,100000] [--repeat 5] [--reply 50]
+//   - after one write: one more turn stored (recordSample + closeSample, itself timed), then
+//     health.read(); again, then stats.read() (which reads health too). Median of --repeat.
+// With --upgrade, then: the store made a schema 2 one (no per-version sums) and opened, which
+// sums every turn once.
+// Usage: node --import tsx bench/stats.ts [--sizes 10000,100000] [--repeat 5] [--reply 50] [--upgrade]
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { open } from 'lmdb';
 import { parseArgs } from 'node:util';
 import { Store } from '../daemon/store.ts';
 import { VersionStatsReader } from '../daemon/stats.ts';
@@ -17,6 +21,7 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '10000,100000' },
     repeat: { type: 'string', default: '5' },
     reply: { type: 'string', default: '50' },
+    upgrade: { type: 'boolean', default: false },
   },
 });
 const sizes = values.sizes!.split(',').map(Number);
@@ -72,19 +77,23 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const ms = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
 
 console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-console.log('| turns | startup (reader made + first read) | health.read() after a write | stats.read() after a write |');
-console.log('|---:|---:|---:|---:|');
-const store = await Store.open(tempDir('clawrl-bench-stats-'));
+console.log('| turns | startup (reader made + first read) | one turn stored | health.read() after a write | stats.read() after a write |');
+console.log('|---:|---:|---:|---:|---:|');
+const dir = tempDir('clawrl-bench-stats-');
+let store = await Store.open(dir);
 for (const size of sizes) {
   for (let at = written; at < size; at += 5000) await fill(store, at, Math.min(size, at + 5000));
   let start = process.hrtime.bigint();
   const stats = new VersionStatsReader(store);
   stats.read();
   const startup = ms(start);
+  const write: number[] = [];
   const health: number[] = [];
   const all: number[] = [];
   for (let r = 0; r < repeat; r++) {
+    start = process.hrtime.bigint();
     await fill(store, written, written + 1);
+    write.push(ms(start));
     start = process.hrtime.bigint();
     stats.health.read();
     health.push(ms(start));
@@ -93,7 +102,17 @@ for (const size of sizes) {
     stats.read();
     all.push(ms(start));
   }
-  console.log(`| ${size.toLocaleString('en')} | ${startup.toFixed(0)} ms | ${median(health).toFixed(2)} ms | ${median(all).toFixed(2)} ms |`);
+  console.log(`| ${size.toLocaleString('en')} | ${startup.toFixed(0)} ms | ${median(write).toFixed(2)} ms | ${median(health).toFixed(2)} ms | ${median(all).toFixed(2)} ms |`);
+}
+if (values.upgrade) {
+  await store.close();
+  const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
+  await raw.openDB({ name: 'versionServed' }).clearAsync();
+  await raw.openDB({ name: 'meta' }).put('schemaVersion', 2);
+  await raw.close();
+  const start = process.hrtime.bigint();
+  store = await Store.open(dir);
+  console.log(`a schema 2 store of ${written.toLocaleString('en')} turns upgraded at open (every turn summed once): ${ms(start).toFixed(0)} ms`);
 }
 console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 await store.close();

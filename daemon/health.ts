@@ -1,6 +1,7 @@
 // Per-version health, measured on live traffic: what the turns each weight version served say
-// about it. Read from the store (turns and the samples they were made of), so it survives a
-// restart; shared by `weights list`, /status, /metrics, the dashboard and the guard (guard.ts).
+// about it. Read from the per-version sums the store keeps of its turns and their samples
+// (served.ts), so it survives a restart and costs O(versions); shared by `weights list`, /status,
+// /metrics, the dashboard and the guard (guard.ts).
 //
 // The statistics, and why:
 // - Reward: the mean of the scored turns' rewards (+1 / 0 / −1) with a 95 % Wilson interval on
@@ -18,7 +19,8 @@
 //   estimate of KL(π ‖ π_base) per token for the same reason as the entropy; only where the backend
 //   trains (a TrainingBackend scores with the base weights), measured by the guard in the background.
 import type { Database } from 'lmdb';
-import type { SampleRecord, Store, TurnChange, TurnRecord } from './store.ts';
+import type { Store } from './store.ts';
+import { hasTokens, type Served } from './served.ts';
 import type { TrainingBackend } from './backends/types.ts';
 import { versionNumber } from './weights.ts';
 
@@ -68,78 +70,6 @@ export function rewardSummary(rated: number, sum: number, sumSq: number): Reward
   return { rated, mean: sum / rated, low: 2 * low - 1, high: 2 * high - 1, sumSq };
 }
 
-/** Share of distinct bigrams among a token sequence's bigrams; null under 2 tokens. */
-export function distinct2(tokens: number[]): number | null {
-  if (tokens.length < 2) return null;
-  const seen = new Set<number>();
-  // Token ids stay far below 2^26 (vocabularies are < 300,000), so one number keys a bigram.
-  for (let i = 1; i < tokens.length; i++) seen.add(tokens[i - 1]! * 67_108_864 + tokens[i]!);
-  return seen.size / (tokens.length - 1);
-}
-
-/** What one reply contributes: a served reply never changes, so this is all of it a version keeps. */
-interface ReplySummary {
-  surprisal: number;
-  tokens: number;
-  distinct2: number | null;
-}
-
-/** A reply whose tokens were recorded, each with its logprob (redacted ones keep none). */
-const hasTokens = (sample: SampleRecord | undefined): sample is SampleRecord => !!sample && sample.responseTokens.length > 0 && sample.logprobs.length === sample.responseTokens.length;
-
-function replySummary(sample: SampleRecord | undefined): ReplySummary | null {
-  if (!hasTokens(sample)) return null;
-  return { surprisal: -sample.logprobs.reduce((s, l) => s + l, 0), tokens: sample.responseTokens.length, distinct2: distinct2(sample.responseTokens) };
-}
-
-/** What a version's turns add up to, kept as turns come and go. */
-export interface Served {
-  turns: number;
-  /** Scored turns, their rewards' sum and sum of squares, and those rewarded above 0. */
-  rated: number;
-  sum: number;
-  sumSq: number;
-  hits: number;
-  /** Turns with recorded tokens, and the sums of their reply summaries. */
-  replies: number;
-  surprisal: number;
-  tokens: number;
-  distinctSum: number;
-  distinctN: number;
-}
-
-const empty = (): Served => ({ turns: 0, rated: 0, sum: 0, sumSq: 0, hits: 0, replies: 0, surprisal: 0, tokens: 0, distinctSum: 0, distinctN: 0 });
-
-/** Adds (sign 1) or takes away (sign −1) what one turn, with its reply's summary, contributes. */
-function count(a: Served, turn: TurnRecord, reply: ReplySummary | null, sign: 1 | -1): void {
-  a.turns += sign;
-  if (turn.reward !== null) {
-    a.rated += sign;
-    a.sum += sign * turn.reward;
-    a.sumSq += sign * turn.reward * turn.reward;
-    if (turn.reward > 0) a.hits += sign;
-  }
-  if (!reply) return;
-  a.replies += sign;
-  a.surprisal += sign * reply.surprisal;
-  a.tokens += sign * reply.tokens;
-  if (reply.distinct2 !== null) {
-    a.distinctSum += sign * reply.distinct2;
-    a.distinctN += sign;
-  }
-}
-
-/** Every turn's contribution summed from scratch, by version: one read of the whole store. */
-export function servedFromScratch(store: Store): Map<string, Served> {
-  const served = new Map<string, Served>();
-  for (const turn of store.turnsOf()) {
-    const a = served.get(turn.weightVersion) ?? empty();
-    served.set(turn.weightVersion, a);
-    count(a, turn, replySummary(store.sample(turn.sampleId)), 1);
-  }
-  return served;
-}
-
 /** What the guard (or a person) decided about a version, kept so that `weights list` can say why. */
 export interface VersionVerdict {
   /** rolled-back: stopped serving; kept: a person chose to serve it again, the guard leaves it alone; promoted: a canary passed. */
@@ -153,58 +83,42 @@ export interface VersionVerdict {
 export const DRIFT_REPLIES = 16;
 
 export class HealthReader {
-  /**
-   * By version, kept from the store's turn changes (one full read at construction), so that a read
-   * costs O(versions) however many turns the store keeps.
-   */
-  private readonly served: Map<string, Served>;
   /** version → sampleId → [Σ (log π − log π_base), tokens]; at most DRIFT_REPLIES a version, dropped with their turns. */
   private readonly drift = new Map<string, Map<string, [number, number]>>();
-  /** Bumped by every change: read() builds its answer once per revision. */
+  /** Bumped by every drift change: with the store's transaction id, what makes a read fresh. */
   private revision = 0;
-  private cached?: { revision: number; health: Map<string, VersionHealth> };
+  private cached?: { txn: number; revision: number; served: Map<string, Served>; health: Map<string, VersionHealth> };
   /** version → verdict, in the store (a sub-database of its own, as hint memory keeps one). */
   readonly verdicts: Database<VersionVerdict, string>;
 
   constructor(private readonly store: Store) {
     this.verdicts = store.openDB('versionVerdicts');
-    this.served = servedFromScratch(store);
-    store.onTurnChange((change) => this.apply(change));
-  }
-
-  private apply({ before, after, sample }: TurnChange): void {
-    // The store gives the sample of a new or removed turn; a turn changed in place keeps its
-    // sample and version, so its reply counts the same before and after and is left out of both.
-    const reply = sample ? replySummary(sample) : null;
-    // Added first: taken away first, a version's only turn would take its reply sums with it.
-    if (after) this.count(after, reply, 1);
-    if (before) this.count(before, reply, -1);
-    if (before && !after) {
+    store.onTurnChange(({ before, after }) => {
+      if (!before || after) return;
       const measured = this.drift.get(before.weightVersion);
-      measured?.delete(before.sampleId);
-      if (measured?.size === 0) this.drift.delete(before.weightVersion);
-    }
-    this.revision++;
-  }
-
-  private count(turn: TurnRecord, reply: ReplySummary | null, sign: 1 | -1): void {
-    const a = this.served.get(turn.weightVersion) ?? empty();
-    count(a, turn, reply, sign);
-    // A version whose turns are all gone is not listed, as if it never served (and its sums' rounding goes with it).
-    if (a.turns === 0) this.served.delete(turn.weightVersion);
-    else this.served.set(turn.weightVersion, a);
-  }
-
-  /** What each version that has turns served, by version (for VersionStatsReader). */
-  servedBy(version: string): Served | undefined {
-    return this.served.get(version);
+      if (!measured?.delete(before.sampleId)) return;
+      if (measured.size === 0) this.drift.delete(before.weightVersion);
+      this.revision++;
+    });
   }
 
   /** Health of every version that served a turn, by version, oldest first; the same Map until something changes. */
   read(): Map<string, VersionHealth> {
-    if (this.cached?.revision === this.revision) return this.cached.health;
+    return this.current().health;
+  }
+
+  /** What the turns of `version` add up to, as of the last read (for VersionStatsReader). */
+  servedBy(version: string): Served | undefined {
+    return this.current().served.get(version);
+  }
+
+  /** O(versions): the sums are the store's (store.servedByVersion), kept with every turn change. */
+  private current() {
+    const txn = this.store.lastTxnId();
+    if (this.cached?.txn === txn && this.cached.revision === this.revision) return this.cached;
+    const served = this.store.servedByVersion();
     const health = new Map<string, VersionHealth>();
-    for (const [version, a] of [...this.served].sort(([x], [y]) => versionNumber(x) - versionNumber(y))) {
+    for (const [version, a] of [...served].sort(([x], [y]) => versionNumber(x) - versionNumber(y))) {
       let driftSum = 0;
       let driftTokens = 0;
       const measured = this.drift.get(version) ?? new Map<string, [number, number]>();
@@ -223,8 +137,8 @@ export class HealthReader {
         driftReplies: measured.size,
       });
     }
-    this.cached = { revision: this.revision, health };
-    return health;
+    this.cached = { txn, revision: this.revision, served, health };
+    return this.cached;
   }
 
   /**
@@ -236,7 +150,7 @@ export class HealthReader {
     const measured = this.drift.get(version) ?? new Map<string, [number, number]>();
     // Nothing left to measure costs nothing; otherwise the turns are walked until enough are
     // found (no index by version: a version's replies may be anywhere in the store).
-    if (measured.size >= Math.min(DRIFT_REPLIES, this.served.get(version)?.replies ?? 0)) return 0;
+    if (measured.size >= Math.min(DRIFT_REPLIES, this.servedBy(version)?.replies ?? 0)) return 0;
     let now = 0;
     for (const turn of this.store.turnsOf()) {
       if (turn.weightVersion !== version || measured.has(turn.sampleId)) continue;

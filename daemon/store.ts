@@ -8,11 +8,15 @@ import { MAX_ID_BYTES, idFits, type Event, type ScreenChange, type ToolCallSumma
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactDeep, type RedactionCount } from './redact.ts';
 import type { NextState } from '../recipes/types.ts';
+import { countTurn, emptyServed, replySummary, servedFromScratch, type ReplySummary, type Served } from './served.ts';
 
 export type { NextState } from '../recipes/types.ts';
 
-/** 2 added the run and call indexes (runEvents, runSamples, callEvents); a version 1 store is upgraded at open. */
-export const SCHEMA_VERSION = 2;
+/**
+ * 2 added the run and call indexes (runEvents, runSamples, callEvents), 3 the per-version sums of
+ * served turns (versionServed); an older store is upgraded at open.
+ */
+export const SCHEMA_VERSION = 3;
 
 export interface SessionRecord {
   sessionKey: string;
@@ -91,15 +95,12 @@ export interface TurnRecord {
 
 /**
  * One turn written or removed by a committed transaction: `before` is absent for a new turn,
- * `after` for a removed one. A new or removed turn comes with its sample as the transaction saw it
- * (a removed turn's sample is gone by the time the change is delivered); a turn overwritten by one
- * of another sample or version comes as a removal and a new turn. A listener keeps per-version
- * figures from these without reading every turn.
+ * `after` for a removed one; a turn overwritten by one of another sample or version comes as a
+ * removal and a new turn.
  */
 export interface TurnChange {
   before?: TurnRecord;
   after?: TurnRecord;
-  sample?: SampleRecord;
 }
 
 /** What the scoring loop decided for a turn. */
@@ -281,6 +282,8 @@ export class Store {
   /** Scored, trainable turns waiting for the trainer: [sessionKey, turnIndex] → null. */
   readonly trainQueue: Database<null, [string, number]>;
   readonly versions: Database<WeightVersionRecord, string>;
+  /** version → what its turns add up to (served.ts), kept with every turn change. */
+  private readonly versionServed: Database<Served, string>;
 
   private capacityCheckedAt = 0;
   /** The turn changes of the transaction running now (set by atomically), delivered once it commits. */
@@ -313,6 +316,7 @@ export class Store {
     this.unscored = this.openDB('unscored');
     this.trainQueue = this.openDB('trainQueue');
     this.versions = this.openDB('versions');
+    this.versionServed = this.openDB('versionServed');
   }
 
   /**
@@ -337,8 +341,8 @@ export class Store {
     const found = store.meta.get('schemaVersion');
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
-    } else if (found === 1) {
-      await store.upgradeFrom1();
+    } else if (found === 1 || found === 2) {
+      await store.upgradeFrom(found);
     } else if (found !== SCHEMA_VERSION) {
       await store.close();
       // Also what an older clawrl says of a newer store: it would write events its indexes miss.
@@ -352,21 +356,28 @@ export class Store {
   }
 
   /**
-   * Version 1 → 2, in one transaction: indexes the stored events and samples by run and call, and
-   * gives each open sample the record turn assembly reads (early version 1 stores kept null).
+   * To the current version, in one transaction. From 1: indexes the stored events and samples by
+   * run and call, and gives each open sample the record turn assembly reads (early version 1
+   * stores kept null). From 1 or 2: sums the served turns by version (one read of every turn).
    */
-  private upgradeFrom1(): Promise<void> {
+  private upgradeFrom(found: 1 | 2): Promise<void> {
     return this.atomically(() => {
-      for (const { value: e } of this.events.getRange()) this.indexEvent(e.sessionKey, e);
-      for (const { value: s } of this.samples.getRange()) if (s.runId !== undefined) this.runSamples.put([s.sessionKey, s.runId, s.ordinal], s.id);
-      for (const { key, value } of [...this.openSamples.getRange()]) {
-        if (value !== null) continue;
-        const sample = this.samples.get(key);
-        if (sample) this.openSamples.put(key, openSampleOf(sample));
-        else this.openSamples.remove(key);
-      }
+      if (found === 1) this.indexFrom1();
+      for (const [version, served] of servedFromScratch(this)) this.versionServed.put(version, served);
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
+  }
+
+  /** Inside a write transaction: what version 2 added to a version 1 store. */
+  private indexFrom1(): void {
+    for (const { value: e } of this.events.getRange()) this.indexEvent(e.sessionKey, e);
+    for (const { value: s } of this.samples.getRange()) if (s.runId !== undefined) this.runSamples.put([s.sessionKey, s.runId, s.ordinal], s.id);
+    for (const { key, value } of [...this.openSamples.getRange()]) {
+      if (value !== null) continue;
+      const sample = this.samples.get(key);
+      if (sample) this.openSamples.put(key, openSampleOf(sample));
+      else this.openSamples.remove(key);
+    }
   }
 
   /** Inside a write transaction: the index entries of a stored (redacted) event. */
@@ -558,10 +569,36 @@ export class Store {
     else this.turns.remove(key);
     if (before && turn && before.sampleId === turn.sampleId && before.weightVersion === turn.weightVersion) {
       changes.push({ before, after: turn });
+      // Same sample, same version: its reply counts the same before and after, so it is left out
+      // of both (no sample read). Added first: taken away first, a version's only turn would take
+      // its reply sums with it.
+      this.tally(turn, null, 1);
+      this.tally(before, null, -1);
       return;
     }
-    if (before) changes.push({ before, sample: this.samples.get(before.sampleId) });
-    if (turn) changes.push({ after: turn, sample: this.samples.get(turn.sampleId) });
+    // Read before the caller removes the sample (removeSample removes the turn first).
+    if (before) {
+      changes.push({ before });
+      this.tally(before, replySummary(this.samples.get(before.sampleId)), -1);
+    }
+    if (turn) {
+      changes.push({ after: turn });
+      this.tally(turn, replySummary(this.samples.get(turn.sampleId)), 1);
+    }
+  }
+
+  /** Inside a write transaction: a turn's contribution to its version's sums, added or taken away. */
+  private tally(turn: TurnRecord, reply: ReplySummary | null, sign: 1 | -1): void {
+    const served = this.versionServed.get(turn.weightVersion) ?? emptyServed();
+    countTurn(served, turn, reply, sign);
+    // A version whose turns are all gone is not listed, as if it never served (and its sums' rounding goes with it).
+    if (served.turns === 0) this.versionServed.remove(turn.weightVersion);
+    else this.versionServed.put(turn.weightVersion, served);
+  }
+
+  /** What the turns of each version that has any add up to: O(versions). */
+  servedByVersion(): Map<string, Served> {
+    return new Map([...this.versionServed.getRange()].map(({ key, value }) => [key, value]));
   }
 
   eventLogPosition(): number {

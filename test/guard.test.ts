@@ -3,7 +3,8 @@
 // version is worse), and the collapse thresholds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { distinct2, rewardSummary, wilson, type VersionHealth } from '../daemon/health.ts';
+import { rewardSummary, wilson, type VersionHealth } from '../daemon/health.ts';
+import { distinct2 } from '../daemon/served.ts';
 import { ALPHA, MIN_RATED, MIN_REPLIES, compareRewards, diagnose } from '../daemon/guard.ts';
 
 function healthOf(version: string, rewards: number[], extra: Partial<VersionHealth> = {}): VersionHealth {

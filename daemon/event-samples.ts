@@ -35,7 +35,12 @@ export class EventSamples {
     while (this.cursor < end) {
       const through = Math.min(end, this.cursor + EVENTS_PER_SLICE);
       const outputs = [...store.eventsBetween(this.cursor, through)].filter((e) => e.kind === 'model.output');
-      for (const output of outputs) if (await this.derive(output)) made++;
+      // A slice's samples are written together (LMDB commits them in one or a few transactions,
+      // where awaiting each made a durable commit per sample, far slower than ingest). Their
+      // checks read what is committed, so a run is taken once per slice here.
+      const runs = new Set<string>();
+      const writes = outputs.map((output) => this.derive(output, runs));
+      made += (await Promise.all(writes)).filter(Boolean).length;
       await store.setMark('eventSamplesCursor', through);
       this.cursor = through;
       if (through < end) await new Promise((resolve) => setImmediate(resolve));
@@ -43,14 +48,17 @@ export class EventSamples {
     return made;
   }
 
-  private async derive(output: Extract<StoredEvent, { kind: 'model.output' }>): Promise<boolean> {
+  /** Checks synchronously, then records; `runs` holds the runs of this slice taken so far. */
+  private async derive(output: Extract<StoredEvent, { kind: 'model.output' }>, runs: Set<string>): Promise<boolean> {
     const { store } = this;
     // Without a run id there is no telling whether the daemon served the run; a duplicate turn
     // would be worse than a missing one.
     if (output.runId === undefined) return false;
     const id = `event:${output.clientId}:${output.seq}`;
     if (store.sample(id) !== undefined) return false;
-    if (store.hasRunSamples(output.sessionKey, output.runId)) return false;
+    const runKey = `${output.sessionKey}\u0000${output.runId}`;
+    if (runs.has(runKey) || store.hasRunSamples(output.sessionKey, output.runId)) return false;
+    runs.add(runKey);
     const text = output.assistantTexts.join('\n\n');
     if (text === '' && output.toolCalls.length === 0) return false;
     const run = [...store.runEventsOf(output.sessionKey, output.runId)];

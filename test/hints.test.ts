@@ -295,7 +295,7 @@ test('samples from events: a run the daemon did not serve becomes an untrainable
   await store.close();
 });
 
-test('samples from events over a backlog of several slices: each run once, the place saved as the pass goes, a rerun from an older place adds nothing', async () => {
+test('samples from events over a backlog of several slices: each run once (even with two outputs), the place saved as the pass goes, a rerun from an older place adds nothing', async () => {
   const store = await Store.open(tempDir());
   let seq = 0;
   const ev = (e: Record<string, unknown>) => ({ seq: ++seq, at: Date.now(), sessionKey: 's', ...e }) as never;
@@ -309,6 +309,8 @@ test('samples from events over a backlog of several slices: each run once, the p
     }
     await store.appendEvents('c', events);
   }
+  // A second output for a run, in the same slice as its first: the run still makes one sample.
+  await store.appendEvents('c', [ev({ kind: 'model.output', runId: 'r1499', assistantTexts: ['again'], toolCalls: [] })]);
   const marks: number[] = [];
   const setMark = store.setMark.bind(store);
   store.setMark = async (name, value) => (name === 'eventSamplesCursor' && marks.push(value), setMark(name, value));

@@ -99,7 +99,6 @@ export class TurnAssembler {
   /** One pass over every open sample, plus feedback that arrived for already-made turns. */
   async assembleOnce(now = Date.now()): Promise<number> {
     const { store } = this.opts;
-    let made = 0;
     // One read of a session's events serves all of its open samples in this pass.
     const bySession = new Map<string, OpenSample[]>();
     for (const value of store.openSampleList()) {
@@ -107,14 +106,18 @@ export class TurnAssembler {
       if (open) open.push(value);
       else bySession.set(value.sessionKey, [value]);
     }
+    // The pass's turns are written together: LMDB commits them in one or a few transactions,
+    // where awaiting each cost a durable commit per turn and let assembly fall behind ingest.
+    const writes: Promise<boolean>[] = [];
     for (const [sessionKey, open] of bySession) {
       const events = [...store.sessionEventsOf(sessionKey, { after: this.firstRelevantLog(open) - 1 })];
       for (const sample of open) {
         const outcome = this.decide(sample, events, now);
         const full = outcome && store.sample(sample.id);
-        if (full && (await this.writeTurn(full, outcome.nextState))) made++;
+        if (full) writes.push(this.writeTurn(full, outcome.nextState));
       }
     }
+    const made = (await Promise.all(writes)).filter(Boolean).length;
     await this.applyLateFeedback();
     return made;
   }

@@ -291,7 +291,7 @@ async function waitFor(daemon: Daemon, done: () => boolean, what: string, timeou
  * full batch waits, trains (now, rather than at the trainer's next poll, up to 1 s later) and
  * waits for the new version to serve. Returns the versions that started serving.
  */
-async function trainWaiting(daemon: Daemon, client: TestClient, user: SimulatedUser, opts: LearnOptions, timeoutMs: number): Promise<string[]> {
+async function trainWaiting(daemon: Daemon, client: TestClient, user: SimulatedUser, opts: LearnOptions, last: string, timeoutMs: number): Promise<string[]> {
   const trainer = daemon.trainer!;
   const { store } = daemon;
   await waitFor(
@@ -304,16 +304,22 @@ async function trainWaiting(daemon: Daemon, client: TestClient, user: SimulatedU
     timeoutMs,
   );
   const served: string[] = [];
-  while (opts.train !== false && trainer.status().waiting >= opts.batchSize) {
-    const from = trainer.status().serving;
-    if (trainer.status().step === null) await trainer.maybeTrain();
-    await waitFor(daemon, () => trainer.status().serving !== from, 'no new version', timeoutMs);
+  for (;;) {
+    // The trainer also starts a step by itself once a batch fills (mid-session, at its poll):
+    // such a version counts as well, once its step is over.
+    await waitFor(daemon, () => trainer.status().step === null, 'the step in progress to end', timeoutMs);
     const version = trainer.status().serving;
-    // The plugin hears about the version too (weights.updated), as a real one would.
-    await client.next((m) => m.type === 'weights.updated' && m.version === version, timeoutMs);
-    served.push(version);
+    if (version !== last) {
+      // The plugin hears about the version too (weights.updated), as a real one would.
+      await client.next((m) => m.type === 'weights.updated' && m.version === version, timeoutMs);
+      served.push(version);
+      last = version;
+      continue;
+    }
+    if (opts.train === false || trainer.status().waiting < opts.batchSize) return served;
+    await trainer.maybeTrain();
+    await waitFor(daemon, () => trainer.status().serving !== last, 'no new version', timeoutMs);
   }
-  return served;
 }
 
 /** Runs one learning curve on a fresh daemon: the hit rate of every version, base first, and the first reply of every session. */
@@ -364,7 +370,7 @@ export async function learn(opts: LearnOptions): Promise<LearnResult> {
         const { hit } = await user.turn(withHint);
         if (t === 0) firstReplies.push(hit);
       }
-      const served = await trainWaiting(daemon, client, user, { ...opts, turnsPerSession }, 120_000);
+      const served = await trainWaiting(daemon, client, user, { ...opts, turnsPerSession }, versions.at(-1)!.version, 120_000);
       if (opts.train === false && s % sessionsPerStep === 0) served.push('base');
       for (const version of served) record({ version, step: versions.length, session: s, hitRate: await user.evaluate(version) });
     }

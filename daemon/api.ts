@@ -8,6 +8,7 @@ import type { Logger } from './log.ts';
 import { HttpError, readBody, sendError } from './http.ts';
 import { MAX_ID_BYTES, MAX_VALUE_DEPTH, idFits } from '../protocol/index.ts';
 import { ChatBodyParser } from './parse-off-loop.ts';
+import { errorMessage } from './errors.ts';
 
 /**
  * 4 MiB: the text of a 1M-token context, more than any model served here takes (the plugin
@@ -217,7 +218,7 @@ export function parseChatBody(raw: Buffer, defaultMaxTokens: number): ParsedRequ
   try {
     body = JSON.parse(raw.toString('utf8'));
   } catch (err) {
-    throw new ApiError(400, `the request body is not valid JSON: ${(err as Error).message}`);
+    throw new ApiError(400, `the request body is not valid JSON: ${errorMessage(err)}`);
   }
   return parseChatRequest(body, defaultMaxTokens);
 }
@@ -336,7 +337,7 @@ export function createApi(opts: ApiOptions) {
       } catch (err) {
         if (!started) throw err;
         // Headers are gone: report in-band, as OpenAI does for mid-stream failures.
-        res.end(`data: ${JSON.stringify({ error: { message: (err as Error).message, type: 'server_error' } })}\n\n`);
+        res.end(`data: ${JSON.stringify({ error: { message: errorMessage(err), type: 'server_error' } })}\n\n`);
         return;
       }
       start();
@@ -379,7 +380,7 @@ export function createApi(opts: ApiOptions) {
       if (err instanceof BackendUnavailableError) return sendApiError(res, new ApiError(503, err.message, 'server_error'));
       if (err instanceof UpstreamError) return sendApiError(res, new ApiError(err.status >= 500 ? 502 : err.status, err.message, 'upstream_error'));
       opts.log.error('chat completion failed', { error: (err as Error).stack });
-      sendApiError(res, new ApiError(500, `the backend failed: ${(err as Error).message}`, 'server_error'));
+      sendApiError(res, new ApiError(500, `the backend failed: ${errorMessage(err)}`, 'server_error'));
     }
   };
 }

@@ -28,6 +28,7 @@ import { HealthReader, describeHealth } from './health.ts';
 import type { WeightsListing } from './control.ts';
 import { DEFAULT_CANARY_SHARE } from './canary.ts';
 import { DEFAULT_MAX_BODY_BYTES } from './api.ts';
+import { errorMessage } from './errors.ts';
 
 /** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
 function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string; mode: string }): JudgeConfig {
@@ -82,11 +83,11 @@ async function createBackend(flags: BackendFlags, log: Logger): Promise<Backend>
     if (!flags.model) return upstream;
     // Serving at scale: the server serves and hot-loads each version, the torch worker trains.
     const { SplitBackend } = await import('./backends/split.ts');
-    const training = await torch().catch(async (err: Error) => {
+    const training = await torch().catch(async (err: unknown) => {
       await upstream.close();
       throw err;
     });
-    return SplitBackend.create(upstream, training, log).catch(async (err: Error) => {
+    return SplitBackend.create(upstream, training, log).catch(async (err: unknown) => {
       await Promise.all([upstream.close(), training.close()]);
       throw err;
     });
@@ -155,14 +156,14 @@ program
       try {
         return readFileSync(file);
       } catch (err) {
-        fail(`cannot read the TLS ${what} ${file}: ${(err as Error).message}`);
+        fail(`cannot read the TLS ${what} ${file}: ${errorMessage(err)}`);
       }
     };
     const tls = opts.tlsCert && opts.tlsKey ? { cert: readPem(opts.tlsCert, 'certificate'), key: readPem(opts.tlsKey, 'key') } : undefined;
     try {
       setCustomPatterns(opts.redactPattern);
     } catch (err) {
-      fail((err as Error).message);
+      fail(errorMessage(err));
     }
     const judge = judgeConfig(opts);
     const dir = dataDir();
@@ -180,7 +181,7 @@ program
     ensureDataDir(dir);
     for (const problem of secureDataDir(dir)) log.warn('could not make a file in the data dir private', { problem });
     const backend =
-      opts.mode === 'hints' ? undefined : await createBackend(opts, log).catch((err: Error) => fail(`could not start the ${opts.backend} backend: ${err.message}`));
+      opts.mode === 'hints' ? undefined : await createBackend(opts, log).catch((err: unknown) => fail(`could not start the ${opts.backend} backend: ${errorMessage(err)}`));
     const lr = opts.lr ?? (opts.backend === 'embedded' ? 1e-3 : undefined);
     const daemon = await startDaemon({
       dataDir: dir,
@@ -204,7 +205,7 @@ program
       maxBodyBytes: Math.round(opts.maxRequestMb * 1024 * 1024),
       retentionDays: opts.retentionDays,
       maxSessions: opts.maxSessions,
-    }).catch((err: Error) => fail(err.message));
+    }).catch((err: unknown) => fail(errorMessage(err)));
     writeRuntimeInfo(dir, { pid: process.pid, host: daemon.host, port: daemon.port, startedAt: Date.now() });
     process.stdout.write(`clawrl daemon on ${daemon.url} (plugin: ${daemon.wsUrl}; data: ${dir})\n`);
     const shutdown = async () => {
@@ -343,7 +344,7 @@ program
         try {
           rotateToken(dataDir());
         } catch (err) {
-          fail((err as Error).message);
+          fail(errorMessage(err));
         }
       }
       process.stderr.write('rotated: give the new token to the plugin (plugins.entries.clawrl.config.token) and to /v1 clients\n');
@@ -383,7 +384,7 @@ program
     try {
       mergeOpenclawConfig(opts.merge, fragment);
     } catch (err) {
-      fail((err as Error).message);
+      fail(errorMessage(err));
     }
     process.stdout.write(`merged the ${hintsOnly ? '' : 'clawrl provider and '}plugin entry into ${opts.merge}\n`);
   });

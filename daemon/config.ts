@@ -3,6 +3,7 @@ import { randomBytes, createHash, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync, renameSync, readdirSync, lstatSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { errorMessage } from './errors.ts';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 7077;
@@ -29,7 +30,7 @@ export function secureDataDir(dataDir: string): string[] {
     try {
       fn();
     } catch (err) {
-      problems.push(`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      problems.push(`${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
     }
   };
   const folders = [dataDir];

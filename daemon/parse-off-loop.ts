@@ -6,6 +6,7 @@
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ApiError, parseChatBody, type ParsedRequest } from './api.ts';
 import { PendingCalls, type CallReply } from './backends/calls.ts';
+import { errorMessage } from './errors.ts';
 
 /** Bodies up to this many bytes are parsed on the loop: a few milliseconds at most. */
 export const INLINE_PARSE_BYTES = 256 * 1024;
@@ -79,7 +80,7 @@ if (!isMainThread && workerData === ROLE) {
     try {
       result = { parsed: parseChatBody(Buffer.from(body.buffer, body.byteOffset, body.byteLength), defaultMaxTokens) };
     } catch (err) {
-      if (!(err instanceof ApiError)) return parentPort!.postMessage({ id, ok: false, error: (err as Error).message } satisfies CallReply);
+      if (!(err instanceof ApiError)) return parentPort!.postMessage({ id, ok: false, error: errorMessage(err) } satisfies CallReply);
       result = { refused: { status: err.status, message: err.message, type: err.type, param: err.param } };
     }
     parentPort!.postMessage({ id, ok: true, result } satisfies CallReply);

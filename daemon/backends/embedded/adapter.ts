@@ -9,6 +9,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors, type Tensor } from '../safetensors.ts';
 import { LORA_TARGETS, Lora, type LoraTarget, type ModelConfig, targetShape } from './model.ts';
+import { errorMessage } from '../../errors.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -66,7 +67,7 @@ export async function loadAdapter(dir: string, cfg: ModelConfig): Promise<Lora> 
   try {
     config = JSON.parse(await readFile(configFile, 'utf8')) as AdapterConfig;
   } catch (err) {
-    throw new Error(`cannot read adapter config ${configFile}: ${(err as Error).message}`);
+    throw new Error(`cannot read adapter config ${configFile}: ${errorMessage(err)}`, { cause: err });
   }
   if (config.peft_type !== 'LORA') throw new Error(`${configFile}: peft_type ${JSON.stringify(config.peft_type)} is not LORA`);
   const base = config.clawrl_base;

@@ -14,6 +14,7 @@ import { loadAdapter, saveAdapter } from './adapter.ts';
 import { Lora, Model, type ModelConfig } from './model.ts';
 import type { Tensor } from '../safetensors.ts';
 import { type SampleResult, sample } from './sample.ts';
+import { errorMessage } from '../../errors.ts';
 
 export interface WorkerInit {
   config: ModelConfig;
@@ -121,7 +122,7 @@ parentPort!.on('message', ({ id, req }: { id: number; req: WorkerRequest }) => {
     try {
       parentPort!.postMessage({ id, ok: true, result: await handle(id, req) } satisfies WorkerMessage);
     } catch (err) {
-      parentPort!.postMessage({ id, ok: false, error: (err as Error).message } satisfies WorkerMessage);
+      parentPort!.postMessage({ id, ok: false, error: errorMessage(err) } satisfies WorkerMessage);
     }
   });
 });

@@ -7,6 +7,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { ApiError, parseChatBody, type ParsedRequest } from './api.ts';
 import { PendingCalls, type CallReply } from './backends/calls.ts';
 import { errorMessage } from './errors.ts';
+import { workerSource } from './worker-source.ts';
 
 /** Bodies up to this many bytes are parsed on the loop: a few milliseconds at most. */
 export const INLINE_PARSE_BYTES = 256 * 1024;
@@ -20,16 +21,6 @@ interface ParseRequest {
 
 /** What the worker answers: the parsed request, or the 4xx the body earns (an ApiError's fields). */
 type Parsed = { parsed: ParsedRequest } | { refused: { status: number; message: string; type: string; param: string | null } };
-
-/**
- * The worker's script. Where this module is TypeScript on a Node without type stripping (Node 20
- * under tsx, as the tests run), tsx's loader is registered in the worker first: one registered in
- * the main thread does not reach workers.
- */
-function workerSource(): string {
-  const load = `import(${JSON.stringify(import.meta.url)})`;
-  return import.meta.url.endsWith('.ts') ? `import('tsx/esm/api').then((tsx) => tsx.register()).then(() => ${load})` : load;
-}
 
 interface Current {
   worker: Worker;
@@ -58,7 +49,7 @@ export class ChatBodyParser {
 
   private started(): Current {
     if (this.current) return this.current;
-    const current: Current = { worker: new Worker(workerSource(), { eval: true, workerData: ROLE, name: ROLE }), pending: new PendingCalls(), inFlight: 0 };
+    const current: Current = { worker: new Worker(workerSource(import.meta.url), { eval: true, workerData: ROLE, name: ROLE }), pending: new PendingCalls(), inFlight: 0 };
     current.worker.on('message', (reply: CallReply) => current.pending.route(reply));
     const fail = (err: Error) => {
       // The next large body starts a new worker; the ones in flight get a 500 naming the cause.

@@ -24,6 +24,7 @@ import { DEFAULT_MODEL, type ModelConfig } from './model.ts';
 import { VOCAB_SIZE, encodeChat, parseToolCalls } from './tokenizer.ts';
 import type { GenerateReply, WorkerInit, WorkerRequest } from './worker.ts';
 import { PendingCalls, type CallReply } from '../calls.ts';
+import { workerSource } from '../../worker-source.ts';
 
 export interface EmbeddedBackendOptions {
   /** Model shape and seed; the vocabulary is the tokenizer's. A pretrained base fixes the shape. */
@@ -43,14 +44,8 @@ export function promptBudget(config: ModelConfig): number {
   return config.context - Math.floor(config.context / 4);
 }
 
-// The workers' entry is worker.js beside this file in the built package. In a source checkout it
-// is worker.ts, and on Node 20 a worker inherits neither the parent's loader hooks nor a
-// `--import tsx` in execArgv, so a small bootstrap registers tsx inside the worker first. Both are
-// resolved from here, so the current directory does not matter.
-const WORKER_BOOTSTRAP = import.meta.url.endsWith('.js')
-  ? `import(${JSON.stringify(new URL('./worker.js', import.meta.url).href)});`
-  : `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
-  .then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); });`;
+// The workers' entry: worker.js beside this file in the built package, worker.ts in a checkout.
+const WORKER_BOOTSTRAP = workerSource(new URL(import.meta.url.endsWith('.js') ? './worker.js' : './worker.ts', import.meta.url).href);
 
 /** Request/reply over one worker, with streamed chunks routed to the request's callback. */
 class WorkerClient {

@@ -167,6 +167,29 @@ export interface AppendResult {
   refusedSessions: string[];
 }
 
+/** A tool result in `sessions export --json`; `startedAt`/`endedAt` are ms on the plugin's clock. */
+export interface ExportedToolResult {
+  toolCallId: string;
+  toolName: string;
+  exitCode?: number;
+  isError: boolean;
+  output: string;
+  screen?: ScreenChange;
+  startedAt?: number;
+  endedAt?: number;
+}
+
+const toExportedToolResult = ({ toolCallId, toolName, exitCode, isError, output, screen, startedAt, endedAt }: NextState['toolResults'][number]): ExportedToolResult => ({
+  toolCallId,
+  toolName,
+  exitCode,
+  isError,
+  output,
+  ...(screen && { screen }),
+  ...(startedAt !== undefined && { startedAt }),
+  ...(endedAt !== undefined && { endedAt }),
+});
+
 /** The line format of `sessions export --json`: one object per turn. */
 export interface ExportedTurn {
   sessionKey: string;
@@ -174,7 +197,8 @@ export interface ExportedTurn {
   action: { text: string; toolCalls: ToolCallSummary[] };
   nextState: {
     userMessage?: string;
-    toolResults: { toolName: string; exitCode?: number; isError: boolean; output: string; screen?: ScreenChange }[];
+    toolResults: ExportedToolResult[];
+    screenAfter?: ExportedToolResult;
     feedback?: NextState['feedback'];
     none?: boolean;
   };
@@ -964,7 +988,8 @@ export function toExportedTurn(turn: TurnRecord): ExportedTurn {
     action: turn.action,
     nextState: {
       ...(turn.nextState.userMessage !== undefined && { userMessage: turn.nextState.userMessage }),
-      toolResults: turn.nextState.toolResults.map(({ toolName, exitCode, isError, output, screen }) => ({ toolName, exitCode, isError, output, ...(screen && { screen }) })),
+      toolResults: turn.nextState.toolResults.map(toExportedToolResult),
+      ...(turn.nextState.screenAfter && { screenAfter: toExportedToolResult(turn.nextState.screenAfter) }),
       ...(turn.nextState.feedback && { feedback: turn.nextState.feedback }),
       ...(turn.nextState.none && { none: true }),
     },

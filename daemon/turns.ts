@@ -8,7 +8,8 @@
 // All state lives in LMDB and each turn is written in the same transaction that closes its
 // sample, so a restart in the middle loses nothing and makes no duplicate turn.
 import type { Store, SampleRecord, StoredEvent, OpenSample, TurnRecord } from './store.ts';
-import type { NextState, ToolResult } from '../recipes/types.ts';
+import type { NextState, ToolCall, ToolResult } from '../recipes/types.ts';
+import { screenAction, screenshotAfter } from '../recipes/evidence.ts';
 import type { Logger } from './log.ts';
 import { Loop } from './loop.ts';
 import { errorMessage } from './errors.ts';
@@ -33,7 +34,15 @@ const FEEDBACK_CURSOR_SAVE_EVERY = 10_000;
 
 const sameRun = (e: StoredEvent, sample: OpenSample) => e.runId === undefined || sample.runId === undefined || e.runId === sample.runId;
 
-function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolResult {
+type ToolResultEvent = Extract<StoredEvent, { kind: 'tool.result' }>;
+
+/** When the call started, on the plugin's clock: its `at` is when the call ended, and OpenClaw measured how long it ran. */
+function startedAtOf(e: ToolResultEvent): number | undefined {
+  return e.durationMs !== undefined && Number.isFinite(e.durationMs) && e.durationMs >= 0 ? e.at - e.durationMs : undefined;
+}
+
+function toolResultOf(e: ToolResultEvent): ToolResult {
+  const startedAt = startedAtOf(e);
   return {
     toolCallId: e.toolCallId,
     toolName: e.toolName,
@@ -42,7 +51,26 @@ function toolResultOf(e: Extract<StoredEvent, { kind: 'tool.result' }>): ToolRes
     ...(e.timedOut !== undefined && { timedOut: e.timedOut }),
     output: e.output,
     ...(e.screen !== undefined && { screen: e.screen }),
+    ...(startedAt !== undefined && { startedAt }),
+    endedAt: e.at,
   };
+}
+
+/**
+ * When this response's screen actions (a click, typing) have no screenshot of their own response
+ * known to come after them: the time the last of them ended, after which a later response's
+ * screenshot shows their effect. Undefined when there is none to wait for, or an action's end is
+ * unknown (its result is missing).
+ */
+function screenActionsEnd(calls: readonly ToolCall[], results: readonly ToolResult[]): number | undefined {
+  let end: number | undefined;
+  for (const call of calls) {
+    if (screenAction(call) === null || screenshotAfter(call, results)) continue;
+    const ended = results.find((r) => r.toolCallId === call.id)?.endedAt;
+    if (ended === undefined) return undefined;
+    end = Math.max(end ?? ended, ended);
+  }
+  return end;
 }
 
 function feedbackOf(e: Extract<StoredEvent, { kind: 'feedback' }>): NextState['feedback'] {
@@ -112,9 +140,10 @@ export class TurnAssembler {
     for (const [sessionKey, open] of bySession) {
       const events = [...store.sessionEventsOf(sessionKey, { after: this.firstRelevantLog(open) - 1 })];
       for (const sample of open) {
-        const outcome = this.decide(sample, events, now);
-        const full = outcome && store.sample(sample.id);
-        if (full) writes.push(this.writeTurn(full, outcome.nextState));
+        let full: SampleRecord | undefined;
+        const record = () => (full ??= store.sample(sample.id));
+        const outcome = this.decide(sample, events, now, () => record()?.toolCalls ?? []);
+        if (outcome && record()) writes.push(this.writeTurn(record()!, outcome.nextState));
       }
     }
     const made = (await Promise.all(writes)).filter(Boolean).length;
@@ -140,7 +169,8 @@ export class TurnAssembler {
     return first;
   }
 
-  private decide(sample: OpenSample, events: StoredEvent[], now: number): Outcome {
+  /** `toolCalls` reads the sample's calls, needed only once its results are in. */
+  private decide(sample: OpenSample, events: StoredEvent[], now: number, toolCalls: () => ToolCall[]): Outcome {
     const call = sample.callId ? events.find((e) => e.kind === 'model.call' && e.callId === sample.callId) : undefined;
     const isAfter = (e: StoredEvent) => (call ? e.at > call.at && e.log > call.log : e.log > sample.logMark);
     const idle = now - sample.createdAt >= this.idleMs;
@@ -152,15 +182,19 @@ export class TurnAssembler {
       const ids = sample.toolCallIds;
       const results = ids
         // Of this run where both name theirs: some providers number their calls, so ids repeat across runs.
-        .map((id) => events.find((e): e is Extract<StoredEvent, { kind: 'tool.result' }> => e.kind === 'tool.result' && e.toolCallId === id && sameRun(e, sample)))
+        .map((id) => events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.toolCallId === id && sameRun(e, sample)))
         .filter((e) => e !== undefined)
         .map(toolResultOf);
       const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || ((e.kind === 'session.end' || e.kind === 'session.optout') && isAfter(e)));
       const graceOver = ended !== undefined && now - Math.max(ended.at, sample.createdAt) >= this.toolGraceMs;
-      if (results.length === ids.length || graceOver || idle) {
-        return { nextState: { toolResults: results, ...(results.length === 0 && { none: true }) } };
-      }
-      return undefined;
+      if (results.length < ids.length && !graceOver && !idle) return undefined;
+      const nextState: NextState = { toolResults: results, ...(results.length === 0 && { none: true }) };
+      const actionsEnd = screenActionsEnd(toolCalls(), results);
+      if (actionsEnd === undefined) return { nextState };
+      // A click's effect shows in the run's next screenshot, usually asked for in the next response.
+      const later = events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.screen !== undefined && !ids.includes(e.toolCallId) && sameRun(e, sample) && (startedAtOf(e) ?? -Infinity) >= actionsEnd);
+      if (later) return { nextState: { ...nextState, screenAfter: toolResultOf(later) } };
+      return graceOver || idle ? { nextState } : undefined;
     }
 
     for (const e of events) {

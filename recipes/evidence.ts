@@ -155,24 +155,44 @@ export function screenAction(call: ToolCall): string | null {
   return null;
 }
 
+/** `a` ended before `b` started, both on the plugin's clock; unknown (false) when either lacks its times. */
+const endedBefore = (a: ToolResult | undefined, b: ToolResult | undefined): boolean =>
+  a?.endedAt !== undefined && b?.startedAt !== undefined && a.endedAt <= b.startedAt;
+
 /**
- * Screen actions of this turn whose next screenshot (the first result at or after the action, in
- * call order, that carries one) shows nothing changed since a screenshot taken before the action.
- * A screenshot compared with one taken after the action says nothing about it. Only one turn is
- * seen: a click whose screenshot the model asks for in its next response is not judged here.
+ * The result whose screenshot shows the screen after `action`: the action's own (a computer-use
+ * tool takes one after acting), else the first of `results` with a screenshot that started after
+ * the action's result ended. Call order says nothing here: OpenClaw runs the calls of one response
+ * at once (its browser tool is not sequential), so a screenshot asked for beside a click can be
+ * taken before the click lands. Undefined when no screenshot is known to come after it.
  */
-function unchangedScreens(calls: readonly ToolCall[], results: readonly ToolResult[]): UnchangedScreen[] {
-  const resultOf = new Map(results.map((r) => [r.toolCallId, r]));
+export function screenshotAfter(action: ToolCall, results: readonly ToolResult[]): ToolResult | undefined {
+  const own = results.find((r) => r.toolCallId === action.id);
+  if (own?.screen) return own;
+  return results.find((r) => r.screen !== undefined && endedBefore(own, r));
+}
+
+/**
+ * Screen actions of this turn whose screenshot after them (`screenshotAfter`, among the turn's
+ * results and then `nextState.screenAfter`, the first screenshot of a later response in the run)
+ * shows nothing changed since a screenshot taken before the action. A comparison with a screenshot
+ * of this same response counts only when that one ended before the action started.
+ */
+function unchangedScreens(calls: readonly ToolCall[], nextState: Turn['nextState']): UnchangedScreen[] {
+  const own = nextState.toolResults;
+  const results = nextState.screenAfter ? [...own, nextState.screenAfter] : own;
+  const resultOf = new Map(own.map((r) => [r.toolCallId, r]));
   const found: UnchangedScreen[] = [];
-  calls.forEach((call, i) => {
+  for (const call of calls) {
     const action = screenAction(call);
-    if (action === null) return;
-    const next = calls.slice(i).map((c) => resultOf.get(c.id)).find((r) => r?.screen !== undefined);
-    const screen = next?.screen;
-    if (!next || screen?.comparedTo === undefined || screen.changedShare !== 0 || screen.hashDistance !== 0) return;
-    const takenSinceAction = calls.slice(i, calls.findIndex((c) => c.id === next.toolCallId)).some((c) => c.id === screen.comparedTo);
-    if (!takenSinceAction) found.push({ toolCallId: call.id, toolName: call.name, action, screenshotCallId: next.toolCallId });
-  });
+    if (action === null) continue;
+    const shot = screenshotAfter(call, results);
+    const screen = shot?.screen;
+    if (!shot || screen?.comparedTo === undefined || screen.changedShare !== 0 || screen.hashDistance !== 0) continue;
+    const comparedToThisResponse = calls.some((c) => c.id === screen.comparedTo);
+    if (comparedToThisResponse && !endedBefore(resultOf.get(screen.comparedTo), resultOf.get(call.id))) continue;
+    found.push({ toolCallId: call.id, toolName: call.name, action, screenshotCallId: shot.toolCallId });
+  }
   return found;
 }
 
@@ -189,7 +209,7 @@ export function computeEvidence(turn: Turn): Evidence {
   return {
     feedback: ns.feedback ?? null,
     toolFailures,
-    unchangedScreens: unchangedScreens(turn.action.toolCalls, ns.toolResults),
+    unchangedScreens: unchangedScreens(turn.action.toolCalls, ns),
     toolSuccesses: failures.length - toolFailures.length,
     userReaction: ns.userMessage === undefined ? null : userReaction(ns.userMessage, userRequest(turn)),
     noNextState: ns.none === true,

@@ -24,6 +24,17 @@ function describeScreen(screen: NonNullable<ToolResult['screen']>): string {
   return `${size}, ${share} since the screenshot of [${screen.comparedTo}] (perceptual hash distance ${screen.hashDistance ?? '?'} of 64)`;
 }
 
+function describeToolResult(r: ToolResult, label: string): string[] {
+  const tags = [
+    typeof r.exitCode === 'number' ? `exit code ${r.exitCode}` : null,
+    r.isError ? 'error' : null,
+    r.timedOut ? 'timed out' : null,
+    r.screen ? describeScreen(r.screen) : null,
+  ].filter((t) => t !== null);
+  const suffix = tags.length > 0 ? ` (${tags.join(', ')})` : '';
+  return [`${label} ${r.toolName} [${r.toolCallId}]${suffix}:`, clipMiddle(r.output, BUDGET.toolOutput)];
+}
+
 function describeTurn(turn: Turn): string {
   const req = userRequest(turn);
   const { action, nextState: ns } = turn;
@@ -34,16 +45,8 @@ function describeTurn(turn: Turn): string {
 
   out.push('', '## What happened next');
   if (ns.none) out.push('Nothing: the session ended with no reply.');
-  for (const r of ns.toolResults) {
-    const tags = [
-      typeof r.exitCode === 'number' ? `exit code ${r.exitCode}` : null,
-      r.isError ? 'error' : null,
-      r.timedOut ? 'timed out' : null,
-      r.screen ? describeScreen(r.screen) : null,
-    ].filter((t) => t !== null);
-    const suffix = tags.length > 0 ? ` (${tags.join(', ')})` : '';
-    out.push(`Tool result ${r.toolName} [${r.toolCallId}]${suffix}:`, clipMiddle(r.output, BUDGET.toolOutput));
-  }
+  for (const r of ns.toolResults) out.push(...describeToolResult(r, 'Tool result'));
+  if (ns.screenAfter) out.push(...describeToolResult(ns.screenAfter, 'The next screenshot, from a later step,'));
   if (ns.userMessage !== undefined) out.push('User replied:', clipMiddle(ns.userMessage, BUDGET.userReply));
   if (ns.feedback?.rating) out.push(`The user rated this step ${ns.feedback.rating}.`);
   if (ns.feedback?.hint) out.push(`The user's hint: ${clipMiddle(ns.feedback.hint, BUDGET.hint)}`);

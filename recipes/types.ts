@@ -24,6 +24,9 @@ export interface ToolResult {
   timedOut?: boolean;
   /** What the result's screenshot changed since the previous one of the session and tool (the plugin measured it). */
   screen?: ScreenChange;
+  /** When the call started and ended, ms on the plugin's clock (from OpenClaw's `durationMs`; absent where unknown). */
+  startedAt?: number;
+  endedAt?: number;
 }
 
 export interface Feedback {
@@ -36,6 +39,12 @@ export interface Feedback {
 export interface NextState {
   userMessage?: string;
   toolResults: ToolResult[];
+  /**
+   * For a response with a screen action (a click, typing) and no screenshot known to come after
+   * it: the first screenshot of a later response in the same run that started after the action
+   * ended. Models usually look at the screen in their next response.
+   */
+  screenAfter?: ToolResult;
   feedback?: Feedback;
   /** The session ended or went idle: nothing followed the action. */
   none?: true;

@@ -192,7 +192,7 @@ test('sessions list, export and rm work on the stored data', async () => {
       sessionKey: 'a',
       turnIndex: 0,
       action: { text: 'ran it', toolCalls: [{ id: 'c1', name: 'exec', arguments: '{}' }] },
-      nextState: { toolResults: [{ toolName: 'exec', exitCode: 2, isError: true, output: 'boom' }] },
+      nextState: { toolResults: [{ toolCallId: 'c1', toolName: 'exec', exitCode: 2, isError: true, output: 'boom' }] },
       reward: -1,
       hint: null,
       weightVersion: 'base',

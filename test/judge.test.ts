@@ -7,7 +7,7 @@ import { rulesJudge } from '../recipes/rules.ts';
 import { buildHintPrompt, buildJudgePrompt, clipMiddle } from '../recipes/prompts.ts';
 import { chooseHint, majority, parseHint, parseVote } from '../recipes/parsing.ts';
 import { createLimiter } from '../recipes/limiter.ts';
-import { INTERNAL_CONTEXT_MARKER, type Complete, type NextState, type Turn } from '../recipes/types.ts';
+import { INTERNAL_CONTEXT_MARKER, type Complete, type NextState, type ToolResult, type Turn } from '../recipes/types.ts';
 
 const INTERNAL = `${INTERNAL_CONTEXT_MARKER}\nactive exec sessions: none\n<<<END_OPENCLAW_INTERNAL_CONTEXT>>>`;
 
@@ -187,15 +187,21 @@ describe('evidence and the rules judge', () => {
 
   describe('screen changes', () => {
     const call = (id: string, args: object, name = 'browser') => ({ id, name, arguments: JSON.stringify(args) });
-    const shot = (toolCallId: string, screen: object, toolName = 'browser') => ({ toolCallId, toolName, output: 'ok', isError: false, screen: { width: 1280, height: 720, ...screen } });
+    // A tool result that ran from `startedAt` to `endedAt` (ms, the plugin's clock), with a screenshot's change or without.
+    const ran = (toolCallId: string, startedAt: number, endedAt: number, screen?: object, toolName = 'browser'): ToolResult => ({
+      toolCallId, toolName, output: 'ok', isError: false, startedAt, endedAt, ...(screen && { screen: { width: 1280, height: 720, ...screen } }),
+    });
     const unchanged = { changedShare: 0, hashDistance: 0, comparedTo: 'before' };
-    const guiTurn = (toolCalls: ReturnType<typeof call>[], toolResults: ReturnType<typeof shot>[], extra: Partial<NextState> = {}): Turn => ({
+    const guiTurn = (toolCalls: ReturnType<typeof call>[], toolResults: ToolResult[], extra: Partial<NextState> = {}): Turn => ({
       ...turn(),
       action: { text: '', toolCalls },
       nextState: { toolResults, ...extra },
     });
     const click = call('c1', { action: 'act', kind: 'click', ref: 'e3' });
     const screenshot = call('c2', { action: 'screenshot' });
+    // The click ran 100-150, the screenshot after it 160-200: as OpenClaw runs a sequential tool's calls.
+    const clicked = ran('c1', 100, 150);
+    const shotAfter = (screen: object) => ran('c2', 160, 200, screen);
 
     test('which calls are meant to change the screen', () => {
       assert.equal(screenAction(click), 'click');
@@ -207,32 +213,50 @@ describe('evidence and the rules judge', () => {
     });
 
     test('a click after which the screen did not change at all → −1; any change, or no comparison, is no evidence', () => {
-      const ev = computeEvidence(guiTurn([click, screenshot], [shot('c2', unchanged)]));
+      const ev = computeEvidence(guiTurn([click, screenshot], [clicked, shotAfter(unchanged)]));
       assert.deepEqual(ev.unchangedScreens, [{ toolCallId: 'c1', toolName: 'browser', action: 'click', screenshotCallId: 'c2' }]);
       assert.equal(rulesJudge(ev), -1);
       // A hover highlight or a caret is a change: no evidence either way, and a change never earns +1.
-      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', { changedShare: 0.002, hashDistance: 0, comparedTo: 'before' })]))), 0);
-      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', { hashDistance: 0, comparedTo: 'before' })]))), 0, 'a resized screen is not compared cell by cell');
-      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', {})]))), 0, 'the first screenshot has nothing to compare with');
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [clicked, shotAfter({ changedShare: 0.002, hashDistance: 0, comparedTo: 'before' })]))), 0);
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [clicked, shotAfter({ hashDistance: 0, comparedTo: 'before' })]))), 0, 'a resized screen is not compared cell by cell');
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [clicked, shotAfter({})]))), 0, 'the first screenshot has nothing to compare with');
       // Only a screenshot and nothing meant to change the screen.
-      assert.equal(rulesJudge(computeEvidence(guiTurn([screenshot], [shot('c2', unchanged)]))), 0);
+      assert.equal(rulesJudge(computeEvidence(guiTurn([screenshot], [shotAfter(unchanged)]))), 0);
+    });
+
+    test('a screenshot run beside the click (OpenClaw runs one response\'s calls at once) says nothing; the next response\'s does', () => {
+      // Started at 105, before the click ended at 150: it may show the page before the click landed.
+      const beside = ran('c2', 105, 140, unchanged);
+      assert.deepEqual(computeEvidence(guiTurn([click, screenshot], [clicked, beside])).unchangedScreens, []);
+      assert.deepEqual(computeEvidence(guiTurn([click, screenshot], [ran('c1', 100, 150), ran('c2', 160, 200, unchanged)].map(({ startedAt: _s, ...r }) => r))).unchangedScreens, [], 'no times, no judgement');
+      assert.deepEqual(computeEvidence(guiTurn([click, screenshot], [beside])).unchangedScreens, [], "the click's result is missing: when it ended is unknown");
+      // The first screenshot of a later response, started after the click: judged by it, unless compared with the one beside the click.
+      const later = ran('n1', 300, 340, unchanged);
+      const ev = computeEvidence(guiTurn([click, screenshot], [clicked, beside], { screenAfter: later }));
+      assert.deepEqual(ev.unchangedScreens, [{ toolCallId: 'c1', toolName: 'browser', action: 'click', screenshotCallId: 'n1' }]);
+      assert.deepEqual(computeEvidence(guiTurn([click, screenshot], [clicked, beside], { screenAfter: { ...later, screen: { ...later.screen!, comparedTo: 'c2' } } })).unchangedScreens, [], 'the screenshot beside the click may already show it');
+      // One taken before the click started is a fair comparison.
+      const first = call('c0', { action: 'screenshot' });
+      assert.equal(computeEvidence(guiTurn([first, click, screenshot], [ran('c0', 50, 90, {}), clicked, shotAfter({ ...unchanged, comparedTo: 'c0' })])).unchangedScreens.length, 1);
     });
 
     test('a computer-use action whose own result carries the screenshot; a screenshot compared with one taken after the action says nothing', () => {
       const tap = call('c1', { action: 'left_click', coordinate: [500, 300] }, 'computer');
-      assert.equal(rulesJudge(computeEvidence(guiTurn([tap], [shot('c1', unchanged, 'computer')]))), -1);
+      assert.equal(rulesJudge(computeEvidence(guiTurn([tap], [ran('c1', 100, 150, unchanged, 'computer')]))), -1);
       // click, screenshot (changed), screenshot (same as the one after the click): the click did something.
       const again = call('c3', { action: 'screenshot' });
-      const ev = computeEvidence(guiTurn([click, screenshot, again], [shot('c2', { changedShare: 0.1, hashDistance: 4, comparedTo: 'before' }), shot('c3', { ...unchanged, comparedTo: 'c2' })]));
+      const ev = computeEvidence(guiTurn([click, screenshot, again], [clicked, shotAfter({ changedShare: 0.1, hashDistance: 4, comparedTo: 'before' }), ran('c3', 210, 250, { ...unchanged, comparedTo: 'c2' })]));
       assert.deepEqual(ev.unchangedScreens, []);
     });
 
     test("the user's approval outranks an unchanged screen; the judge's prompt states the change", () => {
-      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [shot('c2', unchanged)], { userMessage: 'Perfect, thanks.' }))), 1);
-      const t = guiTurn([click, screenshot], [shot('c2', unchanged)]);
+      assert.equal(rulesJudge(computeEvidence(guiTurn([click, screenshot], [clicked, shotAfter(unchanged)], { userMessage: 'Perfect, thanks.' }))), 1);
+      const t = guiTurn([click, screenshot], [clicked, shotAfter(unchanged)]);
       const [, user] = buildJudgePrompt(t, computeEvidence(t));
       assert.match(user!.content, /screenshot 1280x720, 0\.0 % of the screen changed since the screenshot of \[before\] \(perceptual hash distance 0 of 64\)/);
       assert.match(user!.content, /Tool browser \[c1\] was meant to change the screen \(click\), but the screenshot after it \[c2\] shows no change at all\./);
+      const later = guiTurn([click], [clicked], { screenAfter: ran('n1', 300, 340, unchanged) });
+      assert.match(buildJudgePrompt(later, computeEvidence(later))[1]!.content, /The next screenshot, from a later step, browser \[n1\] \(screenshot 1280x720, 0\.0 % of the screen changed/);
     });
   });
 

@@ -1,10 +1,12 @@
 // A GUI change as a next state, in the real OpenClaw (openclaw@2026.9.6 on Node 24): its browser
 // tool drives Debian's Chromium (headless) on a page served here on loopback, with a button that
 // changes the page and one that does nothing. A scripted model (the fake vLLM behind a real daemon)
-// opens the page, takes a screenshot, then clicks each button with a screenshot in the same
-// response; the plugin (the package users install, so its screen worker runs the bundle) measures
-// each screenshot against the one before, and the stored next states and the rules judge's scores
-// are checked. One `agent --local` run. Needs /usr/bin/chromium; skipped without it.
+// opens the page, takes a screenshot, clicks each button and looks at the screen in its next
+// response, as models do; then clicks with a screenshot in the same response, which OpenClaw runs at
+// once with the click (its browser tool is not sequential), so that one says nothing of the click.
+// The plugin (the package users install, so its screen worker runs the bundle) measures each
+// screenshot against the one before; the stored next states and the rules judge's scores are
+// checked. One `agent --local` run. Needs /usr/bin/chromium; skipped without it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -32,9 +34,10 @@ let site: Server;
 let plugin: string;
 const dataDir = tempDir('clawrl-oc-screen-');
 
+interface ExportedResult { toolName: string; isError: boolean; output: string; screen?: ScreenChange; startedAt?: number; endedAt?: number }
 interface Exported {
   action: { toolCalls: { id: string; name: string; arguments: string }[] };
-  nextState: { toolResults: { toolName: string; isError: boolean; output: string; screen?: ScreenChange }[] };
+  nextState: { toolResults: ExportedResult[]; screenAfter?: ExportedResult & { toolCallId: string } };
   reward: number | null;
 }
 
@@ -51,9 +54,9 @@ before(async () => {
   fake = await startFakeVllm((body) => {
     const results = (body.messages as { role: string }[]).filter((m) => m.role === 'tool').length;
     if (results === 0) return { toolCalls: [browser({ action: 'open', targetUrl: url })] };
-    if (results === 1) return { toolCalls: [browser({ action: 'screenshot' })] };
-    if (results === 2) return { toolCalls: [clickAt(380), browser({ action: 'screenshot' })] };
-    if (results === 4) return { toolCalls: [clickAt(120), browser({ action: 'screenshot' })] };
+    if (results === 2 || results === 4) return { toolCalls: [clickAt(results === 2 ? 380 : 120)] };
+    if (results === 1 || results === 3 || results === 5) return { toolCalls: [browser({ action: 'screenshot' })] };
+    if (results === 6) return { toolCalls: [clickAt(380), browser({ action: 'screenshot' })] };
     return { text: 'The order is placed.' };
   }, 'policy');
   daemon = await spawnDaemon(dataDir, ['--backend', 'upstream', '--upstream-url', fake.url]);
@@ -85,30 +88,39 @@ test('the browser tool in the real OpenClaw: a click that changes the page and o
   const agent = await host.openclawIn(state, ['agent', '--local', '--agent', 'main', '--message', 'place the order on the page'], 300_000);
   assert.match(agent.stdout, /The order is placed\./);
 
-  // The four tool-calling turns, once scored (the rules judge: no judge model is configured).
+  // The seven tool-calling turns, once scored (the rules judge: no judge model is configured).
   let turns: Exported[] = [];
   for (let i = 0; i < 150; i++) {
     const out = await runCli(dataDir, ['sessions', 'export', '--json']);
     turns = (out.stdout.trim() ? out.stdout.trim().split('\n').map((l) => JSON.parse(l)) : []).filter((t: Exported) => t.action.toolCalls.length > 0);
-    if (turns.length >= 4 && turns.every((t) => t.reward !== null)) break;
+    if (turns.length >= 7 && turns.every((t) => t.reward !== null)) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  const withCall = (args: string) => turns.find((t) => t.action.toolCalls[0]!.arguments.includes(args));
-  const first = withCall('"screenshot"');
-  const noop = withCall('"x":380');
-  const change = withCall('"x":120');
-  assert.ok(first && noop && change, JSON.stringify(turns));
+  assert.equal(turns.length, 7, JSON.stringify(turns));
+  const [, firstShot, noop, afterNoop, change, afterChange, beside] = turns as [Exported, Exported, Exported, Exported, Exported, Exported, Exported];
   const screenOf = (t: Exported) => t.nextState.toolResults.find((r) => r.screen)?.screen;
-  const firstScreen = screenOf(first)!;
+  const firstScreen = screenOf(firstShot)!;
   assert.ok(firstScreen.width > 0 && firstScreen.height > 0 && firstScreen.comparedTo === undefined, JSON.stringify(firstScreen));
-  // The button that does nothing: the screenshot after the click is the one before it, cell for cell.
-  assert.deepEqual(screenOf(noop), { ...firstScreen, changedShare: 0, hashDistance: 0, comparedTo: first.action.toolCalls[0]!.id });
+
+  // The button that does nothing: the next response's screenshot is the one before the click, cell for cell.
+  assert.match(noop.action.toolCalls[0]!.arguments, /"x":380/);
+  assert.equal(noop.nextState.screenAfter?.toolCallId, afterNoop.action.toolCalls[0]!.id);
+  assert.deepEqual(noop.nextState.screenAfter.screen, { ...firstScreen, changedShare: 0, hashDistance: 0, comparedTo: firstShot.action.toolCalls[0]!.id });
   assert.equal(noop.reward, -1, 'a click that changed nothing is a failed action');
   // The button that changes the page: one line of text.
-  const changed = screenOf(change)!;
-  assert.equal(changed.comparedTo, noop.action.toolCalls[1]!.id);
+  assert.match(change.action.toolCalls[0]!.arguments, /"x":120/);
+  const changed = change.nextState.screenAfter?.screen;
+  assert.equal(changed?.comparedTo, afterNoop.action.toolCalls[0]!.id);
   assert.ok(changed.changedShare! > 0.005 && changed.changedShare! < 0.2, JSON.stringify(changed));
   assert.equal(change.reward, 0, 'a change is no evidence of success without pixels');
+  assert.equal(screenOf(afterChange)?.changedShare, changed.changedShare, 'the screenshot is also its own turn\'s next state');
+
+  // A click and a screenshot in one response: OpenClaw ran them at once, so the screenshot may
+  // predate the click's effect; the times show it, and the click is not judged by it.
+  const [clickRan, shotRan] = beside.nextState.toolResults as [ExportedResult, ExportedResult];
+  assert.ok(shotRan.screen && shotRan.startedAt !== undefined && clickRan.endedAt !== undefined && shotRan.startedAt < clickRan.endedAt, JSON.stringify(beside.nextState));
+  assert.equal(beside.nextState.screenAfter, undefined);
+  assert.equal(beside.reward, 0, 'whatever the screenshot beside it shows');
 
   // No pixels left the plugin (sendScreenshots is off by default): no copy, no image data.
   assert.equal(changed.screenshot, undefined);

@@ -54,17 +54,53 @@ test('a tool-calling response gets ALL its tool results as next state, not only 
       ],
     }),
   );
-  await store.appendEvents('c', [ev({ kind: 'tool.result', toolCallId: 'call_2', toolName: 'read', output: 'ok', isError: false, runId: 'r1' })]);
+  const read = ev({ kind: 'tool.result', toolCallId: 'call_2', toolName: 'read', output: 'ok', isError: false, runId: 'r1' });
+  await store.appendEvents('c', [read]);
   assert.equal(await assembler.assembleOnce(), 0, 'waits for the second result');
-  await store.appendEvents('c', [ev({ kind: 'tool.result', toolCallId: 'call_1', toolName: 'exec', output: 'failed', isError: true, exitCode: 2, runId: 'r1' })]);
+  const exec = ev({ kind: 'tool.result', toolCallId: 'call_1', toolName: 'exec', output: 'failed', isError: true, exitCode: 2, runId: 'r1', durationMs: 40 });
+  await store.appendEvents('c', [exec]);
   assert.equal(await assembler.assembleOnce(), 1);
   const turn = store.turns.get(['s', 0])!;
+  // In call order; when each call ran is kept where the plugin knows it.
   assert.deepEqual(turn.nextState.toolResults, [
-    { toolCallId: 'call_1', toolName: 'exec', exitCode: 2, isError: true, output: 'failed' },
-    { toolCallId: 'call_2', toolName: 'read', isError: false, output: 'ok' },
+    { toolCallId: 'call_1', toolName: 'exec', exitCode: 2, isError: true, output: 'failed', startedAt: exec.at - 40, endedAt: exec.at },
+    { toolCallId: 'call_2', toolName: 'read', isError: false, output: 'ok', endedAt: read.at },
   ]);
   assert.equal(store.unscored.get(['s', 0]), null);
   assert.equal(await assembler.assembleOnce(), 0, 'never twice');
+  await store.close();
+});
+
+test("a click's screenshot: one taken beside it in the same response does not count; the run's next one started after it does", async () => {
+  const { store, assembler } = await setup();
+  const browser = (id: string, args: object) => ({ id, name: 'browser', arguments: JSON.stringify(args) });
+  const screen = (comparedTo: string) => ({ width: 800, height: 600, changedShare: 0, hashDistance: 0, comparedTo });
+  // Response 1: a click and a screenshot, run at once (OpenClaw's browser tool is not sequential).
+  await store.appendEvents('c', [ev({ kind: 'model.call', callId: 'r1:model:1', runId: 'r1', provider: 'clawrl', model: 'm', side: false })]);
+  await store.recordSample(sample('a', { callId: 'r1:model:1', runId: 'r1', finishReason: 'tool_calls', toolCalls: [browser('click', { action: 'act', kind: 'click', ref: 'e1' }), browser('beside', { action: 'screenshot' })] }));
+  clock += 100;
+  const beside = ev({ kind: 'tool.result', toolCallId: 'beside', toolName: 'browser', output: 'shot', isError: false, runId: 'r1', durationMs: 90, screen: screen('before') });
+  const click = ev({ kind: 'tool.result', toolCallId: 'click', toolName: 'browser', output: 'clicked', isError: false, runId: 'r1', durationMs: 95 });
+  await store.appendEvents('c', [beside, click]);
+  assert.equal(await assembler.assembleOnce(), 0, 'all results are in, but no screenshot is known to follow the click: it waits for one');
+  // Response 2: the screenshot the model asks for next.
+  await store.appendEvents('c', [ev({ kind: 'model.call', callId: 'r1:model:2', runId: 'r1', provider: 'clawrl', model: 'm', side: false })]);
+  await store.recordSample(sample('b', { callId: 'r1:model:2', runId: 'r1', finishReason: 'tool_calls', toolCalls: [browser('next', { action: 'screenshot' })] }));
+  clock += 50;
+  const next = ev({ kind: 'tool.result', toolCallId: 'next', toolName: 'browser', output: 'shot', isError: false, runId: 'r1', durationMs: 20, screen: screen('beside') });
+  await store.appendEvents('c', [next]);
+  assert.equal(await assembler.assembleOnce(), 2);
+  const clicked = store.turns.get(['s', 0])!;
+  assert.deepEqual(clicked.nextState.screenAfter, { toolCallId: 'next', toolName: 'browser', isError: false, output: 'shot', screen: screen('beside'), startedAt: next.at - 20, endedAt: next.at });
+  assert.equal(store.turns.get(['s', 1])!.nextState.screenAfter, undefined, 'a screenshot is no screen action');
+
+  // A run that ends with no screenshot after the click: the turn closes once the grace period is over, without one.
+  await store.appendEvents('c', [ev({ kind: 'model.call', callId: 'r2:model:1', runId: 'r2', provider: 'clawrl', model: 'm', side: false })]);
+  await store.recordSample(sample('c', { callId: 'r2:model:1', runId: 'r2', finishReason: 'tool_calls', toolCalls: [browser('click2', { action: 'act', kind: 'click', ref: 'e2' })] }));
+  await store.appendEvents('c', [ev({ kind: 'tool.result', toolCallId: 'click2', toolName: 'browser', output: 'clicked', isError: false, runId: 'r2', durationMs: 5 }), ev({ kind: 'run.end', runId: 'r2', success: true })]);
+  assert.equal(await assembler.assembleOnce(), 0);
+  assert.equal(await assembler.assembleOnce(Date.now() + 6_000), 1);
+  assert.equal(store.turns.get(['s', 2])!.nextState.screenAfter, undefined);
   await store.close();
 });
 

@@ -5,6 +5,9 @@
 //   - startup: a VersionStatsReader made and read once (the readers a daemon makes at start);
 //   - after one write: one more turn stored (recordSample + closeSample, itself timed), then
 //     health.read(); again, then stats.read() (which reads health too). Median of --repeat.
+//   - drift of a young version: a new version's first reply stored (in a session that sorts last),
+//     then the guard's measureDrift for it, as after each reply until it has DRIFT_REPLIES; the
+//     base model's scoring is a FAKE (-1 per token), so this times finding the version's turns.
 // With --upgrade, then: the store made a schema 2 one (no per-version sums) and opened, which
 // sums every turn once.
 // Usage: node --import tsx bench/stats.ts [--sizes 10000,100000] [--repeat 5] [--reply 50] [--upgrade]
@@ -14,6 +17,7 @@ import { open } from 'lmdb';
 import { parseArgs } from 'node:util';
 import { Store } from '../daemon/store.ts';
 import { VersionStatsReader } from '../daemon/stats.ts';
+import type { TrainingBackend } from '../daemon/backends/types.ts';
 import { tempDir } from '../test/helpers.ts';
 
 const { values } = parseArgs({
@@ -32,18 +36,18 @@ const VERSIONS = 10;
 
 let written = 0;
 /** Stores turns [from, to): samples first, then their turns, each in one batch of concurrent writes. */
-async function fill(store: Store, from: number, to: number): Promise<void> {
+async function fill(store: Store, from: number, to: number, young?: string): Promise<void> {
   const samples = await Promise.all(
     Array.from({ length: to - from }, (_, j) => {
       const i = from + j;
       const responseTokens = Array.from({ length: replyTokens }, (_, t) => (i * 7 + t * 13) % 500);
       return store.recordSample({
         id: `s${i}`,
-        sessionKey: `session-${i % SESSIONS}`,
+        sessionKey: young ? `session-zz-${young}` : `session-${i % SESSIONS}`,
         side: false,
         createdAt: i,
         model: 'm',
-        weightVersion: i % VERSIONS === 0 ? 'base' : `v${String(i % VERSIONS).padStart(6, '0')}`,
+        weightVersion: young ?? (i % VERSIONS === 0 ? 'base' : `v${String(i % VERSIONS).padStart(6, '0')}`),
         requestMessages: [{ role: 'user', content: 'q' }],
         promptTokens: Array.from({ length: 200 }, (_, t) => t),
         responseTokens,
@@ -77,8 +81,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const ms = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
 
 console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-console.log('| turns | startup (reader made + first read) | one turn stored | health.read() after a write | stats.read() after a write |');
-console.log('|---:|---:|---:|---:|---:|');
+/** A FAKE base model for drift: it cannot run here, and only the walk to the version's turns is timed. */
+const fakeScorer = { score: async (_prompt: number[], response: number[]) => response.map(() => -1) } as unknown as TrainingBackend;
+
+console.log('| turns | startup (reader made + first read) | one turn stored | health.read() after a write | stats.read() after a write | drift of a young version after its reply |');
+console.log('|---:|---:|---:|---:|---:|---:|');
 const dir = tempDir('clawrl-bench-stats-');
 let store = await Store.open(dir);
 for (const size of sizes) {
@@ -90,6 +97,7 @@ for (const size of sizes) {
   const write: number[] = [];
   const health: number[] = [];
   const all: number[] = [];
+  const drift: number[] = [];
   for (let r = 0; r < repeat; r++) {
     start = process.hrtime.bigint();
     await fill(store, written, written + 1);
@@ -101,8 +109,13 @@ for (const size of sizes) {
     start = process.hrtime.bigint();
     stats.read();
     all.push(ms(start));
+    const young = `v9${String(size).padStart(7, '0')}${r}`;
+    await fill(store, written, written + 1, young);
+    start = process.hrtime.bigint();
+    await stats.health.measureDrift(fakeScorer, young);
+    drift.push(ms(start));
   }
-  console.log(`| ${size.toLocaleString('en')} | ${startup.toFixed(0)} ms | ${median(write).toFixed(2)} ms | ${median(health).toFixed(2)} ms | ${median(all).toFixed(2)} ms |`);
+  console.log(`| ${size.toLocaleString('en')} | ${startup.toFixed(0)} ms | ${median(write).toFixed(2)} ms | ${median(health).toFixed(2)} ms | ${median(all).toFixed(2)} ms | ${median(drift).toFixed(2)} ms |`);
 }
 if (values.upgrade) {
   await store.close();

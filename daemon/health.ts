@@ -148,12 +148,11 @@ export class HealthReader {
   async measureDrift(backend: TrainingBackend, version: string): Promise<number> {
     if (version === 'base') return 0;
     const measured = this.drift.get(version) ?? new Map<string, [number, number]>();
-    // Nothing left to measure costs nothing; otherwise the turns are walked until enough are
-    // found (no index by version: a version's replies may be anywhere in the store).
+    // Nothing left to measure costs nothing; otherwise the version's own turns are walked until enough are found.
     if (measured.size >= Math.min(DRIFT_REPLIES, this.servedBy(version)?.replies ?? 0)) return 0;
     let now = 0;
-    for (const turn of this.store.turnsOf()) {
-      if (turn.weightVersion !== version || measured.has(turn.sampleId)) continue;
+    for (const turn of this.store.turnsOfVersion(version)) {
+      if (measured.has(turn.sampleId)) continue;
       const sample = this.store.sample(turn.sampleId);
       if (!hasTokens(sample)) continue;
       const reference = await backend.score(sample.promptTokens, sample.responseTokens, { reference: true });

@@ -14,9 +14,10 @@ export type { NextState } from '../recipes/types.ts';
 
 /**
  * 2 added the run and call indexes (runEvents, runSamples, callEvents), 3 the per-version sums of
- * served turns (versionServed); an older store is upgraded at open.
+ * served turns (versionServed), 4 the index of turns by version (versionTurns); an older store is
+ * upgraded at open.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export interface SessionRecord {
   sessionKey: string;
@@ -308,6 +309,8 @@ export class Store {
   readonly versions: Database<WeightVersionRecord, string>;
   /** version → what its turns add up to (served.ts), kept with every turn change. */
   private readonly versionServed: Database<Served, string>;
+  /** [weightVersion, sessionKey, turnIndex] → sampleId: a version's turns, kept with every turn change. */
+  private readonly versionTurns: Database<string, [string, string, number]>;
 
   private capacityCheckedAt = 0;
   /** The turn changes of the transaction running now (set by atomically), delivered once it commits. */
@@ -341,6 +344,7 @@ export class Store {
     this.trainQueue = this.openDB('trainQueue');
     this.versions = this.openDB('versions');
     this.versionServed = this.openDB('versionServed');
+    this.versionTurns = this.openDB('versionTurns');
   }
 
   /**
@@ -349,8 +353,8 @@ export class Store {
    * or that make one of their writes fail.
    */
   internalTables() {
-    const { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples } = this;
-    return { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples };
+    const { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples, versionTurns } = this;
+    return { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples, versionTurns };
   }
 
   /** A sub-database of the store, counted in usedBytes (and so in --max-store-mb). */
@@ -365,7 +369,7 @@ export class Store {
     const found = store.meta.get('schemaVersion');
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
-    } else if (found === 1 || found === 2) {
+    } else if (found === 1 || found === 2 || found === 3) {
       await store.upgradeFrom(found);
     } else if (found !== SCHEMA_VERSION) {
       await store.close();
@@ -383,11 +387,13 @@ export class Store {
    * To the current version, in one transaction. From 1: indexes the stored events and samples by
    * run and call, and gives each open sample the record turn assembly reads (early version 1
    * stores kept null). From 1 or 2: sums the served turns by version (one read of every turn).
+   * From 1, 2 or 3: indexes the turns by version (one more read of every turn).
    */
-  private upgradeFrom(found: 1 | 2): Promise<void> {
+  private upgradeFrom(found: 1 | 2 | 3): Promise<void> {
     return this.atomically(() => {
       if (found === 1) this.indexFrom1();
-      for (const [version, served] of servedFromScratch(this)) this.versionServed.put(version, served);
+      if (found <= 2) for (const [version, served] of servedFromScratch(this)) this.versionServed.put(version, served);
+      for (const { key, value } of this.turns.getRange()) this.versionTurns.put([value.weightVersion, ...key], value.sampleId);
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
   }
@@ -591,6 +597,8 @@ export class Store {
     if (!before && !turn) return;
     if (turn) this.turns.put(key, turn);
     else this.turns.remove(key);
+    if (before) this.versionTurns.remove([before.weightVersion, ...key]);
+    if (turn) this.versionTurns.put([turn.weightVersion, ...key], turn.sampleId);
     if (before && turn && before.sampleId === turn.sampleId && before.weightVersion === turn.weightVersion) {
       changes.push({ before, after: turn });
       // Same sample, same version: its reply counts the same before and after, so it is left out
@@ -768,6 +776,15 @@ export class Store {
   /** Every weight version made or adopted, oldest first. */
   *versionRecords(): Generator<WeightVersionRecord> {
     for (const { value } of this.versions.getRange()) yield value;
+  }
+
+  /** The turns `version` served, by session (the versionTurns index: O(its turns), not O(all)). */
+  *turnsOfVersion(version: string): Generator<TurnRecord> {
+    for (const [turnVersion, sessionKey, turnIndex] of this.versionTurns.getKeys({ start: [version] })) {
+      if (turnVersion !== version) return;
+      const turn = this.turns.get([sessionKey, turnIndex]);
+      if (turn) yield turn;
+    }
   }
 
   *turnsOf(sessionKey?: string): Generator<TurnRecord> {

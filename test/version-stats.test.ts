@@ -67,6 +67,18 @@ async function newTurn(store: Store, rnd: () => number, id: string, at: { sessio
 
 const fromScratch = (store: Store) => rounded([...servedFromScratch(store)].sort(([a], [b]) => a.localeCompare(b)));
 const kept = (store: Store) => rounded([...store.servedByVersion()].sort(([a], [b]) => a.localeCompare(b)));
+/** Each version's turns as sample ids, from the index (`turnsOfVersion`) and from a walk of every turn. */
+const byVersion = (store: Store) => {
+  const versions = [...new Set([...store.turnsOf()].map((t) => t.weightVersion))].sort();
+  const walked = versions.map((v) => [v, [...store.turnsOf()].filter((t) => t.weightVersion === v).map((t) => t.sampleId)]);
+  const indexed = versions.map((v) => [v, [...store.turnsOfVersion(v)].map((t) => t.sampleId)]);
+  return { walked, indexed, entries: [...store.internalTables().versionTurns.getKeys()].length, turns: [...store.turnsOf()].length };
+};
+const assertIndexed = (store: Store, message: string) => {
+  const { walked, indexed, entries, turns } = byVersion(store);
+  assert.deepEqual(indexed, walked, message);
+  assert.equal(entries, turns, `${message}: no index entry outlives its turn`);
+};
 
 test('the kept per-version sums equal a sum from scratch after random store changes, and survive a restart', async () => {
   for (const seed of [1, 2, 3, 4, 5]) {
@@ -109,6 +121,7 @@ test('the kept per-version sums equal a sum from scratch after random store chan
       // Several at once too: their transactions may commit together.
       await Promise.all(Array.from({ length: 1 + Math.floor(rnd() * 4) }, step));
       assert.deepEqual(kept(store), fromScratch(store), `seed ${seed}, round ${round}`);
+      assertIndexed(store, `seed ${seed}, round ${round}`);
       // A reader's cached answer follows too. The batch summary is left out: it is read once per
       // version by design (a removed session's scores then still count in it).
       const withoutBatch = (stats: VersionStats[]) => rounded(stats.map(({ batch: _, ...rest }) => rest));
@@ -148,7 +161,7 @@ test('turn changes are delivered after their transaction commits, and not at all
   await store.close();
 });
 
-test('a version 2 store gets its per-version sums at open, from every turn', async () => {
+test('a version 2 store gets its per-version sums and a version 3 store its index of turns by version at open, from every turn', async () => {
   const dir = tempDir();
   let store = await Store.open(dir);
   const rnd = random(5);
@@ -164,6 +177,17 @@ test('a version 2 store gets its per-version sums at open, from every turn', asy
   store = await Store.open(dir);
   assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
   assert.deepEqual(kept(store), sums);
+  assertIndexed(store, 'from version 2');
+  await store.close();
+  // As version 3 left it: sums, no index.
+  const raw3 = open({ path: join(dir, 'store'), maxDbs: 32 });
+  await raw3.openDB({ name: 'versionTurns' }).clearAsync();
+  await raw3.openDB({ name: 'meta' }).put('schemaVersion', 3);
+  await raw3.close();
+  store = await Store.open(dir);
+  assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
+  assertIndexed(store, 'from version 3');
+  assert.ok(byVersion(store).entries > 0);
   await store.close();
 });
 

@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import { EmbeddedBackend, promptBudget } from '../daemon/backends/embedded/index.ts';
 import { SPECIAL, decode, encodeChat, encodeText, parseToolCalls } from '../daemon/backends/embedded/tokenizer.ts';
 import { decodeSafetensors, encodeSafetensors } from '../daemon/backends/safetensors.ts';
-import type { GenerateChunk, SamplingParams, ToolSpec, TrainExample } from '../daemon/backends/types.ts';
+import type { ChatMessage, GenerateChunk, SamplingParams, ToolSpec, TrainExample } from '../daemon/backends/types.ts';
+import fc from 'fast-check';
 
 const small = { context: 256, dim: 32, layers: 2, heads: 2, mlpRatio: 2, seed: 3 };
 const sampling = (over: Partial<SamplingParams> = {}): SamplingParams => ({
@@ -29,6 +30,23 @@ before(async () => {
 after(async () => {
   await backend.close();
   await rm(dir, { recursive: true, force: true });
+});
+
+test('a prompt over the budget keeps its first quarter and its end, token for token as the whole prompt cut', () => {
+  const message = fc.record({
+    role: fc.constantFrom('system', 'user', 'assistant', 'tool') as fc.Arbitrary<ChatMessage['role']>,
+    content: fc.string({ unit: 'grapheme', maxLength: 60 }),
+  });
+  fc.assert(
+    fc.property(fc.array(message, { maxLength: 8 }), fc.boolean(), fc.integer({ min: 1, max: 400 }), (messages, withTools, maxTokens) => {
+      const tools: ToolSpec[] | undefined = withTools ? [{ name: 'exec', description: 'run é', parameters: { type: 'object' } }] : undefined;
+      const whole = encodeChat(messages, tools, Infinity).tokens;
+      const head = Math.floor(maxTokens / 4);
+      const cut = whole.length <= maxTokens ? whole : whole.slice(0, head).concat(whole.slice(whole.length - (maxTokens - head)));
+      assert.deepEqual(encodeChat(messages, tools, maxTokens), { tokens: cut, truncated: whole.length > maxTokens });
+    }),
+    { numRuns: 300 },
+  );
 });
 
 test('tokenizer: unicode roundtrip and the chat template', () => {

@@ -113,39 +113,60 @@ export interface EncodedPrompt {
   truncated: boolean;
 }
 
+/** A run of the prompt: one special token, or text's UTF-8 bytes (one token each). */
+type Piece = number | Uint8Array;
+const pieceLength = (p: Piece) => (typeof p === 'number' ? 1 : p.length);
+
+/** Tokens [from, to) of the pieces, without materialising the rest. */
+function tokensOf(pieces: Piece[], from: number, to: number, out: number[]): void {
+  let at = 0;
+  for (const p of pieces) {
+    const length = pieceLength(p);
+    const [start, end] = [Math.max(from, at), Math.min(to, at + length)];
+    if (start < end) {
+      if (typeof p === 'number') out.push(p);
+      else for (let i = start - at; i < end - at; i++) out.push(p[i]!);
+    }
+    at += length;
+    if (at >= to) return;
+  }
+}
+
 /**
  * Renders the conversation (tools described in the system turn) ending with the assistant marker.
  * A prompt over `maxTokens` keeps the first quarter of the budget from the start of the prompt
  * (the head of the system prompt: who the agent is) and fills the rest from the end (the latest
- * turns and the assistant marker); the middle is dropped.
+ * turns and the assistant marker); the middle is dropped. Only the kept tokens are made: a 4 MiB
+ * tool output cut to a 192-token prompt costs its UTF-8 encoding, not 4 million array pushes.
  */
 export function encodeChat(messages: ChatMessage[], tools: ToolSpec[] | undefined, maxTokens: number): EncodedPrompt {
   const toolText = tools && tools.length > 0 ? renderTools(tools) : '';
   const turns = messages.slice();
   if (toolText && !turns.some((m) => m.role === 'system')) turns.unshift({ role: 'system', content: '' });
-  const tokens: number[] = [];
+  const pieces: Piece[] = [];
   let systemHeadPending = toolText !== '';
   for (const m of turns) {
-    tokens.push(ROLE_TOKEN[m.role]);
-    pushText(tokens, m.content);
+    pieces.push(ROLE_TOKEN[m.role], utf8.encode(m.content));
     if (m.role === 'system' && systemHeadPending) {
-      pushText(tokens, toolText);
+      pieces.push(utf8.encode(toolText));
       systemHeadPending = false;
     }
     for (const call of m.role === 'assistant' ? (m.toolCalls ?? []) : []) {
-      tokens.push(SPECIAL.toolCallOpen);
-      pushText(tokens, renderToolCall(call));
-      tokens.push(SPECIAL.toolCallClose);
+      pieces.push(SPECIAL.toolCallOpen, utf8.encode(renderToolCall(call)), SPECIAL.toolCallClose);
     }
-    tokens.push(SPECIAL.end);
+    pieces.push(SPECIAL.end);
   }
-  tokens.push(SPECIAL.assistant);
-  if (tokens.length <= maxTokens) return { tokens, truncated: false };
+  pieces.push(SPECIAL.assistant);
+  const total = pieces.reduce<number>((sum, p) => sum + pieceLength(p), 0);
+  const tokens: number[] = [];
+  if (total <= maxTokens) {
+    tokensOf(pieces, 0, total, tokens);
+    return { tokens, truncated: false };
+  }
   const head = Math.floor(maxTokens / 4);
-  return {
-    tokens: tokens.slice(0, head).concat(tokens.slice(tokens.length - (maxTokens - head))),
-    truncated: true,
-  };
+  tokensOf(pieces, 0, head, tokens);
+  tokensOf(pieces, total - (maxTokens - head), total, tokens);
+  return { tokens, truncated: true };
 }
 
 export interface ParsedReply {

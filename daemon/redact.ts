@@ -194,9 +194,16 @@ const BUILTIN: Rule[] = [
 ];
 
 let custom: Rule[] = [];
+let customSources: string[] = [];
+
+/** The user patterns set, as given (a worker that redacts sets the same). */
+export function customPatternSources(): readonly string[] {
+  return customSources;
+}
 
 /** Adds user patterns (regular expression sources); throws naming a pattern that does not compile. */
 export function setCustomPatterns(sources: string[]): void {
+  customSources = [...sources];
   custom = sources.map((source, i) => {
     try {
       return regexRule(`custom pattern ${i + 1}`, new RegExp(source, 'g'));

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { statfsSync } from 'node:fs';
 import { MAX_ID_BYTES, idFits, type Event, type ScreenChange, type ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
-import { redactDeep, type RedactionCount } from './redact.ts';
+import { redactDeep } from './redact.ts';
+import { redactSized, type Redacted } from './redact-off-loop.ts';
 import type { NextState } from '../recipes/types.ts';
 import { countTurn, emptyServed, replySummary, servedFromScratch, type ReplySummary, type Served } from './served.ts';
 
@@ -315,6 +316,8 @@ export class Store {
   private capacityCheckedAt = 0;
   /** The turn changes of the transaction running now (set by atomically), delivered once it commits. */
   private turnChanges?: TurnChange[];
+  /** Settles when the samples being recorded now are stored (set while a large one is redacted). */
+  private samplesInFlight?: Promise<void>;
   private readonly turnListeners: ((change: TurnChange) => void)[] = [];
   private capacityError: StorageFullError | undefined;
   /** Every sub-database, this class's and those other modules open (hint memory's), for usedBytes. */
@@ -666,9 +669,34 @@ export class Store {
    * SessionLimitError when that would be one session too many.
    */
   recordSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'> & { logMark?: number }): Promise<SampleRecord> {
-    const count: RedactionCount = { found: 0 };
-    const redacted = redactDeep({ ...served, promptTokens: [], responseTokens: [], logprobs: [] }, count);
-    const sample = count.found > 0 ? { ...redacted, redacted: true as const } : served;
+    let redacted: ReturnType<typeof redactSized<typeof served>>;
+    try {
+      redacted = redactSized({ ...served, promptTokens: [], responseTokens: [], logprobs: [] });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // A large sample is redacted in a worker. Samples are still stored in the order they were
+    // recorded (a session's ordinals follow serving), so one that comes while another is being
+    // redacted waits for it; otherwise it is stored at once, as before.
+    const before = this.samplesInFlight;
+    if (!(redacted instanceof Promise) && !before) return this.writeSample(served, redacted);
+    const written = Promise.all([redacted, before]).then(([r]) => this.writeSample(served, r));
+    const settled = written.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.samplesInFlight = settled;
+    void settled.then(() => this.samplesInFlight === settled && (this.samplesInFlight = undefined));
+    return written;
+  }
+
+  /**
+   * Stores a sample once redacted. Its `logMark` is the event log's position when its transaction
+   * runs: for a large sample, events stored while it was redacted (a few hundred milliseconds)
+   * count as before it; the plugin's model.call event, where it names the call, says what came after.
+   */
+  private writeSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'> & { logMark?: number }, redacted: Redacted<typeof served>): Promise<SampleRecord> {
+    const sample = redacted.found > 0 ? { ...redacted.value, redacted: true as const } : served;
     try {
       this.checkCapacity();
       for (const [name, id] of [['session key', sample.sessionKey], ['sample id', sample.id], ['run id', sample.runId]] as const) assertKeyFits(name, id);

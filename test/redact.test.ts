@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import assert from 'node:assert/strict';
 import { REDACTED, redactDeep, redactSecrets, setCustomPatterns } from '../daemon/redact.ts';
 import { Store } from '../daemon/store.ts';
+import { INLINE_REDACT_CHARS, redactSized } from '../daemon/redact-off-loop.ts';
 import { optIn, tempDir, userMessage } from './helpers.ts';
 
 test('common secrets are redacted and ordinary text is left alone', () => {
@@ -84,6 +85,35 @@ test('secrets never reach the store: events are redacted, and a sample with one 
   assert.equal(clean.redacted, undefined);
   assert.deepEqual(store.samples.get('b')!.promptTokens, [1, 2]);
   await store.close();
+});
+
+test('a large sample is redacted off the event loop, with the user patterns, and samples keep the order they were recorded in', async () => {
+  const store = await Store.open(tempDir());
+  const base = { sessionKey: 'big', side: false, createdAt: 1, model: 'm', weightVersion: 'base', promptTokens: [1], responseTokens: [2], logprobs: [-1], toolCalls: [], finishReason: 'stop' as const, text: 'ok' };
+  setCustomPatterns(['ACME-\\d{6}']);
+  try {
+    // 1 MiB of tool output (over INLINE_REDACT_CHARS) with a built-in secret and a user pattern's near its end.
+    const output = `${'ls -la /var/log && tail -n 50 syslog\n'.repeat(28_000)}token ghp_abcdefghijklmnopqrstuvwxyz0123456789 order ACME-123456 done`;
+    assert.ok(output.length > INLINE_REDACT_CHARS);
+    // Large values go to the worker (a promise), small ones are redacted at once.
+    const pending = redactSized({ content: output });
+    assert.ok(pending instanceof Promise);
+    assert.ok(!(redactSized({ content: 'ACME-123456' }) instanceof Promise));
+    assert.deepEqual(await pending, { value: { content: output.replace('ghp_abcdefghijklmnopqrstuvwxyz0123456789', REDACTED).replace('ACME-123456', REDACTED) }, found: 2 });
+    const big = store.recordSample({ ...base, id: 'big-1', requestMessages: [{ role: 'tool', content: output }] });
+    // Recorded after it, small (redacted at once, stored first if nothing held it): stored after it all the same.
+    const small = store.recordSample({ ...base, id: 'small-2', requestMessages: [{ role: 'user', content: 'next' }] });
+    const [bigRecord, smallRecord] = await Promise.all([big, small]);
+    assert.deepEqual([bigRecord.ordinal, smallRecord.ordinal], [0, 1]);
+    const content = store.samples.get('big-1')!.requestMessages[0]!.content;
+    assert.ok(content.endsWith(`token ${REDACTED} order ${REDACTED} done`), content.slice(-80));
+    assert.equal(content.length, output.length - 'ghp_abcdefghijklmnopqrstuvwxyz0123456789ACME-123456'.length + 2 * REDACTED.length);
+    assert.equal(bigRecord.redacted, true);
+    assert.deepEqual(bigRecord.promptTokens, [], 'a sample with a secret keeps no token ids');
+  } finally {
+    setCustomPatterns([]);
+    await store.close();
+  }
 });
 
 // The built-in rules as regular expressions, as they stood before three of them were rewritten

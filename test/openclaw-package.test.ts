@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { readRuntimeInfo, readToken } from '../daemon/config.ts';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
 import { repoRoot, tempDir, until } from './helpers.ts';
+import { Store } from '../daemon/store.ts';
 import { openclawHost, type OpenclawHost } from './openclaw-host.ts';
 
 const run = promisify(execFile);
@@ -101,6 +102,26 @@ test('clawrl-daemon installed with npm install -g starts on a fresh data dir and
   const reply = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: models.data[0]!.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }) });
   assert.equal(reply.status, 200, await reply.clone().text());
   assert.equal(((await reply.json()) as { choices: unknown[] }).choices.length, 1);
+
+  // A large request of an opted-in session: parsed and redacted in the daemon's worker threads, from compiled JavaScript.
+  const secret = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789';
+  const output = `${'total 8\ndrwxr-xr-x 2 root root 4096 .\n'.repeat(9_000)}GITHUB_TOKEN is ${secret}`;
+  const sessionKey = 'agent:main:package-large';
+  const large = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { ...headers, 'x-clawrl-session-key': sessionKey, 'x-clawrl-opt-in': '1' },
+    body: JSON.stringify({ model: models.data[0]!.id, messages: [{ role: 'user', content: 'what is in here?' }, { role: 'tool', content: output, tool_call_id: 'c1' }], max_tokens: 4 }),
+  });
+  assert.equal(large.status, 200, await large.clone().text());
+  // Read from the store beside the running daemon (LMDB serves several processes).
+  const store = await Store.open(dataDir);
+  try {
+    const [sample] = await until(async () => [...store.samplesOf(sessionKey)].length > 0 && [...store.samplesOf(sessionKey)], 'the large sample to be stored', 30_000);
+    const stored = sample!.requestMessages.at(-1)!.content;
+    assert.ok(stored.length > 256 * 1024 && !stored.includes(secret) && stored.endsWith('GITHUB_TOKEN is [REDACTED]'), stored.slice(-100));
+  } finally {
+    await store.close();
+  }
 
   const stopped = await cli(dataDir, ['stop']);
   assert.match(stopped.stdout, /stopped clawrl daemon/);

@@ -15,8 +15,9 @@ export type { NextState } from '../recipes/types.ts';
 
 /**
  * 2 added the run and call indexes (runEvents, runSamples, callEvents), 3 the per-version sums of
- * served turns (versionServed), 4 the index of turns by version (versionTurns); an older store is
- * upgraded at open.
+ * served turns (versionServed), 4 the index of turns by version (versionTurns) and dropped the
+ * index of samples by tool call id (toolCallSamples: nothing read it, and providers that number
+ * their calls repeat ids across runs); an older store is upgraded at open.
  */
 export const SCHEMA_VERSION = 4;
 
@@ -296,8 +297,6 @@ export class Store {
   readonly sessionSamples: Database<string, [string, number]>;
   /** [sessionKey, runId, ordinal] → sample id: a run's samples. */
   private readonly runSamples: Database<string, [string, string, number]>;
-  /** Tool call id the model wrote → the sample that wrote it (tool results join by it). */
-  private readonly toolCallSamples: Database<string, string>;
   /** Samples still waiting for their next state, with what turn assembly needs to decide. */
   readonly openSamples: Database<OpenSample, string>;
   /** [sessionKey, turnIndex] → turn. */
@@ -339,7 +338,6 @@ export class Store {
     this.samples = this.openDB('samples');
     this.sessionSamples = this.openDB('sessionSamples');
     this.runSamples = this.openDB('runSamples');
-    this.toolCallSamples = this.openDB('toolCallSamples');
     this.openSamples = this.openDB('openSamples');
     this.turns = this.openDB('turns');
     this.scores = this.openDB('scores');
@@ -356,8 +354,8 @@ export class Store {
    * or that make one of their writes fail.
    */
   internalTables() {
-    const { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples, versionTurns } = this;
-    return { clients, sessionEvents, runEvents, callEvents, runSamples, toolCallSamples, versionTurns };
+    const { clients, sessionEvents, runEvents, callEvents, runSamples, versionTurns } = this;
+    return { clients, sessionEvents, runEvents, callEvents, runSamples, versionTurns };
   }
 
   /** A sub-database of the store, counted in usedBytes (and so in --max-store-mb). */
@@ -390,13 +388,16 @@ export class Store {
    * To the current version, in one transaction. From 1: indexes the stored events and samples by
    * run and call, and gives each open sample the record turn assembly reads (early version 1
    * stores kept null). From 1 or 2: sums the served turns by version (one read of every turn).
-   * From 1, 2 or 3: indexes the turns by version (one more read of every turn).
+   * From 1, 2 or 3: indexes the turns by version (one more read of every turn) and empties the
+   * index by tool call id that 1-3 wrote.
    */
   private upgradeFrom(found: 1 | 2 | 3): Promise<void> {
     return this.atomically(() => {
       if (found === 1) this.indexFrom1();
       if (found <= 2) for (const [version, served] of servedFromScratch(this)) this.versionServed.put(version, served);
       for (const { key, value } of this.turns.getRange()) this.versionTurns.put([value.weightVersion, ...key], value.sampleId);
+      const toolCallSamples = this.root.openDB<string, string>({ name: 'toolCallSamples' });
+      for (const key of [...toolCallSamples.getKeys()]) toolCallSamples.remove(key);
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
   }
@@ -715,8 +716,6 @@ export class Store {
       this.samples.put(record.id, record);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
       if (record.runId !== undefined) this.runSamples.put([record.sessionKey, record.runId, record.ordinal], record.id);
-      // A tool call id too long to be a key cannot be joined to a result anyway (the protocol refuses such results).
-      for (const call of record.toolCalls) if (call.id && idFits(call.id)) this.toolCallSamples.put(call.id, record.id);
       if (!record.side) this.openSamples.put(record.id, openSampleOf(record));
       return record;
     });
@@ -880,7 +879,6 @@ export class Store {
     this.sessionSamples.remove(key);
     if (sample.runId !== undefined) this.runSamples.remove([sample.sessionKey, sample.runId, sample.ordinal]);
     this.openSamples.remove(sample.id);
-    for (const call of sample.toolCalls) this.toolCallSamples.remove(call.id);
   }
 
   /** Inside a write transaction: a turn and its score and queue entries. */

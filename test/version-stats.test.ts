@@ -179,14 +179,16 @@ test('a version 2 store gets its per-version sums and a version 3 store its inde
   assert.deepEqual(kept(store), sums);
   assertIndexed(store, 'from version 2');
   await store.close();
-  // As version 3 left it: sums, no index.
+  // As version 3 left it: sums, no index by version, an index by tool call id.
   const raw3 = open({ path: join(dir, 'store'), maxDbs: 32 });
   await raw3.openDB({ name: 'versionTurns' }).clearAsync();
+  await raw3.openDB({ name: 'toolCallSamples' }).put('call_1', 't0');
   await raw3.openDB({ name: 'meta' }).put('schemaVersion', 3);
   await raw3.close();
   store = await Store.open(dir);
   assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
   assertIndexed(store, 'from version 3');
+  assert.deepEqual([...store.openDB<string, string>('toolCallSamples').getKeys()], [], 'the unread index by tool call id is emptied');
   assert.ok(byVersion(store).entries > 0);
   await store.close();
 });

@@ -736,6 +736,12 @@ export class Store {
   // left unfinished would hold its read transaction until garbage collection (LMDB's reader
   // slots run out: MDB_READERS_FULL).
 
+  /** The log position of the session's newest stored event; 0 when it has none. */
+  lastEventLog(sessionKey: string): number {
+    const [last] = this.sessionEvents.getKeys({ start: [sessionKey, Infinity], end: [sessionKey], reverse: true, limit: 1 });
+    return last?.[1] ?? 0;
+  }
+
   hasRunSamples(sessionKey: string, runId: string): boolean {
     return [...this.runSamples.getKeys({ start: [sessionKey, runId], end: [sessionKey, runId, Infinity], limit: 1 })].length > 0;
   }

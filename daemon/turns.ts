@@ -22,6 +22,8 @@ export interface AssemblerOptions {
   /** After its run ended, how long a tool-calling response waits for missing results. */
   toolGraceMs?: number;
   pollMs?: number;
+  /** Passes asked for (after each stored batch) run at most this often (Loop's minGapMs). */
+  minGapMs?: number;
   /** Called (after commit) with each new or updated turn. */
   onTurn?: (turn: TurnRecord) => void;
 }
@@ -29,6 +31,12 @@ export interface AssemblerOptions {
 type Outcome = { nextState: NextState } | undefined;
 
 const SETTLE_MS = 5_000;
+/**
+ * A session with nothing new since its last look (no event, no sample opened or closed) is looked
+ * at again after this long: only time can change its decisions then (the settle, grace and idle
+ * periods, seconds to minutes long), and a pass runs after every stored batch.
+ */
+const REVISIT_MS = 1_000;
 /** Events between saves of the late-feedback cursor when no feedback moves it. */
 const FEEDBACK_CURSOR_SAVE_EVERY = 10_000;
 
@@ -99,6 +107,8 @@ export class TurnAssembler {
   /** Event log position up to which feedback has been attached (saved with each pass that meets feedback, and every 10,000 events). */
   private feedbackCursor?: number;
   private feedbackCursorSaved = 0;
+  /** Per session with open samples: what its last look saw (newest event, open samples) and when. */
+  private readonly looked = new Map<string, { log: number; open: string; at: number }>();
 
   constructor(private readonly opts: AssemblerOptions) {
     this.idleMs = opts.idleMs ?? 10 * 60_000;
@@ -108,7 +118,7 @@ export class TurnAssembler {
         opts.log.error('turn assembly failed', { error: errorMessage(err) });
         return 0;
       });
-    this.loop = new Loop(pass, opts.pollMs ?? 1_000);
+    this.loop = new Loop(pass, opts.pollMs ?? 1_000, opts.minGapMs ?? 0);
   }
 
   start(): void {
@@ -137,7 +147,12 @@ export class TurnAssembler {
     // The pass's turns are written together: LMDB commits them in one or a few transactions,
     // where awaiting each cost a durable commit per turn and let assembly fall behind ingest.
     const writes: Promise<boolean>[] = [];
+    for (const key of this.looked.keys()) if (!bySession.has(key)) this.looked.delete(key);
     for (const [sessionKey, open] of bySession) {
+      const seen = { log: store.lastEventLog(sessionKey), open: open.map((s) => s.id).join('\n'), at: now };
+      const before = this.looked.get(sessionKey);
+      if (before && before.log === seen.log && before.open === seen.open && Math.abs(now - before.at) < REVISIT_MS) continue;
+      this.looked.set(sessionKey, seen);
       const events = [...store.sessionEventsOf(sessionKey, { after: this.firstRelevantLog(open) - 1 })];
       for (const sample of open) {
         let full: SampleRecord | undefined;

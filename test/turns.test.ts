@@ -104,6 +104,31 @@ test("a click's screenshot: one taken beside it in the same response does not co
   await store.close();
 });
 
+test("a pass reads again only the sessions that changed; one with nothing new is looked at again after a second", async () => {
+  const { store, assembler } = await setup();
+  await store.appendEvents('c', [ev({ kind: 'session.optin', sessionKey: 't' })]);
+  await store.recordSample(sample('s1'));
+  await store.recordSample(sample('t1', { sessionKey: 't' }));
+  const read: string[] = [];
+  const sessionEventsOf = store.sessionEventsOf.bind(store);
+  store.sessionEventsOf = (sessionKey, opts) => (read.push(sessionKey), sessionEventsOf(sessionKey, opts));
+  const now = Date.now();
+  assert.equal(await assembler.assembleOnce(now), 0);
+  assert.deepEqual(read.splice(0).sort(), ['s', 't']);
+  assert.equal(await assembler.assembleOnce(now + 10), 0);
+  assert.deepEqual(read.splice(0), [], 'nothing new: not read again');
+  await store.appendEvents('c', [ev({ kind: 'user.message', sessionKey: 't', content: 'next' })]);
+  assert.equal(await assembler.assembleOnce(now + 20), 1);
+  assert.deepEqual(read.splice(0), ['t']);
+  await store.recordSample(sample('s2'));
+  assert.equal(await assembler.assembleOnce(now + 30), 0);
+  assert.deepEqual(read.splice(0), ['s'], 'a sample opened');
+  // Only time can close s's samples now (idle): looked at again once a second has passed.
+  assert.equal(await assembler.assembleOnce(now + 11 * 60_000), 2);
+  assert.deepEqual(read.splice(0), ['s']);
+  await store.close();
+});
+
 test('a text reply takes the next user message, not the one that prompted it', async () => {
   const { store, assembler } = await setup();
   await store.appendEvents('c', [

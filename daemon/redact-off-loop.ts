@@ -6,6 +6,8 @@ import { customPatternSources, redactDeep, setCustomPatterns } from './redact.ts
 
 /** Values whose strings add up to more characters than this are redacted in the worker. */
 export const INLINE_REDACT_CHARS = 256 * 1024;
+/** Each string costs the rules about as much as this many characters, however short (~6 µs). */
+const CHARS_PER_STRING = 64;
 const ROLE = 'clawrl-redact';
 
 interface RedactRequest {
@@ -22,11 +24,11 @@ export interface Redacted<T> {
 
 const worker = new OffLoop<RedactRequest, Redacted<unknown>>(ROLE, import.meta.url, 'redaction');
 
-/** True when the strings inside `value` (objects, arrays) add up to more than `budget` characters. */
+/** True when the strings inside `value` (objects, arrays) add up to more than `budget` characters, each counted CHARS_PER_STRING longer. */
 function longerThan(value: unknown, budget: number): boolean {
   let left = budget;
   const walk = (v: unknown): boolean => {
-    if (typeof v === 'string') return (left -= v.length) < 0;
+    if (typeof v === 'string') return (left -= v.length + CHARS_PER_STRING) < 0;
     if (Array.isArray(v)) return v.some(walk);
     if (v && typeof v === 'object') return Object.values(v).some(walk);
     return false;

@@ -31,13 +31,6 @@ import { canTrain, type Backend } from './backends/types.ts';
 import type { Logger } from './log.ts';
 import type { DaemonOptions, DaemonStatus } from './types.ts';
 
-/**
- * Deriving and assembly are asked for after every stored batch; under load they run at most this
- * often, so that each pass's fixed cost (the open samples read, each session checked) is paid per
- * tenth of a second rather than per batch. A turn is made up to this much later.
- */
-const PASS_GAP_MS = 100;
-
 export interface Pipeline {
   store: Store;
   backend?: Backend;
@@ -110,11 +103,10 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
         return 0;
       }),
     1_000,
-    PASS_GAP_MS,
   );
 
   // Assembly: a sample and what followed it (its next state) become a turn.
-  const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs, minGapMs: PASS_GAP_MS, onTurn: () => void scoring.nudge() });
+  const assembler = new TurnAssembler({ store, log, idleMs: opts.idleMs, onTurn: () => void scoring.nudge() });
 
   // Scoring: the recipe's inputs (votes, a hint, a teacher's logprobs) and its advantages.
   const scoring = new ScoringLoop({

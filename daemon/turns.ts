@@ -22,8 +22,6 @@ export interface AssemblerOptions {
   /** After its run ended, how long a tool-calling response waits for missing results. */
   toolGraceMs?: number;
   pollMs?: number;
-  /** Passes asked for (after each stored batch) run at most this often (Loop's minGapMs). */
-  minGapMs?: number;
   /** Called (after commit) with each new or updated turn. */
   onTurn?: (turn: TurnRecord) => void;
 }
@@ -118,7 +116,7 @@ export class TurnAssembler {
         opts.log.error('turn assembly failed', { error: errorMessage(err) });
         return 0;
       });
-    this.loop = new Loop(pass, opts.pollMs ?? 1_000, opts.minGapMs ?? 0);
+    this.loop = new Loop(pass, opts.pollMs ?? 1_000);
   }
 
   start(): void {

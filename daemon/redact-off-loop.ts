@@ -39,6 +39,10 @@ function longerThan(value: unknown, budget: number): boolean {
 /** `value` redacted as `redactDeep` does it: synchronously when it is small, in the worker when it is large. */
 export function redactSized<T>(value: T): Redacted<T> | Promise<Redacted<T>> {
   if (longerThan(value, INLINE_REDACT_CHARS)) return worker.call({ value, patterns: customPatternSources() }) as Promise<Redacted<T>>;
+  return redactCounted(value);
+}
+
+function redactCounted<T>(value: T): Redacted<T> {
   const count = { found: 0 };
   return { value: redactDeep(value, count), found: count.found };
 }
@@ -46,6 +50,5 @@ export function redactSized<T>(value: T): Redacted<T> | Promise<Redacted<T>> {
 serveOffLoop<RedactRequest, Redacted<unknown>>(ROLE, ({ value, patterns }) => {
   const own = customPatternSources();
   if (patterns.length !== own.length || patterns.some((p, i) => p !== own[i])) setCustomPatterns([...patterns]);
-  const count = { found: 0 };
-  return { value: redactDeep(value, count), found: count.found };
+  return redactCounted(value);
 });

@@ -153,10 +153,11 @@ export class TurnAssembler {
       this.looked.set(sessionKey, seen);
       const events = [...store.sessionEventsOf(sessionKey, { after: this.firstRelevantLog(open) - 1 })];
       for (const sample of open) {
-        let full: SampleRecord | undefined;
-        const record = () => (full ??= store.sample(sample.id));
+        let read: SampleRecord | undefined;
+        const record = () => (read ??= store.sample(sample.id));
         const outcome = this.decide(sample, events, now, () => record()?.toolCalls ?? []);
-        if (outcome && record()) writes.push(this.writeTurn(record()!, outcome.nextState));
+        const full = outcome && record();
+        if (full) writes.push(this.writeTurn(full, outcome.nextState));
       }
     }
     const made = (await Promise.all(writes)).filter(Boolean).length;

@@ -18,17 +18,41 @@ const streams = [
   { name: 'rest', files: files.filter((f) => !isHost(f)) },
 ].filter((s) => s.files.length > 0);
 
+// Each failed test's TAP block (from `not ok` to the end of its YAML diagnostics), repeated after
+// both streams end, so a CI log that keeps only its tail still names what failed and why.
+const failures = [];
+
+/** Collects the TAP blocks of failed tests from one stream's stdout lines. */
+function failureCollector(name) {
+  let block = null;
+  return (line) => {
+    if (block === null && /^\s*not ok \d+/.test(line)) block = [line];
+    else if (block !== null) {
+      block.push(line);
+      if (/^\s*\.\.\.$/.test(line)) {
+        failures.push(block.map((l) => `[${name}] ${l}`).join('\n'));
+        block = null;
+      }
+    }
+  };
+}
+
 /** Runs one stream; its output lines are prefixed with its name. Resolves with its exit code. */
 function runStream({ name, files: its }) {
   const started = Date.now();
   const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...its], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const collect = failureCollector(name);
   for (const [from, to] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
+    const isStdout = from === child.stdout;
     let rest = '';
     from.setEncoding('utf8');
     from.on('data', (chunk) => {
       const lines = (rest + chunk).split('\n');
       rest = lines.pop();
-      for (const line of lines) to.write(`[${name}] ${line}\n`);
+      for (const line of lines) {
+        to.write(`[${name}] ${line}\n`);
+        if (isStdout) collect(line);
+      }
     });
     from.on('end', () => rest && to.write(`[${name}] ${rest}\n`));
   }
@@ -41,4 +65,5 @@ function runStream({ name, files: its }) {
 }
 
 const codes = await Promise.all(streams.map(runStream));
+if (failures.length > 0) console.log(`== ${failures.length} failed:\n${failures.join('\n')}`);
 process.exitCode = codes.some((c) => c !== 0) ? 1 : 0;

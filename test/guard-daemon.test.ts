@@ -17,6 +17,8 @@ async function rated(ops: Ops, rating: 'good' | 'bad'): Promise<string> {
   return version;
 }
 
+const scoredTurns = (ops: Ops, version: string): number => ops.daemon.store.servedByVersion().get(version)?.rated ?? 0;
+
 async function get<T>(ops: Ops, path: string): Promise<T> {
   const res = await fetch(`${ops.daemon.url}${path}`, { headers: { authorization: `Bearer ${ops.daemon.token}` } });
   assert.equal(res.status, 200);
@@ -29,11 +31,15 @@ test('a version rated significantly worse than its parent is rolled back, traini
     const { trainer } = ops.daemon;
     for (let i = 0; i < BATCH; i++) await rated(ops, 'good');
     await until(() => trainer!.status().serving === 'v000001' && trainer!.status().step === null, 'v000001 serving', 30_000);
-    // v1 is rated bad on every turn: caught once both sides have 10 scored turns.
+    // v1 is rated bad on every turn: caught once both sides have 10 scored turns. Each look waits
+    // for the rated turn to be scored: the pipeline scores it after the ack, on its own time.
     let served = 0;
     while (trainer!.status().serving === 'v000001') {
       assert.ok(served < BATCH - 1, 'rolled back before a second batch filled');
-      if ((await rated(ops, 'bad')) === 'v000001') served++;
+      if ((await rated(ops, 'bad')) === 'v000001') {
+        served++;
+        await until(() => scoredTurns(ops, 'v000001') >= served || trainer!.status().serving !== 'v000001', 'the rated turn scored');
+      }
       await ops.daemon.guard!.nudge();
     }
     assert.equal(trainer!.status().serving, 'base');

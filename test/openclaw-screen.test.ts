@@ -9,6 +9,7 @@
 // checked. One `agent --local` run. Needs /usr/bin/chromium; skipped without it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -32,6 +33,8 @@ let daemon: DaemonProcess;
 let site: Server;
 /** The plugin package: its screen worker runs the bundled JavaScript. */
 let plugin: string;
+/** The OpenClaw state dir of the test, once made. */
+let state: string | undefined;
 const dataDir = tempDir('clawrl-oc-screen-');
 
 interface ExportedResult { toolName: string; isError: boolean; output: string; screen?: ScreenChange; startedAt?: number; endedAt?: number }
@@ -65,13 +68,15 @@ before(async () => {
 });
 
 after(async () => {
+  // OpenClaw's browser outlives `agent --local`: its Chromium would keep running through the rest of the suite.
+  if (state) spawnSync('pkill', ['-f', '--', `--user-data-dir=${state}`]);
   await daemon?.stop();
   await fake?.close();
   site?.close();
 });
 
 test('the browser tool in the real OpenClaw: a click that changes the page and one that does nothing, as stored next states and scores', { skip, timeout: 600_000 }, async () => {
-  const state = await host.state({
+  state = await host.state({
     dataDir,
     daemonUrl: daemon.url,
     plugin,

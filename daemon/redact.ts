@@ -177,7 +177,8 @@ const secretAssignment: Rule = {
 };
 
 // In this order: a later rule sees the earlier ones' [REDACTED] (the KEY=value rule leaves those alone).
-const BUILTIN: Rule[] = [
+// The key formats first, each its own regular expression.
+const KEY_FORMATS: Rule[] = [
   regexRule('private key', /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g),
   regexRule('anthropic key', /\bsk-ant-[A-Za-z0-9_-]{20,}/g),
   regexRule('openai key', /\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g),
@@ -187,6 +188,15 @@ const BUILTIN: Rule[] = [
   regexRule('google api key', /\bAIza[A-Za-z0-9_-]{35}/g),
   regexRule('stripe key', /\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}/g),
   regexRule('huggingface token', /\bhf_[A-Za-z0-9]{30,}/g),
+];
+/**
+ * Where any of KEY_FORMATS could start: one scan of a string instead of nine. Most strings hold
+ * no key, and every stored event has several short ones (its session key, run id, kind), so
+ * the nine scans were most of redaction's cost. Wider than the rules (it ignores case and what
+ * follows each prefix); where it matches, the rules run as before.
+ */
+const KEY_FORMAT_START = /-----BEGIN |\b(?:sk-|gh[pousr]_|github_pat_|xox[abposr]-|AKIA|ASIA|AIza|[rs]k_(?:live|test)_|hf_)/i;
+const LATER: Rule[] = [
   jwt,
   regexRule('bearer token', /\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{12,}/gi, (_match, scheme) => `${scheme} ${REDACTED}`),
   passwordInUrl,
@@ -218,17 +228,36 @@ export function redactSecrets(text: string, count?: RedactionCount): string {
     if (count) count.found++;
   };
   let out = text;
-  for (const rule of BUILTIN) out = rule.apply(out, found);
+  // Nothing before LATER changes a string the prefilter finds nothing in.
+  if (KEY_FORMAT_START.test(text)) for (const rule of KEY_FORMATS) out = rule.apply(out, found);
+  for (const rule of LATER) out = rule.apply(out, found);
   for (const rule of custom) out = rule.apply(out, found);
   return out;
 }
 
-/** Redacts every string inside a plain JSON-like value (objects, arrays), returning a copy. */
+/**
+ * `value` with every string inside it (objects, arrays) redacted. Copies only what changed:
+ * `value` itself comes back when nothing did, as for nearly every event, which then costs no
+ * allocation.
+ */
 export function redactDeep<T>(value: T, count?: RedactionCount): T {
   if (typeof value === 'string') return redactSecrets(value, count) as T;
-  if (Array.isArray(value)) return value.map((v) => redactDeep(v, count)) as T;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const redacted = redactDeep(value[i] as unknown, count);
+      if (redacted !== value[i]) (copy ??= value.slice())[i] = redacted;
+    }
+    return (copy ?? value) as T;
+  }
   if (value && typeof value === 'object' && !(value instanceof Uint8Array)) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactDeep(v, count)])) as T;
+    const record = value as Record<string, unknown>;
+    let copy: Record<string, unknown> | undefined;
+    for (const key of Object.keys(record)) {
+      const redacted = redactDeep(record[key], count);
+      if (redacted !== record[key]) (copy ??= { ...record })[key] = redacted;
+    }
+    return (copy ?? value) as T;
   }
   return value;
 }

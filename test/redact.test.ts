@@ -43,6 +43,19 @@ test('redactDeep walks objects and arrays and counts what it replaced', () => {
   assert.equal(count.found, 2);
 });
 
+test('redactDeep copies only what it changed and never changes its input', () => {
+  const clean = { kind: 'user.message', sessionKey: 'agent:main:a', content: 'no secrets here', parts: [{ text: 'none' }] };
+  assert.equal(redactDeep(clean), clean, 'nothing to redact: the same object back');
+  const input = { a: { keep: { x: 'plain' }, list: ['plain', 'token=abcdef123'] }, b: 'plain' };
+  const before = structuredClone(input);
+  const out = redactDeep(input);
+  assert.deepEqual(input, before, 'the input is left as it was');
+  assert.deepEqual(out, { a: { keep: { x: 'plain' }, list: ['plain', `token=${REDACTED}`] }, b: 'plain' });
+  assert.notEqual(out.a, input.a);
+  assert.notEqual(out.a.list, input.a.list);
+  assert.equal(out.a.keep, input.a.keep, 'an unchanged branch is shared');
+});
+
 test('secrets never reach the store: events are redacted, and a sample with one loses its token ids', async () => {
   const store = await Store.open(tempDir());
   await store.appendEvents('c', [
@@ -155,6 +168,8 @@ test('the linear rules redact exactly what the regular expressions they replaced
     ...'aeyJsk-_.=:/@ "\',;\n[]ABKIZp0+\u00a0'.split(''),
     ...['eyJ', 'abcdefgh', 'password', 'token', 'auth', 'api_key', '://', 'http', 'Bearer', 'Token ', 'REDACTED', 'sk-', 'sk-ant-', 'ghp_'],
     ...['abcdefghijklmnopqrstuvwxyz0123456789', '-----BEGIN RSA PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----', 'AKIA', 'QWERTYUIOPASDFGH'],
+    // Every key format's start, for the prefilter that decides whether their rules run at all.
+    ...['gho_', 'github_pat_', 'xoxb-', 'ASIA', 'AIza', 'sk_live_', 'rk_test_', 'hf_', 'Basic ', 'sk-proj-', 'sk_live', 'xox', 'AIz'],
   ];
   fc.assert(
     fc.property(fc.array(fc.constantFrom(...pieces), { maxLength: 50 }), (parts) => {

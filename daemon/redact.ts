@@ -21,16 +21,16 @@ export interface RedactionCount {
 
 interface Rule {
   name: string;
-  /** The text with this rule's matches replaced; calls `found` once per match. */
-  apply(text: string, found: () => void): string;
+  /** The text with this rule's matches replaced, each counted in `count`. */
+  apply(text: string, count: RedactionCount): string;
 }
 
 function regexRule(name: string, pattern: RegExp, replace: (...matchAndGroups: string[]) => string = () => REDACTED): Rule {
   return {
     name,
-    apply: (text, found) =>
+    apply: (text, count) =>
       text.replace(pattern, (...args: string[]) => {
-        found();
+        count.found++;
         return replace(...args);
       }),
   };
@@ -75,7 +75,7 @@ const wordStart = (text: string, i: number) => i === 0 || !isWord(text.charCodeA
  */
 const jwt: Rule = {
   name: 'jwt',
-  apply(text, found) {
+  apply(text, count) {
     let out = '';
     let kept = 0;
     for (let i = text.indexOf('eyJ'); i >= 0; ) {
@@ -96,7 +96,7 @@ const jwt: Rule = {
         i = text.indexOf('eyJ', end1);
         continue;
       }
-      found();
+      count.found++;
       out += text.slice(kept, i) + REDACTED;
       kept = end;
       i = text.indexOf('eyJ', end);
@@ -111,7 +111,7 @@ const jwt: Rule = {
  */
 const passwordInUrl: Rule = {
   name: 'password in url',
-  apply(text, found) {
+  apply(text, count) {
     let out = '';
     let kept = 0;
     for (let k = text.indexOf('://'); k >= 0; k = text.indexOf('://', k + 1)) {
@@ -125,7 +125,7 @@ const passwordInUrl: Rule = {
       if (userEnd === k + 3 || text.charCodeAt(userEnd) !== 58) continue;
       const passwordEnd = runEnd(text, userEnd + 1, isPasswordChar);
       if (passwordEnd === userEnd + 1 || text.charCodeAt(passwordEnd) !== 64) continue;
-      found();
+      count.found++;
       out += text.slice(kept, userEnd + 1) + REDACTED;
       kept = passwordEnd;
       k = passwordEnd;
@@ -146,7 +146,7 @@ const NOT_A_VALUE = /\[REDACTED\]|(?:Bearer|Basic|Token)\s/iy;
  */
 const secretAssignment: Rule = {
   name: 'secret assignment',
-  apply(text, found) {
+  apply(text, count) {
     if (!SECRET_KEY.test(text)) return text;
     let out = '';
     let kept = 0;
@@ -167,7 +167,7 @@ const secretAssignment: Rule = {
       if (NOT_A_VALUE.test(text)) continue;
       const valueEnd = runEnd(text, v, isValueChar);
       if (valueEnd - v < 4) continue;
-      found();
+      count.found++;
       out += text.slice(kept, v) + REDACTED;
       kept = valueEnd;
       k = valueEnd - 1;
@@ -223,15 +223,12 @@ export function setCustomPatterns(sources: string[]): void {
   });
 }
 
-export function redactSecrets(text: string, count?: RedactionCount): string {
-  const found = () => {
-    if (count) count.found++;
-  };
+export function redactSecrets(text: string, count: RedactionCount = { found: 0 }): string {
   let out = text;
   // Nothing before LATER changes a string the prefilter finds nothing in.
-  if (KEY_FORMAT_START.test(text)) for (const rule of KEY_FORMATS) out = rule.apply(out, found);
-  for (const rule of LATER) out = rule.apply(out, found);
-  for (const rule of custom) out = rule.apply(out, found);
+  if (KEY_FORMAT_START.test(text)) for (const rule of KEY_FORMATS) out = rule.apply(out, count);
+  for (const rule of LATER) out = rule.apply(out, count);
+  for (const rule of custom) out = rule.apply(out, count);
   return out;
 }
 

@@ -88,17 +88,23 @@ export function idFits(id: string): boolean {
   return id.length * 3 <= MAX_ID_BYTES || Buffer.byteLength(id) <= MAX_ID_BYTES;
 }
 
-function checkId(value: unknown, path: string, nonEmpty: boolean): void {
-  if (typeof value !== 'string') throw bad(`${path} must be a string, got ${describe(value)}`);
-  if (nonEmpty && value === '') throw bad(`${path} must not be empty`);
-  if (!idFits(value)) throw bad(`${path} is ${Buffer.byteLength(value)} bytes long, over the limit of ${MAX_ID_BYTES} bytes`);
+// Paths name the field an error is about. They are built only when there is an error: a check
+// runs on every field of every event, and each path is a string allocation.
+/** `parent.field`, or `parent[i]` for an array item. */
+const pathOf = (parent: string, field: string | number): string => (typeof field === 'number' ? `${parent}[${field}]` : `${parent}.${field}`);
+
+function checkId(value: unknown, parent: string, field: string | number, nonEmpty: boolean): void {
+  if (typeof value !== 'string') throw bad(`${pathOf(parent, field)} must be a string, got ${describe(value)}`);
+  if (nonEmpty && value === '') throw bad(`${pathOf(parent, field)} must not be empty`);
+  if (!idFits(value)) throw bad(`${pathOf(parent, field)} is ${Buffer.byteLength(value)} bytes long, over the limit of ${MAX_ID_BYTES} bytes`);
 }
 
 /** Depth of nested arrays and maps, iteratively (hostile input must not overflow the stack). */
-function checkDepth(value: unknown, path: string): void {
+function checkDepth(value: unknown, parent: string, field: string): void {
+  if (typeof value !== 'object' || value === null) return;
   let level: unknown[] = [value];
   for (let depth = 0; level.length > 0; depth++) {
-    if (depth > MAX_VALUE_DEPTH) throw bad(`${path} nests deeper than ${MAX_VALUE_DEPTH} levels`);
+    if (depth > MAX_VALUE_DEPTH) throw bad(`${pathOf(parent, field)} nests deeper than ${MAX_VALUE_DEPTH} levels`);
     const next: unknown[] = [];
     for (const v of level) {
       // A loop, not push(...spread): a spread of 200,000 items overflows the stack.
@@ -109,45 +115,46 @@ function checkDepth(value: unknown, path: string): void {
   }
 }
 
-function checkField(value: unknown, type: FieldType, path: string): void {
-  const fail = (expected: string) => {
-    throw bad(`${path} must be ${expected}, got ${describe(value)}`);
-  };
-  if (type === 'any') checkDepth(value, path);
+/** What `value` should have been, or undefined when it is of `type` (maps and arrays of maps are checked inside). */
+function mismatch(value: unknown, type: FieldType, parent: string, field: string): string | undefined {
+  if (type === 'any') checkDepth(value, parent, field);
   else if (type === 'string') {
-    if (typeof value !== 'string') fail('a string');
-  } else if (type === 'id' || type === 'key') checkId(value, path, type === 'key');
+    if (typeof value !== 'string') return 'a string';
+  } else if (type === 'id' || type === 'key') checkId(value, parent, field, type === 'key');
   else if (type === 'number') {
-    if (typeof value !== 'number' || !Number.isFinite(value)) fail('a finite number');
+    if (typeof value !== 'number' || !Number.isFinite(value)) return 'a finite number';
   } else if (type === 'int') {
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail('a non-negative integer');
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) return 'a non-negative integer';
   } else if (type === 'boolean') {
-    if (typeof value !== 'boolean') fail('a boolean');
+    if (typeof value !== 'boolean') return 'a boolean';
   } else if (type === 'strings') {
-    if (!Array.isArray(value) || !value.every((s) => typeof s === 'string')) fail('an array of strings');
+    if (!Array.isArray(value) || !value.every((s) => typeof s === 'string')) return 'an array of strings';
   } else if (type === 'ids') {
-    if (!Array.isArray(value)) fail('an array of strings');
-    (value as unknown[]).forEach((item, i) => checkId(item, `${path}[${i}]`, false));
+    if (!Array.isArray(value)) return 'an array of strings';
+    for (let i = 0; i < value.length; i++) checkId(value[i], pathOf(parent, field), i, false);
   } else if (typeof type[0] === 'string') {
     const allowed = type as readonly string[];
-    if (typeof value !== 'string' || !allowed.includes(value)) fail(`one of ${allowed.join(', ')}`);
+    if (typeof value !== 'string' || !allowed.includes(value)) return `one of ${allowed.join(', ')}`;
   } else if (Array.isArray(type)) {
-    if (!Array.isArray(value)) fail('an array');
-    (value as unknown[]).forEach((item, i) => check(item, (type as readonly [Schema])[0], `${path}[${i}]`));
+    if (!Array.isArray(value)) return 'an array';
+    const at = pathOf(parent, field);
+    for (let i = 0; i < value.length; i++) check(value[i], (type as readonly [Schema])[0], pathOf(at, i));
   } else {
-    check(value, type as Schema, path);
+    check(value, type as Schema, pathOf(parent, field));
   }
+  return undefined;
 }
 
 /** Checks a map against a schema (extra fields are allowed: newer peers may add some). */
 export function check(value: unknown, schema: Schema, path: string): asserts value is Record<string, unknown> {
   if (!isPlainObject(value)) throw bad(`${path} must be a map, got ${describe(value)}`);
-  for (const [field, spec] of Object.entries(schema)) {
+  for (const field in schema) {
     const v = value[field];
     if (v === undefined || v === null) {
-      if (!spec.optional) throw bad(`${path}.${field} is missing`);
+      if (!schema[field]!.optional) throw bad(`${path}.${field} is missing`);
       continue;
     }
-    checkField(v, spec.type, `${path}.${field}`);
+    const expected = mismatch(v, schema[field]!.type, path, field);
+    if (expected !== undefined) throw bad(`${path}.${field} must be ${expected}, got ${describe(v)}`);
   }
 }

@@ -17,9 +17,13 @@ export type { NextState } from '../recipes/types.ts';
  * 2 added the run and call indexes (runEvents, runSamples, callEvents), 3 the per-version sums of
  * served turns (versionServed), 4 the index of turns by version (versionTurns) and dropped the
  * index of samples by tool call id (toolCallSamples: nothing read it, and providers that number
- * their calls repeat ids across runs); an older store is upgraded at open.
+ * their calls repeat ids across runs), 5 the indexes of events and samples by time (eventTimes,
+ * sampleTimes: retention reads what expired, not every record); an older store is upgraded at open.
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
+
+/** Events, and samples, that one transaction of retention deletes at most before it lets others run. */
+const EXPIRE_SLICE = 2_000;
 
 export interface SessionRecord {
   sessionKey: string;
@@ -292,11 +296,15 @@ export class Store {
   private readonly runEvents: Database<null, [string, string, number]>;
   /** [sessionKey, callId] → log position of that model.call event. */
   private readonly callEvents: Database<number, [string, string]>;
+  /** [at, log position] → null: events by their time, for retention. */
+  private readonly eventTimes: Database<null, [number, number]>;
   readonly samples: Database<SampleRecord, string>;
   /** [sessionKey, ordinal] → sample id. */
   readonly sessionSamples: Database<string, [string, number]>;
   /** [sessionKey, runId, ordinal] → sample id: a run's samples. */
   private readonly runSamples: Database<string, [string, string, number]>;
+  /** [createdAt, sample id] → null: samples by their time, for retention. */
+  private readonly sampleTimes: Database<null, [number, string]>;
   /** Samples still waiting for their next state, with what turn assembly needs to decide. */
   readonly openSamples: Database<OpenSample, string>;
   /** [sessionKey, turnIndex] → turn. */
@@ -335,9 +343,11 @@ export class Store {
     this.sessionEvents = this.openDB('sessionEvents');
     this.runEvents = this.openDB('runEvents');
     this.callEvents = this.openDB('callEvents');
+    this.eventTimes = this.openDB('eventTimes');
     this.samples = this.openDB('samples');
     this.sessionSamples = this.openDB('sessionSamples');
     this.runSamples = this.openDB('runSamples');
+    this.sampleTimes = this.openDB('sampleTimes');
     this.openSamples = this.openDB('openSamples');
     this.turns = this.openDB('turns');
     this.scores = this.openDB('scores');
@@ -354,8 +364,8 @@ export class Store {
    * or that make one of their writes fail.
    */
   internalTables() {
-    const { clients, sessionEvents, runEvents, callEvents, runSamples, versionTurns } = this;
-    return { clients, sessionEvents, runEvents, callEvents, runSamples, versionTurns };
+    const { clients, sessionEvents, runEvents, callEvents, eventTimes, runSamples, sampleTimes, versionTurns } = this;
+    return { clients, sessionEvents, runEvents, callEvents, eventTimes, runSamples, sampleTimes, versionTurns };
   }
 
   /** A sub-database of the store, counted in usedBytes (and so in --max-store-mb). */
@@ -370,7 +380,7 @@ export class Store {
     const found = store.meta.get('schemaVersion');
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
-    } else if (found === 1 || found === 2 || found === 3) {
+    } else if (found === 1 || found === 2 || found === 3 || found === 4) {
       await store.upgradeFrom(found);
     } else if (found !== SCHEMA_VERSION) {
       await store.close();
@@ -389,15 +399,20 @@ export class Store {
    * run and call, and gives each open sample the record turn assembly reads (early version 1
    * stores kept null). From 1 or 2: sums the served turns by version (one read of every turn).
    * From 1, 2 or 3: indexes the turns by version (one more read of every turn) and empties the
-   * index by tool call id that 1-3 wrote.
+   * index by tool call id that 1-3 wrote. From any: indexes the events and samples by time (one
+   * read of each).
    */
-  private upgradeFrom(found: 1 | 2 | 3): Promise<void> {
+  private upgradeFrom(found: 1 | 2 | 3 | 4): Promise<void> {
     return this.atomically(() => {
       if (found === 1) this.indexFrom1();
       if (found <= 2) for (const [version, served] of servedFromScratch(this)) this.versionServed.put(version, served);
-      for (const { key, value } of this.turns.getRange()) this.versionTurns.put([value.weightVersion, ...key], value.sampleId);
-      const toolCallSamples = this.root.openDB<string, string>({ name: 'toolCallSamples' });
-      for (const key of [...toolCallSamples.getKeys()]) toolCallSamples.remove(key);
+      if (found <= 3) {
+        for (const { key, value } of this.turns.getRange()) this.versionTurns.put([value.weightVersion, ...key], value.sampleId);
+        const toolCallSamples = this.root.openDB<string, string>({ name: 'toolCallSamples' });
+        for (const key of [...toolCallSamples.getKeys()]) toolCallSamples.remove(key);
+      }
+      if (found !== 1) for (const { value: e } of this.events.getRange()) this.eventTimes.put([e.at, e.log], null);
+      for (const { value: sample } of this.samples.getRange()) this.sampleTimes.put([sample.createdAt, sample.id], null);
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
   }
@@ -416,6 +431,7 @@ export class Store {
 
   /** Inside a write transaction: the index entries of a stored (redacted) event. */
   private indexEvent(sessionKey: string, e: StoredEvent): void {
+    this.eventTimes.put([e.at, e.log], null);
     if (e.runId !== undefined) this.runEvents.put([sessionKey, e.runId, e.log], null);
     if (e.kind === 'model.call') this.callEvents.put([sessionKey, e.callId], e.log);
   }
@@ -714,6 +730,7 @@ export class Store {
       const [last] = this.sessionSamples.getKeys({ start: [sample.sessionKey, Infinity], end: [sample.sessionKey], reverse: true, limit: 1 });
       const record: SampleRecord = { ...sample, ordinal: last === undefined ? 0 : last[1] + 1, logMark: sample.logMark ?? this.eventLogPosition() };
       this.samples.put(record.id, record);
+      this.sampleTimes.put([record.createdAt, record.id], null);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
       if (record.runId !== undefined) this.runSamples.put([record.sessionKey, record.runId, record.ordinal], record.id);
       if (!record.side) this.openSamples.put(record.id, openSampleOf(record));
@@ -857,14 +874,36 @@ export class Store {
    * Retention: deletes events, samples and their turns older than `cutoff` (ms since the epoch).
    * Sessions keep their records (the opt-in state), not their content.
    */
+  /**
+   * Deletes the events and samples (with their turns) from before `cutoff`, found by the indexes
+   * by time: a store of years reads only what expired. In slices of EXPIRE_SLICE, one transaction
+   * each, letting the event loop run between them.
+   */
   async expireBefore(cutoff: number): Promise<{ events: number; turns: number }> {
-    return this.atomically(() => {
-      const oldEvents = [...this.events.getRange()].filter(({ value }) => value.at < cutoff).map(({ value }) => value);
-      const oldSamples = [...this.samples.getRange()].filter(({ value }) => value.createdAt < cutoff).map(({ value }) => value);
-      for (const e of oldEvents) this.removeEvent(e.sessionKey, e.log);
-      for (const sample of oldSamples) this.removeSample(sample);
-      return { events: oldEvents.length, turns: oldSamples.length };
-    });
+    const total = { events: 0, turns: 0 };
+    for (;;) {
+      const slice = await this.atomically(() => {
+        // Collected first: deleting under an open cursor would skip entries.
+        const events = [...this.eventTimes.getKeys({ end: [cutoff], limit: EXPIRE_SLICE })];
+        const samples = [...this.sampleTimes.getKeys({ end: [cutoff], limit: EXPIRE_SLICE })];
+        for (const [at, log] of events) {
+          const event = this.events.get(log);
+          if (event) this.removeEvent(event.sessionKey, log);
+          else this.eventTimes.remove([at, log]);
+        }
+        for (const [createdAt, id] of samples) {
+          const sample = this.samples.get(id);
+          if (sample && sample.createdAt < cutoff) this.removeSample(sample);
+          // Also an entry left by a sample id written again at another time.
+          this.sampleTimes.remove([createdAt, id]);
+        }
+        return { events: events.length, turns: samples.length };
+      });
+      total.events += slice.events;
+      total.turns += slice.turns;
+      if (slice.events < EXPIRE_SLICE && slice.turns < EXPIRE_SLICE) return total;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   /** Inside a write transaction. */
@@ -872,6 +911,7 @@ export class Store {
     const event = this.events.get(log);
     this.events.remove(log);
     this.sessionEvents.remove([sessionKey, log]);
+    if (event) this.eventTimes.remove([event.at, log]);
     if (event?.runId !== undefined) this.runEvents.remove([sessionKey, event.runId, log]);
     if (event?.kind === 'model.call' && this.callEvents.get([sessionKey, event.callId]) === log) this.callEvents.remove([sessionKey, event.callId]);
   }
@@ -882,6 +922,7 @@ export class Store {
     // The turn first: its change carries the sample, read before it goes.
     this.removeTurn(key);
     this.samples.remove(sample.id);
+    this.sampleTimes.remove([sample.createdAt, sample.id]);
     this.sessionSamples.remove(key);
     if (sample.runId !== undefined) this.runSamples.remove([sample.sessionKey, sample.runId, sample.ordinal]);
     this.openSamples.remove(sample.id);

@@ -93,7 +93,7 @@ test('a version 1 store gets the run and call indexes and open-sample records at
   await store.close();
   // As version 1 left it: the same data, no indexes, and (early version 1) null open-sample records.
   const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
-  for (const name of ['runEvents', 'runSamples', 'callEvents']) await raw.openDB({ name }).clearAsync();
+  for (const name of ['runEvents', 'runSamples', 'callEvents', 'eventTimes', 'sampleTimes']) await raw.openDB({ name }).clearAsync();
   await raw.openDB({ name: 'meta' }).put('schemaVersion', 1);
   for (const id of ['old', 'new', 'ghost']) await raw.openDB({ name: 'openSamples' }).put(id, null);
   await raw.close();
@@ -111,10 +111,59 @@ test('a version 1 store gets the run and call indexes and open-sample records at
   assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [[], ['recent'], []]);
   assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), []);
   assert.equal(store.callLog('s', 'r1:1'), undefined);
-  const { runEvents, runSamples, callEvents } = store.internalTables();
-  const entries = [runEvents, runSamples, callEvents].map((db) => [...db.getKeys()].length);
-  assert.deepEqual(entries, [1, 1, 0], 'no index entry outlives its event or sample');
+  const { runEvents, runSamples, callEvents, eventTimes, sampleTimes } = store.internalTables();
+  const entries = [runEvents, runSamples, callEvents, eventTimes, sampleTimes].map((db) => [...db.getKeys()].length);
+  assert.deepEqual(entries, [1, 1, 0, [...store.events.getKeys()].length, [...store.samples.getKeys()].length], 'no index entry outlives its event or sample');
   await store.meta.put('schemaVersion', SCHEMA_VERSION + 1);
   await store.close();
   await assert.rejects(Store.open(dir), new RegExp(`has schema version ${SCHEMA_VERSION + 1}; this clawrl understands ${SCHEMA_VERSION}`));
+});
+
+test('retention reads only what expired, in slices, and leaves every index matching what is kept; a version 4 store gets its time indexes at open', async () => {
+  const dir = tempDir();
+  let store = await Store.open(dir);
+  const now = Date.now();
+  const old = now - 40 * 86_400_000;
+  const sessions = ['a', 'b', 'c'];
+  // 5,000 old events and 300 old samples (more than one slice of 2,000), among recent ones, out of time order.
+  await store.appendEvents('c', sessions.map((key, i) => optIn(i + 1, key)));
+  let seq = sessions.length;
+  for (let batch = 0; batch < 10; batch++) {
+    await store.appendEvents('c', Array.from({ length: 520 }, (_, i) => ({ kind: 'user.message' as const, seq: ++seq, at: i % 26 === 0 ? now - i : old + i, sessionKey: sessions[i % 3]!, runId: `r${batch}`, content: `m${seq}` })));
+  }
+  for (let i = 0; i < 330; i++) await store.recordSample({ ...sample(`s${i}`, sessions[i % 3]!, i % 11 === 0 ? now : old + i), runId: `r${i % 10}` });
+  const kept = { events: [...store.events.getRange()].filter(({ value }) => value.at >= now - 30 * 86_400_000).map(({ key }) => key), samples: [...store.samples.getRange()].filter(({ value }) => value.createdAt >= now - 30 * 86_400_000).map(({ key }) => key).sort() };
+  assert.equal(kept.events.length, 200, 'the opt-ins (times from a counter) expire too');
+  assert.equal(kept.samples.length, 30);
+  await store.meta.put('schemaVersion', 4);
+  await store.close();
+  const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
+  for (const name of ['eventTimes', 'sampleTimes']) await raw.openDB({ name }).clearAsync();
+  await raw.close();
+  store = await Store.open(dir);
+  assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
+
+  // No walk of every event or sample: only the expired ones are read.
+  const reads = { events: 0, samples: 0 };
+  const walk = () => assert.fail('retention walked a whole table');
+  const { events, samples } = store;
+  const saved = { events: { get: events.get, getRange: events.getRange }, samples: { get: samples.get, getRange: samples.getRange } };
+  Object.assign(events, { get: (log: number) => (reads.events++, saved.events.get.call(events, log)), getRange: walk });
+  Object.assign(samples, { get: (id: string) => (reads.samples++, saved.samples.get.call(samples, id)), getRange: walk });
+  const expired = await store.expireBefore(now - 30 * 86_400_000);
+  Object.assign(events, saved.events);
+  Object.assign(samples, saved.samples);
+  assert.deepEqual(expired, { events: 5003, turns: 300 });
+  assert.ok(reads.events <= 2 * 5003 && reads.samples <= 2 * 300, JSON.stringify(reads));
+
+  assert.deepEqual([...store.events.getKeys()], kept.events);
+  assert.deepEqual([...store.samples.getKeys()].sort(), kept.samples);
+  const { eventTimes, sampleTimes, runEvents, runSamples } = store.internalTables();
+  assert.deepEqual([...eventTimes.getKeys()].map(([, log]) => log).sort((x, y) => x - y), kept.events);
+  assert.deepEqual([...sampleTimes.getKeys()].map(([, id]) => id).sort(), kept.samples);
+  assert.equal([...runEvents.getKeys()].length, 200, 'the run index holds the kept messages only');
+  assert.equal([...runSamples.getKeys()].length, 30);
+  assert.deepEqual(await store.expireBefore(now - 30 * 86_400_000), { events: 0, turns: 0 }, 'nothing left to expire');
+  assert.ok(sessions.every((key) => store.isOptedIn(key)));
+  await store.close();
 });

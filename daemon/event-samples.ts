@@ -11,12 +11,12 @@ import type { Store, StoredEvent } from './store.ts';
 export const EXTERNAL_WEIGHT_VERSION = 'external';
 
 /**
- * Event log positions looked at per slice of a pass. A pass over a large backlog (a restart after
- * a burst) saves its place after each slice and lets the event loop run between slices, and no
+ * model.output events read per slice of a pass. A pass over a large backlog (a restart after a
+ * burst) saves its place after each slice and lets the event loop run between slices, and no
  * read transaction stays open across a slice's writes (one held open keeps LMDB from reusing
  * freed pages, and the file grows).
  */
-const EVENTS_PER_SLICE = 2_000;
+const OUTPUTS_PER_SLICE = 500;
 
 /** Its passes run on a Loop of the pipeline (pipeline.ts), before turn assembly. */
 export class EventSamples {
@@ -28,13 +28,14 @@ export class EventSamples {
   /** Records a sample for every model.output since the last pass whose run the daemon did not serve. */
   async deriveOnce(): Promise<number> {
     const { store } = this;
-    this.cursor ??= store.mark('eventSamplesCursor');
+    let cursor = (this.cursor ??= store.mark('eventSamplesCursor'));
     let made = 0;
     // Up to where the log was when the pass began: events stored meanwhile are the next pass's.
     const end = store.eventLogPosition();
-    while (this.cursor < end) {
-      const through = Math.min(end, this.cursor + EVENTS_PER_SLICE);
-      const outputs = [...store.eventsBetween(this.cursor, through)].filter((e) => e.kind === 'model.output');
+    while (cursor < end) {
+      // The store indexes model.output events: the rest of the log is not read.
+      const outputs = [...store.eventsOfKind('model.output', cursor, end, OUTPUTS_PER_SLICE)];
+      const through = outputs.length === OUTPUTS_PER_SLICE ? outputs.at(-1)!.log : end;
       // A slice's samples are written together (LMDB commits them in one or a few transactions,
       // where awaiting each made a durable commit per sample, far slower than ingest). Their
       // checks read what is committed, so a run is taken once per slice here.
@@ -42,7 +43,7 @@ export class EventSamples {
       const writes = outputs.map((output) => this.derive(output, runs));
       made += (await Promise.all(writes)).filter(Boolean).length;
       await store.setMark('eventSamplesCursor', through);
-      this.cursor = through;
+      this.cursor = cursor = through;
       if (through < end) await new Promise((resolve) => setImmediate(resolve));
     }
     return made;

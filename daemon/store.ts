@@ -18,12 +18,22 @@ export type { NextState } from '../recipes/types.ts';
  * served turns (versionServed), 4 the index of turns by version (versionTurns) and dropped the
  * index of samples by tool call id (toolCallSamples: nothing read it, and providers that number
  * their calls repeat ids across runs), 5 the indexes of events and samples by time (eventTimes,
- * sampleTimes: retention reads what expired, not every record); an older store is upgraded at open.
+ * sampleTimes: retention reads what expired, not every record) and of the events the passes look
+ * for by kind (eventKinds); an older store is upgraded at open.
  */
 export const SCHEMA_VERSION = 5;
 
 /** Events, and samples, that one transaction of retention deletes at most before it lets others run. */
 const EXPIRE_SLICE = 2_000;
+
+/**
+ * The kinds of event that passes after each stored batch look for among everything new: deriving
+ * samples (model.output) and late feedback (feedback). Indexed, so that they read those alone
+ * rather than decoding every event stored since their last pass.
+ */
+const PASS_KINDS = ['model.output', 'feedback'] as const;
+export type PassKind = (typeof PASS_KINDS)[number];
+const isPassKind = (kind: string): kind is PassKind => (PASS_KINDS as readonly string[]).includes(kind);
 
 export interface SessionRecord {
   sessionKey: string;
@@ -298,6 +308,8 @@ export class Store {
   private readonly callEvents: Database<number, [string, string]>;
   /** [at, log position] → null: events by their time, for retention. */
   private readonly eventTimes: Database<null, [number, number]>;
+  /** [kind, log position] → null: the events of PASS_KINDS. */
+  private readonly eventKinds: Database<null, [PassKind, number]>;
   readonly samples: Database<SampleRecord, string>;
   /** [sessionKey, ordinal] → sample id. */
   readonly sessionSamples: Database<string, [string, number]>;
@@ -344,6 +356,7 @@ export class Store {
     this.runEvents = this.openDB('runEvents');
     this.callEvents = this.openDB('callEvents');
     this.eventTimes = this.openDB('eventTimes');
+    this.eventKinds = this.openDB('eventKinds');
     this.samples = this.openDB('samples');
     this.sessionSamples = this.openDB('sessionSamples');
     this.runSamples = this.openDB('runSamples');
@@ -364,8 +377,8 @@ export class Store {
    * or that make one of their writes fail.
    */
   internalTables() {
-    const { clients, sessionEvents, runEvents, callEvents, eventTimes, runSamples, sampleTimes, versionTurns } = this;
-    return { clients, sessionEvents, runEvents, callEvents, eventTimes, runSamples, sampleTimes, versionTurns };
+    const { clients, sessionEvents, runEvents, callEvents, eventTimes, eventKinds, runSamples, sampleTimes, versionTurns } = this;
+    return { clients, sessionEvents, runEvents, callEvents, eventTimes, eventKinds, runSamples, sampleTimes, versionTurns };
   }
 
   /** A sub-database of the store, counted in usedBytes (and so in --max-store-mb). */
@@ -399,8 +412,8 @@ export class Store {
    * run and call, and gives each open sample the record turn assembly reads (early version 1
    * stores kept null). From 1 or 2: sums the served turns by version (one read of every turn).
    * From 1, 2 or 3: indexes the turns by version (one more read of every turn) and empties the
-   * index by tool call id that 1-3 wrote. From any: indexes the events and samples by time (one
-   * read of each).
+   * index by tool call id that 1-3 wrote. From any: indexes the events by time and kind and the
+   * samples by time (one read of each).
    */
   private upgradeFrom(found: 1 | 2 | 3 | 4): Promise<void> {
     return this.atomically(() => {
@@ -411,7 +424,7 @@ export class Store {
         const toolCallSamples = this.root.openDB<string, string>({ name: 'toolCallSamples' });
         for (const key of [...toolCallSamples.getKeys()]) toolCallSamples.remove(key);
       }
-      if (found !== 1) for (const { value: e } of this.events.getRange()) this.eventTimes.put([e.at, e.log], null);
+      if (found !== 1) for (const { value: e } of this.events.getRange()) this.indexEventByTimeAndKind(e);
       for (const { value: sample } of this.samples.getRange()) this.sampleTimes.put([sample.createdAt, sample.id], null);
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
@@ -431,9 +444,15 @@ export class Store {
 
   /** Inside a write transaction: the index entries of a stored (redacted) event. */
   private indexEvent(sessionKey: string, e: StoredEvent): void {
-    this.eventTimes.put([e.at, e.log], null);
+    this.indexEventByTimeAndKind(e);
     if (e.runId !== undefined) this.runEvents.put([sessionKey, e.runId, e.log], null);
     if (e.kind === 'model.call') this.callEvents.put([sessionKey, e.callId], e.log);
+  }
+
+  /** Inside a write transaction: an event's entries in the indexes by time and kind (version 5). */
+  private indexEventByTimeAndKind(e: StoredEvent): void {
+    this.eventTimes.put([e.at, e.log], null);
+    if (isPassKind(e.kind)) this.eventKinds.put([e.kind, e.log], null);
   }
 
   counters(): Counters {
@@ -672,11 +691,6 @@ export class Store {
     return (this.root.getStats() as { lastTxnId: number }).lastTxnId;
   }
 
-  /** The events past log position `after`, up to and including `through`, in log order. */
-  *eventsBetween(after: number, through: number): Generator<StoredEvent> {
-    for (const { value } of this.events.getRange({ start: after + 1, end: through + 1 })) yield value;
-  }
-
   /**
    * Stores a response, secrets redacted; `ordinal` is assigned here, in one transaction, and so is
    * `logMark` unless given (a response known only from a plugin event is marked at that event).
@@ -799,6 +813,11 @@ export class Store {
     yield* this.eventsAt(this.runEvents.getKeys({ start: [sessionKey, runId], end: [sessionKey, runId, Infinity] }), 2);
   }
 
+  /** The events of `kind` after log position `after` through `through`, in log order; at most `limit`. */
+  *eventsOfKind<K extends PassKind>(kind: K, after: number, through: number, limit?: number): Generator<Extract<StoredEvent, { kind: K }>> {
+    yield* this.eventsAt(this.eventKinds.getKeys({ start: [kind, after + 1], end: [kind, through + 1], limit }), 1) as Generator<Extract<StoredEvent, { kind: K }>>;
+  }
+
   /** The events whose log positions are at `index` of the keys. */
   private *eventsAt(keys: Iterable<Key>, index: number): Generator<StoredEvent> {
     for (const key of keys) {
@@ -912,6 +931,7 @@ export class Store {
     this.events.remove(log);
     this.sessionEvents.remove([sessionKey, log]);
     if (event) this.eventTimes.remove([event.at, log]);
+    if (event && isPassKind(event.kind)) this.eventKinds.remove([event.kind, log]);
     if (event?.runId !== undefined) this.runEvents.remove([sessionKey, event.runId, log]);
     if (event?.kind === 'model.call' && this.callEvents.get([sessionKey, event.callId]) === log) this.callEvents.remove([sessionKey, event.callId]);
   }

@@ -250,8 +250,8 @@ export class TurnAssembler {
     const { store } = this.opts;
     this.feedbackCursor ??= this.feedbackCursorSaved = store.mark('feedbackCursor');
     const end = store.eventLogPosition();
-    // A read-only scan first: most passes see no feedback and should not cost a write.
-    const feedback = [...store.eventsBetween(this.feedbackCursor, end)].filter((e) => e.kind === 'feedback');
+    // A read-only look first (the store indexes feedback events): most passes see none and should not cost a write.
+    const feedback = [...store.eventsOfKind('feedback', this.feedbackCursor, end)];
     if (feedback.length === 0) {
       this.feedbackCursor = end;
       // Saved now and then, so a restarted daemon does not read the whole log again at its first pass.
@@ -265,7 +265,6 @@ export class TurnAssembler {
     const updated = new Map<string, TurnRecord>();
     this.feedbackCursor = await store.atomically(() => {
       for (const e of feedback) {
-        if (e.kind !== 'feedback') continue;
         // The plugin names the run the feedback is about; without it, the last response before it.
         const ofRun = e.runId === undefined ? [] : [...store.runSamplesOf(e.sessionKey, e.runId)].filter((s) => !s.side);
         let target = ofRun.at(-1);

@@ -314,7 +314,11 @@ test('samples from events over a backlog of several slices: each run once (even 
   const marks: number[] = [];
   const setMark = store.setMark.bind(store);
   store.setMark = async (name, value) => (name === 'eventSamplesCursor' && marks.push(value), setMark(name, value));
+  // The pass reads the model.output events through their index, not the 4,502 positions of the log.
+  const getRange = store.events.getRange;
+  store.events.getRange = () => assert.fail('the pass read the whole log');
   assert.equal(await new EventSamples(store).deriveOnce(), 1500);
+  store.events.getRange = getRange;
   assert.ok(marks.length >= 3, `the place was saved ${marks.length} times`);
   assert.equal(marks.at(-1), store.eventLogPosition());
   assert.equal(store.mark('eventSamplesCursor'), store.eventLogPosition());

@@ -131,17 +131,25 @@ test('retention reads only what expired, in slices, and leaves every index match
   for (let batch = 0; batch < 10; batch++) {
     await store.appendEvents('c', Array.from({ length: 520 }, (_, i) => ({ kind: 'user.message' as const, seq: ++seq, at: i % 26 === 0 ? now - i : old + i, sessionKey: sessions[i % 3]!, runId: `r${batch}`, content: `m${seq}` })));
   }
+  // Events of the kinds the passes find by index, one old and one recent.
+  await store.appendEvents('c', [
+    { kind: 'feedback', seq: ++seq, at: now, sessionKey: 'a', rating: 'good' },
+    { kind: 'model.output', seq: ++seq, at: old, sessionKey: 'a', runId: 'r0', assistantTexts: ['hi'], toolCalls: [] },
+  ]);
   for (let i = 0; i < 330; i++) await store.recordSample({ ...sample(`s${i}`, sessions[i % 3]!, i % 11 === 0 ? now : old + i), runId: `r${i % 10}` });
   const kept = { events: [...store.events.getRange()].filter(({ value }) => value.at >= now - 30 * 86_400_000).map(({ key }) => key), samples: [...store.samples.getRange()].filter(({ value }) => value.createdAt >= now - 30 * 86_400_000).map(({ key }) => key).sort() };
-  assert.equal(kept.events.length, 200, 'the opt-ins (times from a counter) expire too');
+  assert.equal(kept.events.length, 201, 'the opt-ins (times from a counter) expire too');
   assert.equal(kept.samples.length, 30);
   await store.meta.put('schemaVersion', 4);
   await store.close();
   const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
-  for (const name of ['eventTimes', 'sampleTimes']) await raw.openDB({ name }).clearAsync();
+  for (const name of ['eventTimes', 'sampleTimes', 'eventKinds']) await raw.openDB({ name }).clearAsync();
   await raw.close();
   store = await Store.open(dir);
   assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
+  const end = store.eventLogPosition();
+  assert.deepEqual([...store.eventsOfKind('feedback', 0, end)].map((e) => e.seq), [seq - 1]);
+  assert.deepEqual([...store.eventsOfKind('model.output', 0, end)].map((e) => e.seq), [seq]);
 
   // No walk of every event or sample: only the expired ones are read.
   const reads = { events: 0, samples: 0 };
@@ -153,12 +161,13 @@ test('retention reads only what expired, in slices, and leaves every index match
   const expired = await store.expireBefore(now - 30 * 86_400_000);
   Object.assign(events, saved.events);
   Object.assign(samples, saved.samples);
-  assert.deepEqual(expired, { events: 5003, turns: 300 });
-  assert.ok(reads.events <= 2 * 5003 && reads.samples <= 2 * 300, JSON.stringify(reads));
+  assert.deepEqual(expired, { events: 5004, turns: 300 });
+  assert.ok(reads.events <= 2 * 5004 && reads.samples <= 2 * 300, JSON.stringify(reads));
 
   assert.deepEqual([...store.events.getKeys()], kept.events);
   assert.deepEqual([...store.samples.getKeys()].sort(), kept.samples);
-  const { eventTimes, sampleTimes, runEvents, runSamples } = store.internalTables();
+  const { eventTimes, sampleTimes, eventKinds, runEvents, runSamples } = store.internalTables();
+  assert.deepEqual([...eventKinds.getKeys()], [['feedback', end - 1]], 'the old model.output left its index too');
   assert.deepEqual([...eventTimes.getKeys()].map(([, log]) => log).sort((x, y) => x - y), kept.events);
   assert.deepEqual([...sampleTimes.getKeys()].map(([, id]) => id).sort(), kept.samples);
   assert.equal([...runEvents.getKeys()].length, 200, 'the run index holds the kept messages only');

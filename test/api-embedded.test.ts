@@ -7,7 +7,7 @@ import { startDaemon, type Daemon } from '../daemon/server.ts';
 import { createLogger } from '../daemon/log.ts';
 import { EmbeddedBackend } from '../daemon/backends/embedded/index.ts';
 import { decode } from '../daemon/backends/embedded/tokenizer.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir, until } from './helpers.ts';
 import { DEFAULT_MAX_BODY_BYTES, MAX_MESSAGES } from '../daemon/api.ts';
 import { INLINE_PARSE_BYTES } from '../daemon/parse-off-loop.ts';
 
@@ -22,14 +22,8 @@ before(async () => {
 });
 after(() => daemon.close());
 
-const sampleOf = async (id: string) => {
-  for (let i = 0; i < 100; i++) {
-    const s = daemon.store.samples.get(id);
-    if (s) return s;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`sample ${id} was not stored`);
-};
+// A sample is stored after its response is sent: waited for as long as `until` allows a busy machine.
+const sampleOf = (id: string) => until(() => daemon.store.samples.get(id), `sample ${id} to be stored`);
 
 test('non-streaming logprobs equal the policy rescoring the same tokens', async () => {
   const res = await client.chat.completions.create(

@@ -10,7 +10,7 @@ import { createLogger } from '../daemon/log.ts';
 import { UpstreamBackend } from '../daemon/backends/upstream.ts';
 import { UpstreamError } from '../daemon/backends/types.ts';
 import { startFakeVllm, type FakeVllm } from './fake-vllm.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir, until } from './helpers.ts';
 
 let fake: FakeVllm;
 let daemon: Daemon;
@@ -28,13 +28,8 @@ after(async () => {
   await fake.close();
 });
 
-const waitFor = async <T>(fn: () => T | undefined, ms = 5000): Promise<T> => {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
-    const v = fn();
-    if (v !== undefined) return v;
-  }
-  throw new Error('timed out');
-};
+// A sample is stored after its response is sent: waited for as long as `until` allows a busy machine.
+const sampleOf = (id: string) => until(() => daemon.store.samples.get(id), `sample ${id} to be stored`);
 
 test('lists the upstream model', async () => {
   const models = await client.models.list();
@@ -51,7 +46,7 @@ test('non-streaming: text, logprobs and usage come back, and the sample keeps up
   assert.equal(res.choices[0]!.finish_reason, 'stop');
   assert.equal(res.choices[0]!.logprobs!.content!.length, 11);
   assert.equal(res.usage!.completion_tokens, 11);
-  const sample = await waitFor(() => daemon.store.samples.get(res.id));
+  const sample = await sampleOf(res.id);
   assert.deepEqual(sample.responseTokens, [...'Héllo there'].map((c) => c.codePointAt(0)));
   assert.equal(sample.logprobs.length, 11);
   assert.ok(sample.promptTokens.length > 0);
@@ -104,7 +99,7 @@ test('streaming with include_usage: chunks, tool calls passed through, usage las
   assert.deepEqual(usage, { prompt_tokens: promptTokens, completion_tokens: 14, total_tokens: promptTokens + 14 });
   // tool_choice is not modelled by the daemon: it is passed through.
   assert.equal(fake.requests.at(-1)!.body.tool_choice, 'auto');
-  const sample = await waitFor(() => daemon.store.samples.get(id));
+  const sample = await sampleOf(id);
   assert.deepEqual(sample.toolCalls, [{ id: 'call_1', name: 'exec', arguments: '{"command":"false"}' }]);
   assert.equal(sample.responseTokens.length, 14);
 });

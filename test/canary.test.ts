@@ -18,6 +18,12 @@ async function rated(ops: Ops, session: string, rating: 'good' | 'bad'): Promise
   return version;
 }
 
+/** Whether the session's newest reply is a scored turn, and nothing waits to be scored. */
+function scored(ops: Ops, session: string): boolean {
+  const [last] = ops.daemon.store.samplesOf(session, { newestFirst: true });
+  return last !== undefined && ops.daemon.store.scores.get([session, last.ordinal]) !== undefined && ops.daemon.store.unscoredKeys().length === 0;
+}
+
 async function verdictOf(ops: Ops, version: string) {
   const res = await fetch(`${ops.daemon.url}/weights`, { headers: { authorization: `Bearer ${ops.daemon.token}` } });
   return ((await res.json()) as WeightsListing).versions.find((v) => v.version === version)?.verdict ?? null;
@@ -54,10 +60,15 @@ test('a canary serves its share of sessions only, is rolled back when rated wors
     assert.equal(((await anonymous.json()) as { system_fingerprint: string }).system_fingerprint, 'base');
 
     // The canary's sessions rate it bad, the others rate base good: rolled back, training from base.
+    // Each look waits for the rated turns to be scored (the pipeline scores them after the ack, on
+    // its own time). A look that lags runs more rounds, whose turns wait to train: the next canary
+    // is decided below with 45 turns waiting, and at 48 (HOLD_BATCHES batches) the hold would
+    // promote it undecided.
     for (let i = 0; trainer.status().canary !== null; i++) {
       assert.ok(i < 4 * BATCH, 'the canary was decided');
       const s = SESSIONS[i % SESSIONS.length]!;
       await rated(ops, s, side(s) === 'v000001' ? 'bad' : 'good');
+      await until(() => scored(ops, s), 'the rated turn scored');
       await ops.daemon.guard!.nudge();
     }
     assert.equal(trainer.status().serving, 'base');
@@ -75,8 +86,10 @@ test('a canary serves its share of sessions only, is rolled back when rated wors
     const others = SESSIONS.filter((s) => !inCanary(s, next, 0.5));
     for (let i = 0; trainer.status().canary !== null; i++) {
       assert.ok(i < 2 * BATCH, 'the canary was decided');
-      await rated(ops, canarySessions[i % canarySessions.length]!, 'good');
-      await rated(ops, others[i % others.length]!, 'bad');
+      const [good, bad] = [canarySessions[i % canarySessions.length]!, others[i % others.length]!];
+      await rated(ops, good, 'good');
+      await rated(ops, bad, 'bad');
+      await until(() => scored(ops, good) && scored(ops, bad), 'the rated turns scored');
       await ops.daemon.guard!.nudge();
     }
     assert.equal(trainer.status().serving, next);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Page } from 'playwright-core';
-import { optIn, repoRoot, tempDir } from './helpers.ts';
+import { optIn, repoRoot, tempDir, until } from './helpers.ts';
 import { SESSION, closeOps, serve, startOps, trainTo } from './ops-helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -106,6 +106,8 @@ test('the dashboard in Chromium: login, version and charts, turns, rollback', { 
   await ops.client.sendEvents([optIn(++ops.seq, OTHER)]);
   await serve(ops, 'something else', OTHER);
   await ops.client.sendEvents([{ kind: 'feedback', seq: ++ops.seq, at: Date.now(), sessionKey: OTHER, rating: 'bad' }]);
+  // The pipeline scores it after the ack, and the turn list below is read once, not polled.
+  await until(() => [...ops.daemon.store.turnsOf(OTHER)].some((t) => t.reward !== null), 'the other session\'s turn scored');
   const { url, token } = ops.daemon;
   mkdirSync(ARTIFACTS, { recursive: true });
 

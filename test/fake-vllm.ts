@@ -15,8 +15,8 @@ import { join } from 'node:path';
 export interface ScriptedReply {
   text?: string;
   toolCalls?: { id: string; name: string; arguments: string }[];
-  /** Wait this long before answering (a long generation). */
-  delayMs?: number;
+  /** Answer once this resolves (a long generation, that lasts until the test ends it). */
+  held?: Promise<void>;
   /** Streaming: fail after the first chunk with this error event, as vLLM does when its engine fails. */
   failMidStream?: string;
   /**
@@ -96,7 +96,7 @@ export async function startFakeVllm(script: FakeVllm['script'] = [{ text: 'Hello
     }
     const { script } = fake;
     const reply = typeof script === 'function' ? script(body) : script[Math.min(served++, script.length - 1)]!;
-    if (reply.delayMs) await new Promise((resolve) => setTimeout(resolve, reply.delayMs));
+    if (reply.held) await reply.held;
     const text = reply.text ?? '';
     const tokens = tokenize(text);
     const promptIds = opts.promptIds?.(body) ?? tokenize(JSON.stringify(body.messages)).slice(0, 64).map((t) => t.id);

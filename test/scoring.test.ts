@@ -12,15 +12,15 @@ import { tempDir, until } from './helpers.ts';
 
 const log = createLogger('silent');
 
-/** A FAKE judge endpoint (OpenAI chat completions) answering from a list; records the prompts. */
-async function fakeJudge(answers: string[], delayMs = 0) {
+/** A FAKE judge endpoint (OpenAI chat completions) answering from a list, once `held` (if given) resolves; records the prompts. */
+async function fakeJudge(answers: string[], held?: Promise<void>) {
   const prompts: string[] = [];
   let i = 0;
   const server = createServer(async (req, res) => {
     let body = '';
     for await (const p of req) body += p;
     prompts.push(JSON.stringify(JSON.parse(body).messages));
-    await new Promise((r) => setTimeout(r, delayMs));
+    await held;
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ choices: [{ message: { role: 'assistant', content: answers[i++ % answers.length] } }] }));
   });
@@ -120,7 +120,9 @@ test('OPD with an explicit hint but no scoring backend stores the hint and train
 });
 
 test('feedback that arrives while the judge is voting is not lost: the turn is scored again with it', async () => {
-  const judge = await fakeJudge(['\\boxed{1}'], 300);
+  // The votes are held until the feedback is in, rather than for a fixed time the revision had to beat.
+  let release!: () => void;
+  const judge = await fakeJudge(['\\boxed{1}'], new Promise((resolve) => (release = resolve)));
   const store = await Store.open(tempDir());
   try {
     await store.recordSample({
@@ -136,6 +138,7 @@ test('feedback that arrives while the judge is voting is not lost: the turn is s
     await until(() => judge.prompts.length > 0, 'the judge asked');
     const turn = store.turns.get(['s', 0])!;
     await store.atomically(() => store.reviseTurn({ ...turn, nextState: { ...turn.nextState, feedback: { rating: 'bad' } } }));
+    release();
     assert.equal(await scoring, 0, 'the stale verdict is not written');
     assert.equal(await loop.scoreOnce(), 1);
     const score = store.scores.get(['s', 0])!;

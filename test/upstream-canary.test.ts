@@ -32,12 +32,12 @@ test('vLLM: a canary adapter serves beside the main one, by name, only to reques
 
   // keepAdapters 1: a swap of the main version unloads stale names, never the canary's.
   await backend.loadAdapter(v3!, 'v000003');
-  await until(() => !fake.adapters.has('clawrl-v000001') || undefined, 'v000001 to be unloaded', 2000);
+  await until(() => !fake.adapters.has('clawrl-v000001') || undefined, 'v000001 to be unloaded');
   assert.ok(fake.adapters.has('clawrl-v000002'), 'the canary stays loaded');
   assert.equal((await backend.generate({ ...request, canary: true })).weightVersion, 'v000002');
 
   // Canary over: requests that asked for it get the main version, and its adapter can go.
   await backend.loadCanary(null, null);
   assert.equal((await backend.generate({ ...request, canary: true })).weightVersion, 'v000003');
-  await until(() => !fake.adapters.has('clawrl-v000002') || undefined, 'the old canary to be unloaded', 2000);
+  await until(() => !fake.adapters.has('clawrl-v000002') || undefined, 'the old canary to be unloaded');
 });

@@ -47,7 +47,7 @@ test('vLLM: each version is loaded once, requests name it, old ones are unloaded
   await backend.loadAdapter(v2!, 'v000002');
   await backend.loadAdapter(v3!, 'v000003');
   // Two kept (the serving one and the one before); v000001 went.
-  await until(() => !fake.adapters.has('clawrl-v000001') || undefined, 'v000001 to be unloaded', 2000);
+  await until(() => !fake.adapters.has('clawrl-v000001') || undefined, 'v000001 to be unloaded');
   assert.deepEqual([...fake.adapters.keys()], ['clawrl-v000002', 'clawrl-v000003']);
   await backend.generate(request, () => {});
   assert.equal(fake.requests.at(-1)!.body.model, 'clawrl-v000003');
@@ -68,15 +68,18 @@ test('an adapter with a request in flight stays loaded until that request is don
   const { fake, backend } = await upstream(t, 'vllm', { keepAdapters: 1 });
   const [v1, v2] = versions(tempDir(), ['v000001', 'v000002']);
   await backend.loadAdapter(v1!, 'v000001');
-  fake.script = [{ text: 'slow reply', delayMs: 400 }];
+  // The reply waits for the swap, rather than for a fixed time the swap had to beat.
+  let finish!: () => void;
+  fake.script = [{ text: 'slow reply', held: new Promise((resolve) => (finish = resolve)) }];
   const slow = backend.generate(request);
-  await until(() => fake.requests.length === 1 || undefined, 'the slow request to arrive', 2000);
+  await until(() => fake.requests.length === 1 || undefined, 'the slow request to arrive');
   await backend.loadAdapter(v2!, 'v000002');
   assert.ok(fake.adapters.has('clawrl-v000001'), 'not unloaded under a running request');
+  finish();
   const result = await slow;
   assert.equal(result.text, 'slow reply');
   assert.equal(result.weightVersion, 'v000001', 'a request keeps the version it started on');
-  await until(() => !fake.adapters.has('clawrl-v000001') || undefined, 'v000001 to be unloaded after its request', 2000);
+  await until(() => !fake.adapters.has('clawrl-v000001') || undefined, 'v000001 to be unloaded after its request');
   assert.deepEqual([...fake.adapters.keys()], ['clawrl-v000002']);
 });
 

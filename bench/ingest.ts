@@ -4,9 +4,13 @@
 // maximum rate) and open loop (--rate events/s shared by the clients, sent on a timer: the ack
 // latency a plugin sees at that load). During each run, a child process measures the disk's own
 // 64 KiB write + fdatasync latency in the daemon's data dir, so the ack tail is compared with the
-// disk's in the same seconds.
+// disk's in the same seconds. Before each run, the same events are stored at the same load by
+// lmdb-js alone (decode, three puts an event, one durable commit a frame: the shared probe's
+// design), which is the floor any daemon on LMDB could reach on this disk.
 // Usage: npm run bench:ingest [-- --events 200000 --batch 64 --window 4 --rate 20000]
 import { spawn } from 'node:child_process';
+import { open } from 'lmdb';
+import { pack, unpack } from 'msgpackr';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TestClient, optIn, spawnDaemon, tempDir, runCli } from '../test/helpers.ts';
@@ -94,16 +98,62 @@ function startFsyncProbe(dir: string): () => Promise<number[]> {
   };
 }
 
+/**
+ * lmdb-js alone storing `count` events in frames of batchSize: closed loop with `window` frames
+ * in flight when paceMs is 0, else one frame per paceMs. Each frame is decoded, its events put
+ * with two index keys, and committed durably. Returns the commit latencies, sorted.
+ */
+async function lmdbFloor(dir: string, count: number, paceMs: number, inFlight: number): Promise<number[]> {
+  const env = open({ path: join(dir, 'floor'), maxDbs: 4 });
+  const [events, sessions, runs] = ['events', 'sessions', 'runs'].map((name) => env.openDB({ name }));
+  const frames: Buffer[] = [];
+  for (let seq = 0; seq < count; ) {
+    const batch = [];
+    for (let i = 0; i < batchSize && seq < count; i++) {
+      seq++;
+      batch.push({ kind: 'user.message', seq, at: Date.now(), sessionKey: 'floor', runId: `run${seq >> 3}`, content: payload });
+    }
+    frames.push(pack({ type: 'events', events: batch }));
+  }
+  const latencies: number[] = [];
+  const store = (frame: Buffer) => {
+    const sent = performance.now();
+    const { events: batch } = unpack(frame) as { events: { seq: number; sessionKey: string; runId: string }[] };
+    return env
+      .transaction(() => {
+        for (const e of batch) {
+          events!.put(e.seq, e);
+          sessions!.put([e.sessionKey, e.seq], null);
+          runs!.put([e.runId, e.seq], null);
+        }
+      })
+      .then(() => void latencies.push(performance.now() - sent));
+  };
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  for (const [i, frame] of frames.entries()) {
+    if (paceMs > 0) {
+      const due = started + i * paceMs - performance.now();
+      if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+    } else if (pending.length >= inFlight) await pending.shift();
+    pending.push(store(frame));
+  }
+  await Promise.all(pending);
+  await env.close();
+  return latencies.sort((a, b) => a - b);
+}
+
 const rows: string[] = [];
 const rate = Number(values.rate);
 const modes = [{ label: 'max', pace: (_n: number) => 0 }, { label: `${rate.toLocaleString('en')}/s`, pace: (n: number) => (batchSize * n * 1000) / rate }];
 for (const n of values.clients!.split(',').map(Number)) for (const mode of modes) {
   const dir = tempDir('clawrl-bench-');
+  // The paced run lasts about 5 s: long enough for a stable p99, short enough to repeat.
+  const perClient = mode.pace(n) > 0 ? Math.floor((rate * 5) / n) : Math.floor(totalEvents / n);
+  const floor = await lmdbFloor(dir, perClient * n, mode.pace(n) / n, window * n);
   const daemon = await spawnDaemon(dir, ['--log-level', 'warn']);
   const token = (await runCli(dir, ['token'])).stdout.trim();
   const latencies: number[] = [];
-  // The paced run lasts about 5 s: long enough for a stable p99, short enough to repeat.
-  const perClient = mode.pace(n) > 0 ? Math.floor((rate * 5) / n) : Math.floor(totalEvents / n);
   const stopProbe = startFsyncProbe(dir);
   const start = performance.now();
   await Promise.all(Array.from({ length: n }, (_, i) => runClient(daemon.wsUrl, token, `bench-${i}`, perClient, mode.pace(n), latencies)));
@@ -113,10 +163,10 @@ for (const n of values.clients!.split(',').map(Number)) for (const mode of modes
   latencies.sort((a, b) => a - b);
   const achieved = Math.round((perClient * n) / seconds);
   rows.push(
-    `| ${n} | ${mode.label} | ${batchSize} | ${(perClient * n).toLocaleString('en')} | ${achieved.toLocaleString('en')} | ${percentile(latencies, 50).toFixed(1)} | ${percentile(latencies, 99).toFixed(1)} | ${percentile(disk, 99).toFixed(1)} | ${(percentile(latencies, 99) / percentile(disk, 99)).toFixed(1)} |`,
+    `| ${n} | ${mode.label} | ${batchSize} | ${(perClient * n).toLocaleString('en')} | ${achieved.toLocaleString('en')} | ${percentile(latencies, 50).toFixed(1)} | ${percentile(latencies, 99).toFixed(1)} | ${percentile(disk, 99).toFixed(1)} | ${(percentile(latencies, 99) / percentile(disk, 99)).toFixed(1)} | ${percentile(floor, 99).toFixed(1)} | ${(percentile(latencies, 99) / percentile(floor, 99)).toFixed(1)} |`,
   );
   console.error(rows.at(-1));
 }
-console.log(`| clients | load | events/frame | events | events/s | ack p50 ms | ack p99 ms | disk fdatasync p99 ms | ack p99 ÷ disk p99 |   (closed loop: ${window} frames in flight per client)`);
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log(`| clients | load | events/frame | events | events/s | ack p50 ms | ack p99 ms | disk fdatasync p99 ms | ack p99 ÷ disk p99 | lmdb-js alone commit p99 ms | ack p99 ÷ lmdb-js p99 |   (closed loop: ${window} frames in flight per client)`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);

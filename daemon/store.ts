@@ -24,7 +24,7 @@ export type { NextState } from '../recipes/types.ts';
 export const SCHEMA_VERSION = 5;
 
 /** Events, and samples, that one transaction of retention deletes at most before it lets others run. */
-const EXPIRE_SLICE = 2_000;
+const EXPIRE_SLICE = 500;
 
 /**
  * The kinds of event that passes after each stored batch look for among everything new: deriving

@@ -125,7 +125,7 @@ test('retention reads only what expired, in slices, and leaves every index match
   const now = Date.now();
   const old = now - 40 * 86_400_000;
   const sessions = ['a', 'b', 'c'];
-  // 5,000 old events and 300 old samples (more than one slice of 2,000), among recent ones, out of time order.
+  // 5,000 old events and 300 old samples (several slices), among recent ones, out of time order.
   await store.appendEvents('c', sessions.map((key, i) => optIn(i + 1, key)));
   let seq = sessions.length;
   for (let batch = 0; batch < 10; batch++) {

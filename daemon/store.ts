@@ -524,6 +524,10 @@ export class Store {
       const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0, refusedSessions: [] };
       let log = this.eventLogPosition();
       const counters = this.counters();
+      // The session records this batch changed, written once each at its end (a batch is mostly
+      // one session's events). Each is also written when first met: a new one must count against
+      // maxSessions for the next.
+      const touched = new Map<string, SessionRecord>();
       for (const [i, event] of events.entries()) {
         if (event.seq <= ackedSeq) {
           result.duplicates++;
@@ -531,10 +535,15 @@ export class Store {
         }
         ackedSeq = event.seq;
         const isOpt = event.kind === 'session.optin' || event.kind === 'session.optout';
-        const record = this.sessionForWrite(event.sessionKey, isOpt, result.refusedSessions);
+        const known = touched.get(event.sessionKey);
+        const record = this.sessionForWrite(event.sessionKey, isOpt, result.refusedSessions, known);
         if (!record) {
           result.dropped++;
           continue;
+        }
+        if (!known) {
+          touched.set(event.sessionKey, record);
+          this.sessions.put(event.sessionKey, record);
         }
         if (isOpt) this.setOptedIn(record, event.kind === 'session.optin');
         record.events++;
@@ -544,9 +553,9 @@ export class Store {
         this.sessionEvents.put([event.sessionKey, log], null);
         // Keyed by what is stored, so that lookups with stored run and call ids find them.
         this.indexEvent(event.sessionKey, stored);
-        this.sessions.put(event.sessionKey, record);
         result.stored++;
       }
+      for (const [sessionKey, record] of touched) this.sessions.put(sessionKey, record);
       ackedSeq = Math.max(ackedSeq, throughSeq);
       this.meta.put('eventLog', log);
       this.clients.put(clientId, ackedSeq);
@@ -564,10 +573,10 @@ export class Store {
    * Inside a write transaction: the record an event or a served sample of this session is stored
    * under, or undefined when it must not be stored — the session has not opted in (`opting`: the
    * event is an opt-in or opt-out, which is always recorded), or it would be a new session beyond
-   * `maxSessions` (then it is added to `refused`).
+   * `maxSessions` (then it is added to `refused`). `session` is the record as the caller has it
+   * (by default, as stored).
    */
-  private sessionForWrite(sessionKey: string, opting: boolean, refused: string[]): SessionRecord | undefined {
-    const session = this.sessions.get(sessionKey);
+  private sessionForWrite(sessionKey: string, opting: boolean, refused: string[], session = this.sessions.get(sessionKey)): SessionRecord | undefined {
     if (!opting && !session?.optedIn) return undefined;
     const { maxSessions } = this.limits;
     if (!session && maxSessions !== undefined && this.sessionCount() >= maxSessions) {

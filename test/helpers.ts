@@ -35,9 +35,14 @@ export interface DaemonProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `clawrl-daemon start` as a real child process and waits for its listening line. */
+/**
+ * Starts `clawrl-daemon start` as a real child process and waits for its listening line. Node
+ * options for the daemon alone come from CLAWRL_DAEMON_NODE_ARGS (space-separated), e.g.
+ * `--cpu-prof --cpu-prof-dir /tmp/prof` to profile a bench's daemon (NODE_OPTIONS refuses those).
+ */
 export async function spawnDaemon(dataDir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [cliPath, '--data-dir', dataDir, 'start', '--port', '0', '--log-level', 'warn', ...args], {
+  const nodeArgs = process.env.CLAWRL_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, cliPath, '--data-dir', dataDir, 'start', '--port', '0', '--log-level', 'warn', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

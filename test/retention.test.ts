@@ -119,13 +119,13 @@ test('a version 1 store gets the run and call indexes and open-sample records at
   await assert.rejects(Store.open(dir), new RegExp(`has schema version ${SCHEMA_VERSION + 1}; this clawrl understands ${SCHEMA_VERSION}`));
 });
 
-test('retention reads only what expired, in slices, and leaves every index matching what is kept; a version 4 store gets its time indexes at open', async () => {
+test('retention reads only what expired, in slices, and leaves every index matching what is kept; a version 4 store gets its indexes by time and kind at open', async () => {
   const dir = tempDir();
   let store = await Store.open(dir);
   const now = Date.now();
   const old = now - 40 * 86_400_000;
   const sessions = ['a', 'b', 'c'];
-  // 5,000 old events and 300 old samples (several slices), among recent ones, out of time order.
+  // 5,000 old messages and 300 old samples (several slices of 500), among recent ones, out of time order.
   await store.appendEvents('c', sessions.map((key, i) => optIn(i + 1, key)));
   let seq = sessions.length;
   for (let batch = 0; batch < 10; batch++) {

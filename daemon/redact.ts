@@ -237,7 +237,7 @@ export function redactSecrets(text: string, count: RedactionCount = { found: 0 }
  * `value` itself comes back when nothing did, as for nearly every event, which then costs no
  * allocation.
  */
-export function redactDeep<T>(value: T, count?: RedactionCount): T {
+export function redactDeep<T>(value: T, count: RedactionCount = { found: 0 }): T {
   if (typeof value === 'string') return redactSecrets(value, count) as T;
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined;

@@ -900,12 +900,9 @@ export class Store {
 
   /**
    * Retention: deletes events, samples and their turns older than `cutoff` (ms since the epoch).
-   * Sessions keep their records (the opt-in state), not their content.
-   */
-  /**
-   * Deletes the events and samples (with their turns) from before `cutoff`, found by the indexes
-   * by time: a store of years reads only what expired. In slices of EXPIRE_SLICE, one transaction
-   * each, letting the event loop run between them.
+   * Sessions keep their records (the opt-in state), not their content. What expired is found by
+   * the indexes by time (a store of years reads only that), in slices of EXPIRE_SLICE, one
+   * transaction each, letting the event loop run between them.
    */
   async expireBefore(cutoff: number): Promise<{ events: number; turns: number }> {
     const total = { events: 0, turns: 0 };
@@ -916,7 +913,7 @@ export class Store {
         const samples = [...this.sampleTimes.getKeys({ end: [cutoff], limit: EXPIRE_SLICE })];
         for (const [at, log] of events) {
           const event = this.events.get(log);
-          if (event) this.removeEvent(event.sessionKey, log);
+          if (event) this.removeEvent(event.sessionKey, log, event);
           else this.eventTimes.remove([at, log]);
         }
         for (const [createdAt, id] of samples) {
@@ -934,9 +931,8 @@ export class Store {
     }
   }
 
-  /** Inside a write transaction. */
-  private removeEvent(sessionKey: string, log: number): void {
-    const event = this.events.get(log);
+  /** Inside a write transaction; `event` is the one stored at `log`, if the caller has read it. */
+  private removeEvent(sessionKey: string, log: number, event = this.events.get(log)): void {
     this.events.remove(log);
     this.sessionEvents.remove([sessionKey, log]);
     if (event) this.eventTimes.remove([event.at, log]);

@@ -254,7 +254,7 @@ export class TurnAssembler {
     const feedback = [...store.eventsOfKind('feedback', this.feedbackCursor, end)];
     if (feedback.length === 0) {
       this.feedbackCursor = end;
-      // Saved now and then, so a restarted daemon does not read the whole log again at its first pass.
+      // Saved now and then, so a restarted daemon does not go over the feedback of a long stretch again at its first pass.
       if (end - this.feedbackCursorSaved >= FEEDBACK_CURSOR_SAVE_EVERY) {
         await store.setMark('feedbackCursor', end);
         this.feedbackCursorSaved = end;

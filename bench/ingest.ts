@@ -6,7 +6,9 @@
 // 64 KiB write + fdatasync latency in the daemon's data dir, so the ack tail is compared with the
 // disk's in the same seconds. Before each run, the same events are stored at the same load by
 // lmdb-js alone (decode, three puts an event, one durable commit a frame: the shared probe's
-// design), which is the floor any daemon on LMDB could reach on this disk.
+// design), which is the floor any daemon on LMDB could reach on this disk; and after it, the
+// same clients send the same load to a bare ws server that does only that (bench/ws-lmdb-floor.ts,
+// its own process), the floor of any daemon on WebSocket and LMDB on these cores.
 // Each daemon is new, so each client first sends --warmup-seconds' worth of events (at --rate)
 // the same way and waits for their acks, unmeasured: in its first second a fresh daemon compiles
 // its code paths and grows its store, its acks wait up to ~170 ms, and the backlog that leaves
@@ -15,6 +17,7 @@
 import { spawn } from 'node:child_process';
 import { open } from 'lmdb';
 import { pack, unpack } from 'msgpackr';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TestClient, optIn, spawnDaemon, tempDir, runCli } from '../test/helpers.ts';
@@ -174,6 +177,30 @@ async function lmdbFloor(dir: string, count: number, paceMs: number, inFlight: n
   return latencies.sort((a, b) => a - b);
 }
 
+/** Starts bench/ws-lmdb-floor.ts in its own process; resolves to its URL and a stop function. */
+async function startWsFloor(dir: string): Promise<{ wsUrl: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'ws-lmdb-floor.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout, 'data')) as [Buffer];
+  const wsUrl = /floor on (ws:\/\/\S+)/.exec(line.toString())?.[1];
+  if (!wsUrl) throw new Error(`the ws floor said: ${line.toString()}`);
+  return {
+    wsUrl,
+    async stop() {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+/** The clients' ack latencies (sorted) and measured events/s against a server at wsUrl. */
+async function runClients(wsUrl: string, token: string, n: number, warmup: number, perClient: number, paceMs: number): Promise<{ latencies: number[]; achieved: number }> {
+  const latencies: number[] = [];
+  const measured: Measured = { to: 0 };
+  await Promise.all(Array.from({ length: n }, (_, i) => runClient(wsUrl, token, `bench-${i}`, warmup, perClient, paceMs, latencies, measured)));
+  const seconds = (measured.to - measured.from!) / 1000;
+  return { latencies: latencies.sort((a, b) => a - b), achieved: Math.round((perClient * n) / seconds) };
+}
+
 const rows: string[] = [];
 const rate = Number(values.rate);
 const modes = [{ label: 'max', pace: (_n: number) => 0 }, { label: `${rate.toLocaleString('en')}/s`, pace: (n: number) => (batchSize * n * 1000) / rate }];
@@ -182,24 +209,23 @@ for (const n of values.clients!.split(',').map(Number)) for (const mode of modes
   // The paced run lasts about 5 s: long enough for a stable p99, short enough to repeat.
   const perClient = mode.pace(n) > 0 ? Math.floor((rate * 5) / n) : Math.floor(totalEvents / n);
   const floor = await lmdbFloor(dir, perClient * n, mode.pace(n) / n, window * n);
-  const daemon = await spawnDaemon(dir, ['--log-level', 'warn']);
-  const token = (await runCli(dir, ['token'])).stdout.trim();
-  const latencies: number[] = [];
-  const measured: Measured = { to: 0 };
   // The same load for --warmup-seconds, in whole frames.
   const warmup = Math.ceil((rate * Number(values['warmup-seconds'])) / n / batchSize) * batchSize;
+  const daemon = await spawnDaemon(dir, ['--log-level', 'warn']);
+  const token = (await runCli(dir, ['token'])).stdout.trim();
   const stopProbe = startFsyncProbe(dir);
-  await Promise.all(Array.from({ length: n }, (_, i) => runClient(daemon.wsUrl, token, `bench-${i}`, warmup, perClient, mode.pace(n), latencies, measured)));
-  const seconds = (measured.to - measured.from!) / 1000;
+  const { latencies, achieved } = await runClients(daemon.wsUrl, token, n, warmup, perClient, mode.pace(n));
   const disk = await stopProbe();
   await daemon.stop();
-  latencies.sort((a, b) => a - b);
-  const achieved = Math.round((perClient * n) / seconds);
+  const wsFloor = await startWsFloor(dir);
+  const wsFloorAcks = (await runClients(wsFloor.wsUrl, token, n, warmup, perClient, mode.pace(n))).latencies;
+  await wsFloor.stop();
+  const p99 = percentile(latencies, 99);
   rows.push(
-    `| ${n} | ${mode.label} | ${batchSize} | ${(perClient * n).toLocaleString('en')} | ${achieved.toLocaleString('en')} | ${percentile(latencies, 50).toFixed(1)} | ${percentile(latencies, 99).toFixed(1)} | ${percentile(disk, 99).toFixed(1)} | ${(percentile(latencies, 99) / percentile(disk, 99)).toFixed(1)} | ${percentile(floor, 99).toFixed(1)} | ${(percentile(latencies, 99) / percentile(floor, 99)).toFixed(1)} |`,
+    `| ${n} | ${mode.label} | ${batchSize} | ${(perClient * n).toLocaleString('en')} | ${achieved.toLocaleString('en')} | ${percentile(latencies, 50).toFixed(1)} | ${p99.toFixed(1)} | ${percentile(disk, 99).toFixed(1)} | ${(p99 / percentile(disk, 99)).toFixed(1)} | ${percentile(floor, 99).toFixed(1)} | ${percentile(wsFloorAcks, 99).toFixed(1)} | ${(p99 / percentile(wsFloorAcks, 99)).toFixed(1)} |`,
   );
   console.error(rows.at(-1));
 }
-console.log(`| clients | load | events/frame | events | events/s | ack p50 ms | ack p99 ms | disk fdatasync p99 ms | ack p99 ÷ disk p99 | lmdb-js alone commit p99 ms | ack p99 ÷ lmdb-js p99 |   (closed loop: ${window} frames in flight per client)`);
-console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+console.log(`| clients | load | events/frame | events | events/s | ack p50 ms | ack p99 ms | disk fdatasync p99 ms | ack p99 ÷ disk p99 | lmdb-js alone commit p99 ms | ws + lmdb-js alone ack p99 ms | ack p99 ÷ ws + lmdb-js p99 |   (closed loop: ${window} frames in flight per client)`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);

@@ -21,7 +21,7 @@ export type { NextState } from '../recipes/types.ts';
  * sampleTimes: retention reads what expired, not every record) and of the events the passes look
  * for by kind (eventKinds); an older store is upgraded at open.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** Events, and samples, that one transaction of retention deletes at most before it lets others run. */
 const EXPIRE_SLICE = 500;
@@ -118,6 +118,13 @@ export interface TurnRecord {
 export interface TurnChange {
   before?: TurnRecord;
   after?: TurnRecord;
+}
+
+/** What one transaction changed, for the listeners told once it commits. */
+interface Changes {
+  turns: TurnChange[];
+  /** Sessions that got events or a new open sample. */
+  sessions: Set<string>;
 }
 
 /** What the scoring loop decided for a turn. */
@@ -319,6 +326,8 @@ export class Store {
   private readonly sampleTimes: Database<null, [number, string]>;
   /** Samples still waiting for their next state, with what turn assembly needs to decide. */
   readonly openSamples: Database<OpenSample, string>;
+  /** [sessionKey, ordinal] → sample id: a session's open samples, so assembly reads only the sessions that changed. */
+  private readonly openBySession: Database<string, [string, number]>;
   /** [sessionKey, turnIndex] → turn. */
   readonly turns: Database<TurnRecord, [string, number]>;
   readonly scores: Database<ScoreRecord, [string, number]>;
@@ -333,11 +342,12 @@ export class Store {
   private readonly versionTurns: Database<string, [string, string, number]>;
 
   private capacityCheckedAt = 0;
-  /** The turn changes of the transaction running now (set by atomically), delivered once it commits. */
-  private turnChanges?: TurnChange[];
+  /** What the transaction running now changed (set by atomically), delivered once it commits. */
+  private changes?: Changes;
   /** Settles when the samples being recorded now are stored (set while a large one is redacted). */
   private samplesInFlight?: Promise<void>;
   private readonly turnListeners: ((change: TurnChange) => void)[] = [];
+  private readonly sessionListeners: ((sessionKey: string) => void)[] = [];
   private capacityError: StorageFullError | undefined;
   /** Every sub-database, this class's and those other modules open (hint memory's), for usedBytes. */
   private readonly dbs: Database<unknown, Key>[] = [];
@@ -362,6 +372,7 @@ export class Store {
     this.runSamples = this.openDB('runSamples');
     this.sampleTimes = this.openDB('sampleTimes');
     this.openSamples = this.openDB('openSamples');
+    this.openBySession = this.openDB('openBySession');
     this.turns = this.openDB('turns');
     this.scores = this.openDB('scores');
     this.unscored = this.openDB('unscored');
@@ -377,8 +388,8 @@ export class Store {
    * or that make one of their writes fail.
    */
   internalTables() {
-    const { clients, sessionEvents, runEvents, callEvents, eventTimes, eventKinds, runSamples, sampleTimes, versionTurns } = this;
-    return { clients, sessionEvents, runEvents, callEvents, eventTimes, eventKinds, runSamples, sampleTimes, versionTurns };
+    const { clients, sessionEvents, runEvents, callEvents, eventTimes, eventKinds, runSamples, sampleTimes, openBySession, versionTurns } = this;
+    return { clients, sessionEvents, runEvents, callEvents, eventTimes, eventKinds, runSamples, sampleTimes, openBySession, versionTurns };
   }
 
   /** A sub-database of the store, counted in usedBytes (and so in --max-store-mb). */
@@ -393,7 +404,7 @@ export class Store {
     const found = store.meta.get('schemaVersion');
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
-    } else if (found === 1 || found === 2 || found === 3 || found === 4) {
+    } else if (found === 1 || found === 2 || found === 3 || found === 4 || found === 5) {
       await store.upgradeFrom(found);
     } else if (found !== SCHEMA_VERSION) {
       await store.close();
@@ -412,10 +423,10 @@ export class Store {
    * run and call, and gives each open sample the record turn assembly reads (early version 1
    * stores kept null). From 1 or 2: sums the served turns by version (one read of every turn).
    * From 1, 2 or 3: indexes the turns by version (one more read of every turn) and empties the
-   * index by tool call id that 1-3 wrote. From any: indexes the events by time and kind and the
-   * samples by time (one read of each).
+   * index by tool call id that 1-3 wrote. From 1-4: indexes the events by time and kind and the
+   * samples by time (one read of each). From any: indexes the open samples by session.
    */
-  private upgradeFrom(found: 1 | 2 | 3 | 4): Promise<void> {
+  private upgradeFrom(found: 1 | 2 | 3 | 4 | 5): Promise<void> {
     return this.atomically(() => {
       if (found === 1) this.indexFrom1();
       if (found <= 2) for (const [version, served] of servedFromScratch(this)) this.versionServed.put(version, served);
@@ -424,8 +435,12 @@ export class Store {
         const toolCallSamples = this.root.openDB<string, string>({ name: 'toolCallSamples' });
         for (const key of [...toolCallSamples.getKeys()]) toolCallSamples.remove(key);
       }
-      if (found !== 1) for (const { value: e } of this.events.getRange()) this.indexEventByTimeAndKind(e);
-      for (const { value: sample } of this.samples.getRange()) this.sampleTimes.put([sample.createdAt, sample.id], null);
+      if (found !== 1 && found <= 4) for (const { value: e } of this.events.getRange()) this.indexEventByTimeAndKind(e);
+      if (found <= 4) for (const { value: sample } of this.samples.getRange()) this.sampleTimes.put([sample.createdAt, sample.id], null);
+      for (const { key: id } of this.openSamples.getRange()) {
+        const sample = this.samples.get(id);
+        if (sample) this.openBySession.put([sample.sessionKey, sample.ordinal], id);
+      }
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
   }
@@ -555,7 +570,10 @@ export class Store {
         this.indexEvent(event.sessionKey, stored);
         result.stored++;
       }
-      for (const [sessionKey, record] of touched) this.sessions.put(sessionKey, record);
+      for (const [sessionKey, record] of touched) {
+        this.sessions.put(sessionKey, record);
+        this.changes!.sessions.add(sessionKey);
+      }
       ackedSeq = Math.max(ackedSeq, throughSeq);
       this.meta.put('eventLog', log);
       this.clients.put(clientId, ackedSeq);
@@ -609,25 +627,28 @@ export class Store {
    * plain `transaction` callback that throws). Every multi-write state change goes through it.
    */
   atomically<T>(fn: () => T): Promise<T> {
-    const changes: TurnChange[] = [];
+    const changes: Changes = { turns: [], sessions: new Set() };
     let nested = false;
     const committed = this.root.childTransaction(() => {
       // A nested call hands its changes to the enclosing transaction, which delivers them when it
       // commits; a nested call that throws is rolled back alone, and so are its changes.
-      const outer = this.turnChanges;
+      const outer = this.changes;
       nested = outer !== undefined;
-      this.turnChanges = changes;
+      this.changes = changes;
       try {
         const result = fn();
-        outer?.push(...changes);
+        outer?.turns.push(...changes.turns);
+        for (const key of changes.sessions) outer?.sessions.add(key);
         return result;
       } finally {
-        this.turnChanges = outer;
+        this.changes = outer;
       }
     }) as Promise<T>;
     // Only after the commit: a transaction that rolled back (or a batch that failed) changed nothing.
     return committed.then((result) => {
-      if (!nested) for (const change of changes) for (const listener of this.turnListeners) listener(change);
+      if (nested) return result;
+      for (const change of changes.turns) for (const listener of this.turnListeners) listener(change);
+      for (const key of changes.sessions) for (const listener of this.sessionListeners) listener(key);
       return result;
     });
   }
@@ -637,9 +658,14 @@ export class Store {
     this.turnListeners.push(listener);
   }
 
+  /** Calls `listener` with each session that got events or a new open sample, after the transaction committed. */
+  onSessionChange(listener: (sessionKey: string) => void): void {
+    this.sessionListeners.push(listener);
+  }
+
   /** Inside atomically: writes or (undefined) removes a turn, recorded for onTurnChange. */
   private setTurn(key: TurnKey, turn: TurnRecord | undefined): void {
-    const changes = this.turnChanges;
+    const changes = this.changes?.turns;
     if (!changes) throw new Error('a turn changes only inside store.atomically');
     const before = this.turns.get(key);
     if (!before && !turn) return;
@@ -756,7 +782,11 @@ export class Store {
       this.sampleTimes.put([record.createdAt, record.id], null);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
       if (record.runId !== undefined) this.runSamples.put([record.sessionKey, record.runId, record.ordinal], record.id);
-      if (!record.side) this.openSamples.put(record.id, openSampleOf(record));
+      if (!record.side) {
+        this.openSamples.put(record.id, openSampleOf(record));
+        this.openBySession.put([record.sessionKey, record.ordinal], record.id);
+        this.changes!.sessions.add(record.sessionKey);
+      }
       return record;
     });
   }
@@ -951,6 +981,7 @@ export class Store {
     this.sessionSamples.remove(key);
     if (sample.runId !== undefined) this.runSamples.remove([sample.sessionKey, sample.runId, sample.ordinal]);
     this.openSamples.remove(sample.id);
+    this.openBySession.remove([sample.sessionKey, sample.ordinal]);
   }
 
   /** Inside a write transaction: a turn and its score and queue entries. */
@@ -966,9 +997,19 @@ export class Store {
   // (startBatch) pending batch → (finishBatch) trained version. Late feedback sends a turn back to
   // scoring (reviseTurn). Each runs in one atomic transaction, or inside the caller's.
 
-  /** Samples waiting for their next state (turn assembly's work). */
-  *openSampleList(): Generator<OpenSample> {
-    for (const { value } of this.openSamples.getRange()) yield value;
+  /** A session's samples waiting for their next state (turn assembly's work). */
+  openSamplesOf(sessionKey: string): OpenSample[] {
+    const open: OpenSample[] = [];
+    for (const { value: id } of this.openBySession.getRange({ start: [sessionKey], end: [sessionKey, Infinity] })) {
+      const sample = this.openSamples.get(id);
+      if (sample) open.push(sample);
+    }
+    return open;
+  }
+
+  /** The sessions with samples waiting for their next state (one read of the index). */
+  sessionsWithOpenSamples(): Set<string> {
+    return new Set(Array.from(this.openBySession.getKeys(), ([sessionKey]) => sessionKey));
   }
 
   isOpen(sampleId: string): boolean {
@@ -993,6 +1034,7 @@ export class Store {
       this.setTurn(key, turn);
       this.unscored.put(key, null);
       this.openSamples.remove(turn.sampleId);
+      this.openBySession.remove([turn.sessionKey, turn.turnIndex]);
       return true;
     });
   }

@@ -26,15 +26,10 @@ export interface AssemblerOptions {
   onTurn?: (turn: TurnRecord) => void;
 }
 
-type Outcome = { nextState: NextState } | undefined;
+/** A sample's next state, or until when it stays undecided unless something new arrives for its session. */
+type Outcome = { nextState: NextState } | { undecidedUntil: number };
 
 const SETTLE_MS = 5_000;
-/**
- * A session with nothing new since its last look (no event, no sample opened or closed) is looked
- * at again after this long: only time can change its decisions then (the settle, grace and idle
- * periods, seconds to minutes long), and a pass runs after every stored batch.
- */
-const REVISIT_MS = 1_000;
 /** Events between saves of the late-feedback cursor when no feedback moves it. */
 const FEEDBACK_CURSOR_SAVE_EVERY = 10_000;
 
@@ -105,8 +100,15 @@ export class TurnAssembler {
   /** Event log position up to which feedback has been attached (saved with each pass that meets feedback, and every 10,000 events). */
   private feedbackCursor?: number;
   private feedbackCursorSaved = 0;
-  /** Per session with open samples: what its last look saw (newest event, open samples) and when. */
-  private readonly looked = new Map<string, { log: number; open: string; at: number }>();
+  /** Sessions that got events or a new open sample since their last look (the store tells). */
+  private readonly changed = new Set<string>();
+  /**
+   * Sessions with open samples and nothing new since their last look, each with the time its
+   * decisions could change by themselves (a settle, grace or idle period ending).
+   */
+  private readonly revisits = new Map<string, number>();
+  /** Whether the sessions that had open samples before this assembler existed are known. */
+  private seeded = false;
 
   constructor(private readonly opts: AssemblerOptions) {
     this.idleMs = opts.idleMs ?? 10 * 60_000;
@@ -117,6 +119,7 @@ export class TurnAssembler {
         return 0;
       });
     this.loop = new Loop(pass, opts.pollMs ?? 1_000);
+    opts.store.onSessionChange((sessionKey) => this.changed.add(sessionKey));
   }
 
   start(): void {
@@ -132,33 +135,43 @@ export class TurnAssembler {
     return (await this.loop.run()) ?? 0;
   }
 
-  /** One pass over every open sample, plus feedback that arrived for already-made turns. */
+  /**
+   * One pass over the open samples of the sessions that changed or are due a look, plus feedback
+   * that arrived for already-made turns. A pass costs what changed, not every open sample: a
+   * gateway's sessions each keep their last reply open until the user's next message.
+   */
   async assembleOnce(now = Date.now()): Promise<number> {
     const { store } = this.opts;
-    // One read of a session's events serves all of its open samples in this pass.
-    const bySession = new Map<string, OpenSample[]>();
-    for (const value of store.openSampleList()) {
-      const open = bySession.get(value.sessionKey);
-      if (open) open.push(value);
-      else bySession.set(value.sessionKey, [value]);
+    if (!this.seeded) {
+      for (const sessionKey of store.sessionsWithOpenSamples()) this.changed.add(sessionKey);
+      this.seeded = true;
     }
+    const look = new Set(this.changed);
+    this.changed.clear();
+    for (const [sessionKey, due] of this.revisits) if (due <= now) look.add(sessionKey);
     // The pass's turns are written together: LMDB commits them in one or a few transactions,
     // where awaiting each cost a durable commit per turn and let assembly fall behind ingest.
     const writes: Promise<boolean>[] = [];
-    for (const key of this.looked.keys()) if (!bySession.has(key)) this.looked.delete(key);
-    for (const [sessionKey, open] of bySession) {
-      const seen = { log: store.lastEventLog(sessionKey), open: open.map((s) => s.id).join('\n'), at: now };
-      const before = this.looked.get(sessionKey);
-      if (before && before.log === seen.log && before.open === seen.open && Math.abs(now - before.at) < REVISIT_MS) continue;
-      this.looked.set(sessionKey, seen);
+    for (const sessionKey of look) {
+      // One read of a session's events serves all of its open samples in this pass.
+      const open = store.openSamplesOf(sessionKey);
+      this.revisits.delete(sessionKey);
+      if (open.length === 0) continue;
       const events = [...store.sessionEventsOf(sessionKey, { after: this.firstRelevantLog(open) - 1 })];
+      let due = Infinity;
       for (const sample of open) {
         let read: SampleRecord | undefined;
         const record = () => (read ??= store.sample(sample.id));
         const outcome = this.decide(sample, events, now, () => record()?.toolCalls ?? []);
-        const full = outcome && record();
-        if (full) writes.push(this.writeTurn(full, outcome.nextState));
+        if ('undecidedUntil' in outcome) {
+          due = Math.min(due, outcome.undecidedUntil);
+          continue;
+        }
+        const full = record();
+        // A turn that could not be written is tried again at the next pass.
+        if (full) writes.push(this.writeTurn(full, outcome.nextState).catch((err: unknown) => (this.changed.add(sessionKey), Promise.reject(err))));
       }
+      if (due < Infinity) this.revisits.set(sessionKey, due);
     }
     const made = (await Promise.all(writes)).filter(Boolean).length;
     await this.applyLateFeedback();
@@ -187,10 +200,11 @@ export class TurnAssembler {
   private decide(sample: OpenSample, events: StoredEvent[], now: number, toolCalls: () => ToolCall[]): Outcome {
     const call = sample.callId ? events.find((e) => e.kind === 'model.call' && e.callId === sample.callId) : undefined;
     const isAfter = (e: StoredEvent) => (call ? e.at > call.at && e.log > call.log : e.log > sample.logMark);
-    const idle = now - sample.createdAt >= this.idleMs;
+    const idleAt = sample.createdAt + this.idleMs;
+    const idle = now >= idleAt;
     // The plugin named the call, so its model.call event is on the way: without it, an event
     // of this very run that is still in flight could pass for one that came after.
-    if (sample.callId && !call && !idle && now - sample.createdAt < SETTLE_MS) return undefined;
+    if (sample.callId && !call && !idle && now - sample.createdAt < SETTLE_MS) return { undecidedUntil: sample.createdAt + SETTLE_MS };
 
     if (sample.toolCallIds.length > 0) {
       const ids = sample.toolCallIds;
@@ -200,15 +214,17 @@ export class TurnAssembler {
         .filter((e) => e !== undefined)
         .map(toolResultOf);
       const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || ((e.kind === 'session.end' || e.kind === 'session.optout') && isAfter(e)));
-      const graceOver = ended !== undefined && now - Math.max(ended.at, sample.createdAt) >= this.toolGraceMs;
-      if (results.length < ids.length && !graceOver && !idle) return undefined;
+      const graceOverAt = ended === undefined ? Infinity : Math.max(ended.at, sample.createdAt) + this.toolGraceMs;
+      const graceOver = now >= graceOverAt;
+      const waiting = { undecidedUntil: Math.min(graceOverAt, idleAt) };
+      if (results.length < ids.length && !graceOver && !idle) return waiting;
       const nextState: NextState = { toolResults: results, ...(results.length === 0 && { none: true }) };
       const actionsEnd = screenActionsEnd(toolCalls(), results);
       if (actionsEnd === undefined) return { nextState };
       // A click's effect shows in the run's next screenshot, usually asked for in the next response.
       const later = events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.screen !== undefined && !ids.includes(e.toolCallId) && sameRun(e, sample) && (startedAtOf(e) ?? -Infinity) >= actionsEnd);
       if (later) return { nextState: { ...nextState, screenAfter: toolResultOf(later) } };
-      return graceOver || idle ? { nextState } : undefined;
+      return graceOver || idle ? { nextState } : waiting;
     }
 
     for (const e of events) {
@@ -217,7 +233,7 @@ export class TurnAssembler {
       if (e.kind === 'feedback') return { nextState: { toolResults: [], feedback: feedbackOf(e) } };
       if (e.kind === 'session.end' || e.kind === 'session.optout') return { nextState: { toolResults: [], none: true } };
     }
-    return idle ? { nextState: { toolResults: [], none: true } } : undefined;
+    return idle ? { nextState: { toolResults: [], none: true } } : { undecidedUntil: idleAt };
   }
 
   private async writeTurn(sample: SampleRecord, nextState: NextState): Promise<boolean> {

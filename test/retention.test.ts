@@ -93,7 +93,7 @@ test('a version 1 store gets the run and call indexes and open-sample records at
   await store.close();
   // As version 1 left it: the same data, no indexes, and (early version 1) null open-sample records.
   const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
-  for (const name of ['runEvents', 'runSamples', 'callEvents', 'eventTimes', 'sampleTimes']) await raw.openDB({ name }).clearAsync();
+  for (const name of ['runEvents', 'runSamples', 'callEvents', 'eventTimes', 'sampleTimes', 'openBySession']) await raw.openDB({ name }).clearAsync();
   await raw.openDB({ name: 'meta' }).put('schemaVersion', 1);
   for (const id of ['old', 'new', 'ghost']) await raw.openDB({ name: 'openSamples' }).put(id, null);
   await raw.close();
@@ -101,6 +101,7 @@ test('a version 1 store gets the run and call indexes and open-sample records at
   assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
   assert.deepEqual(store.openSamples.get('new'), openRecord);
   assert.equal(store.openSamples.get('ghost'), undefined, 'an open entry without its sample is dropped');
+  assert.deepEqual(store.openSamplesOf('s').map((o) => o.id), ['old', 'new'], 'the open samples are indexed by session');
   await new TurnAssembler({ store, log: createLogger('silent') }).assembleOnce();
   const contents = (runs: [string, string][]) => runs.map(([key, run]) => [...store.runEventsOf(key, run)].map((e) => (e.kind === 'user.message' ? e.content : e.kind)));
   assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [['ancient', 'model.call'], ['recent'], ['removed']]);
@@ -111,9 +112,9 @@ test('a version 1 store gets the run and call indexes and open-sample records at
   assert.deepEqual(contents([['s', 'r1'], ['s', 'r2'], ['gone', 'r3']]), [[], ['recent'], []]);
   assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((s) => s.id), []);
   assert.equal(store.callLog('s', 'r1:1'), undefined);
-  const { runEvents, runSamples, callEvents, eventTimes, sampleTimes } = store.internalTables();
-  const entries = [runEvents, runSamples, callEvents, eventTimes, sampleTimes].map((db) => [...db.getKeys()].length);
-  assert.deepEqual(entries, [1, 1, 0, [...store.events.getKeys()].length, [...store.samples.getKeys()].length], 'no index entry outlives its event or sample');
+  const { runEvents, runSamples, callEvents, eventTimes, sampleTimes, openBySession } = store.internalTables();
+  const entries = [runEvents, runSamples, callEvents, eventTimes, sampleTimes, openBySession].map((db) => [...db.getKeys()].length);
+  assert.deepEqual(entries, [1, 1, 0, [...store.events.getKeys()].length, [...store.samples.getKeys()].length, [...store.openSamples.getKeys()].length], 'no index entry outlives its event or sample');
   await store.meta.put('schemaVersion', SCHEMA_VERSION + 1);
   await store.close();
   await assert.rejects(Store.open(dir), new RegExp(`has schema version ${SCHEMA_VERSION + 1}; this clawrl understands ${SCHEMA_VERSION}`));
@@ -143,7 +144,7 @@ test('retention reads only what expired, in slices, and leaves every index match
   await store.meta.put('schemaVersion', 4);
   await store.close();
   const raw = open({ path: join(dir, 'store'), maxDbs: 32 });
-  for (const name of ['eventTimes', 'sampleTimes', 'eventKinds']) await raw.openDB({ name }).clearAsync();
+  for (const name of ['eventTimes', 'sampleTimes', 'eventKinds', 'openBySession']) await raw.openDB({ name }).clearAsync();
   await raw.close();
   store = await Store.open(dir);
   assert.equal(store.meta.get('schemaVersion'), SCHEMA_VERSION);
@@ -166,7 +167,8 @@ test('retention reads only what expired, in slices, and leaves every index match
 
   assert.deepEqual([...store.events.getKeys()], kept.events);
   assert.deepEqual([...store.samples.getKeys()].sort(), kept.samples);
-  const { eventTimes, sampleTimes, eventKinds, runEvents, runSamples } = store.internalTables();
+  const { eventTimes, sampleTimes, eventKinds, runEvents, runSamples, openBySession } = store.internalTables();
+  assert.deepEqual([...openBySession.getRange()].map(({ value }) => value).sort(), kept.samples, 'the index by session holds the kept open samples');
   assert.deepEqual([...eventKinds.getKeys()], [['feedback', end - 1]], 'the old model.output left its index too');
   assert.deepEqual([...eventTimes.getKeys()].map(([, log]) => log).sort((x, y) => x - y), kept.events);
   assert.deepEqual([...sampleTimes.getKeys()].map(([, id]) => id).sort(), kept.samples);

@@ -104,17 +104,20 @@ test("a click's screenshot: one taken beside it in the same response does not co
   await store.close();
 });
 
-test("a pass reads again only the sessions that changed; one with nothing new is looked at again after a second", async () => {
+test('a pass reads only the sessions that changed, and a session with nothing new again only once time can decide for it', async () => {
   const { store, assembler } = await setup();
-  await store.appendEvents('c', [ev({ kind: 'session.optin', sessionKey: 't' })]);
+  await store.appendEvents('c', [ev({ kind: 'session.optin', sessionKey: 't' }), ev({ kind: 'session.optin', sessionKey: 'u' })]);
   await store.recordSample(sample('s1'));
   await store.recordSample(sample('t1', { sessionKey: 't' }));
+  // u's response called a tool and its run ended without the result: decided when the grace period is over.
+  await store.recordSample(sample('u1', { sessionKey: 'u', runId: 'ru', finishReason: 'tool_calls', toolCalls: [{ id: 'call_u', name: 'exec', arguments: '{}' }] }));
+  await store.appendEvents('c', [ev({ kind: 'run.end', sessionKey: 'u', runId: 'ru', success: true })]);
   const read: string[] = [];
   const sessionEventsOf = store.sessionEventsOf.bind(store);
   store.sessionEventsOf = (sessionKey, opts) => (read.push(sessionKey), sessionEventsOf(sessionKey, opts));
   const now = Date.now();
   assert.equal(await assembler.assembleOnce(now), 0);
-  assert.deepEqual(read.splice(0).sort(), ['s', 't']);
+  assert.deepEqual(read.splice(0).sort(), ['s', 't', 'u']);
   assert.equal(await assembler.assembleOnce(now + 10), 0);
   assert.deepEqual(read.splice(0), [], 'nothing new: not read again');
   await store.appendEvents('c', [ev({ kind: 'user.message', sessionKey: 't', content: 'next' })]);
@@ -123,9 +126,19 @@ test("a pass reads again only the sessions that changed; one with nothing new is
   await store.recordSample(sample('s2'));
   assert.equal(await assembler.assembleOnce(now + 30), 0);
   assert.deepEqual(read.splice(0), ['s'], 'a sample opened');
-  // Only time can close s's samples now (idle): looked at again once a second has passed.
+  // Replies waiting for the user's next message are not read again before they could go idle.
+  assert.equal(await assembler.assembleOnce(now + 3_000), 0);
+  assert.deepEqual(read.splice(0), []);
+  assert.equal(await assembler.assembleOnce(now + 6_000), 1);
+  assert.deepEqual(read.splice(0), ['u'], 'the grace period after its run ended is over');
+  assert.equal(store.turns.get(['u', 0])!.nextState.none, true);
+  // A restarted daemon's assembler finds the sessions with open samples in the store.
+  const restarted = new TurnAssembler({ store, log });
+  assert.equal(await restarted.assembleOnce(now + 6_010), 0);
+  assert.deepEqual(read.splice(0), ['s']);
   assert.equal(await assembler.assembleOnce(now + 11 * 60_000), 2);
   assert.deepEqual(read.splice(0), ['s']);
+  assert.deepEqual([...store.internalTables().openBySession.getKeys()], [], 'the index by session lost the closed samples');
   await store.close();
 });
 

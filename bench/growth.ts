@@ -4,10 +4,15 @@
 // sessions. At each size it measures:
 //   - ingest rate and ack latency over the last --measure events of the growth (each client
 //     keeps --window frames of --batch events in flight);
-//   - /status and /metrics answering right after (they read the version stats, which scan turns);
+//   - the pipeline's rate over the same events: from their first send until every stage has
+//     caught up with them (every model.output event looked at by the pass deriving samples, no
+//     turn waiting to be scored), read from the store (read-only, from this process) every 10 ms. Ingest can
+//     run ahead of the passes for a while (a fresh daemon's first 10^4 events take a second),
+//     so the ingest rate alone would credit the small sizes with work done after the measure;
+//   - /status and /metrics answering right after (they read the version stats);
 //   - bytes on disk per event (the LMDB file's allocated blocks, and its live pages);
-//   - how far the daemon's passes after each batch (samples derived from events, turns assembled)
-//     were behind ingest when it stopped: events not yet derived, samples still open;
+//   - how far the daemon's passes were behind when it stopped (model.output events not yet
+//     derived: 0 once caught up) and the samples still open (waiting for their session's next run);
 //   - with the daemon stopped, in this process on the same store: storing one more run, reading
 //     the version stats, and `sessions export` and `sessions rm` of a large session (5 % of the
 //     runs) with the CLI's own code (a CLI process's start would dominate at small sizes).
@@ -15,6 +20,7 @@
 // the first size. Writes bench/growth.svg.
 // Usage: node --import tsx bench/growth.ts [--sizes 10000,100000,1000000,10000000] [--sessions 4000]
 import { statSync, writeFileSync } from 'node:fs';
+import { open } from 'lmdb';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -158,6 +164,33 @@ class Client {
 // ---- the growth ----
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+/**
+ * When the daemon's passes have caught up with everything stored: the derivation pass's saved
+ * place past the last model.output event and no turn waiting for scoring, seen twice 10 ms apart
+ * (a pass may be between derivation and assembly). Read from the store, read-only, without
+ * disturbing the daemon. NaN when not caught up within `timeoutMs`.
+ */
+async function caughtUp(timeoutMs: number): Promise<number> {
+  const env = open({ path: join(dataDir, 'store'), maxDbs: 32, readOnly: true });
+  const meta = env.openDB<number, string>({ name: 'meta' });
+  const eventKinds = env.openDB<null, [string, number]>({ name: 'eventKinds' });
+  const unscored = env.openDB({ name: 'unscored' });
+  const lastOutput = () => [...eventKinds.getKeys({ start: ['model.output', Infinity], end: ['model.output'], reverse: true, limit: 1 })][0]?.[1] ?? 0;
+  const deadline = performance.now() + timeoutMs;
+  let seen = 0;
+  try {
+    while (performance.now() < deadline) {
+      const idle = (meta.get('eventSamplesCursor') ?? 0) >= lastOutput() && unscored.getCount() === 0;
+      seen = idle ? seen + 1 : 0;
+      if (seen === 2) return performance.now() - 10;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return NaN;
+  } finally {
+    await env.close();
+  }
+}
+
 const timed = async <T>(fn: () => Promise<T> | T): Promise<[T, number]> => {
   const start = performance.now();
   const result = await fn();
@@ -167,6 +200,8 @@ const timed = async <T>(fn: () => Promise<T> | T): Promise<[T, number]> => {
 interface Row {
   events: number;
   rate: number;
+  /** Events/s from the measured events' first send until every stage had caught up with them. */
+  pipelineRate: number;
   ackP50: number;
   ackP99: number;
   statusMs: number;
@@ -188,11 +223,11 @@ interface Row {
 
 const n = (x: number, digits = 0) => x.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const rowText = (r: Row) =>
-  `| ${n(r.events)} | ${n(r.rate)} | ${n(r.ackP50, 1)} | ${n(r.ackP99, 1)} | ${n(r.statusMs, 1)} / ${n(r.metricsMs, 1)} | ${n(r.bytesPerEvent)} / ${n(r.liveBytesPerEvent)} | ${n(r.underived)} / ${n(r.openSamples)} | ${n(r.appendMs, 1)} | ${n(r.statsMs, 1)} | ${n(r.exportTurnsPerS)} (${n(r.exportTurns)}) | ${n(r.rmEventsPerS)} (${n(r.rmEvents)}) | ${n(r.load, 2)} |`;
+  `| ${n(r.events)} | ${n(r.rate)} | ${n(r.pipelineRate)} | ${n(r.ackP50, 1)} | ${n(r.ackP99, 1)} | ${n(r.statusMs, 1)} / ${n(r.metricsMs, 1)} | ${n(r.bytesPerEvent)} / ${n(r.liveBytesPerEvent)} | ${n(r.underived)} / ${n(r.openSamples)} | ${n(r.appendMs, 1)} | ${n(r.statsMs, 1)} | ${n(r.exportTurnsPerS)} (${n(r.exportTurns)}) | ${n(r.rmEventsPerS)} (${n(r.rmEvents)}) | ${n(r.load, 2)} |`;
 
 console.log(`${clientCount} clients × ${window} frames of ${batchSize} events in flight, ${sessionCount.toLocaleString('en')} sessions; rate and acks over the last ${measure.toLocaleString('en')} events of each size`);
-console.log('| events stored | events/s | ack p50 ms | ack p99 ms | /status / /metrics ms | file / live bytes per event | behind at stop: events not derived / samples open | store a run ms | version stats ms | export turns/s (turns) | rm events/s (events) | load avg |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('| events stored | ingest events/s | pipeline events/s | ack p50 ms | ack p99 ms | /status / /metrics ms | file / live bytes per event | at stop: outputs not derived / samples open | store a run ms | version stats ms | export turns/s (turns) | rm events/s (events) | load avg |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 
 const dataDir = tempDir('clawrl-growth-');
 let daemon = await spawnDaemon(dataDir, ['--mode', 'hints']);
@@ -206,20 +241,26 @@ for (const size of sizes) {
   await Promise.all(clients.map((client) => client.fill(size)));
   for (const client of clients) client.close();
   const windowFrames = frames.slice(phaseStart).filter((f) => f.startsAt >= sent - measure);
-  const span = (Math.max(...windowFrames.map((f) => f.ackedAt!)) - Math.min(...windowFrames.map((f) => f.sentAt))) / 1000;
+  const windowStart = Math.min(...windowFrames.map((f) => f.sentAt));
+  // Fewer than --measure at a size below it (the first 10^4 are all there is).
+  const windowEvents = sent - Math.min(...windowFrames.map((f) => f.startsAt));
+  const span = (Math.max(...windowFrames.map((f) => f.ackedAt!)) - windowStart) / 1000;
+  const caughtUpAt = await caughtUp(600_000);
+  const pipelineSpan = (caughtUpAt - windowStart) / 1000;
   const acks = windowFrames.map((f) => f.ackedAt! - f.sentAt).sort((a, b) => a - b);
   const load = loadavg()[0]!;
   const [, statusMs] = await timed(async () => (await fetch(`${daemon.url}/status`, { headers: { authorization: `Bearer ${token}` } })).json());
   const [, metricsMs] = await timed(async () => (await fetch(`${daemon.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text());
-  // Killed, not stopped: a stop lets the passes finish what they are behind on, which takes
-  // minutes at 10^6 events. Acked events are durable either way (LMDB commits before each ack).
-  await daemon.stop('SIGKILL');
+  // Stopped once caught up (so that CLAWRL_DAEMON_NODE_ARGS=--cpu-prof writes its profile);
+  // killed if the passes are still behind, whose finishing could take minutes. Acked events are
+  // durable either way (LMDB commits before each ack).
+  await daemon.stop(Number.isNaN(caughtUpAt) ? 'SIGKILL' : 'SIGTERM');
 
   const store = await Store.open(dataDir);
   const stored = store.counters().eventsStored;
   const fileBytes = statSync(join(dataDir, 'store', 'data.mdb')).blocks * 512;
   const liveBytes = store.usedBytes();
-  const underived = store.eventLogPosition() - store.mark('eventSamplesCursor');
+  const underived = [...store.eventsOfKind('model.output', store.mark('eventSamplesCursor'), store.eventLogPosition())].length;
   const openSamples = (store.openSamples.getStats() as { entryCount: number }).entryCount;
   let probeSeq = store.ackedSeq('growth-probe');
   const [, appendMs] = await timed(() => store.appendEvents('growth-probe', [optIn(++probeSeq, 'agent:growth:probe'), ...runEvents('agent:growth:probe', `probe-${size}`, () => ++probeSeq)]));
@@ -236,7 +277,8 @@ for (const size of sizes) {
 
   rows.push({
     events: stored,
-    rate: measure / span,
+    rate: windowEvents / span,
+    pipelineRate: windowEvents / pipelineSpan,
     ackP50: percentile(acks, 50),
     ackP99: percentile(acks, 99),
     statusMs,
@@ -262,7 +304,8 @@ for (const size of sizes) {
 /** Each measure relative to its value at the first size (1 = flat; the band is the goal's ±20 %), on a log x axis. */
 function plot(): string {
   const series: { name: string; colour: string; value: (r: Row) => number }[] = [
-    { name: 'events/s', colour: '#2563eb', value: (r) => r.rate },
+    { name: 'ingest events/s', colour: '#2563eb', value: (r) => r.rate },
+    { name: 'pipeline events/s', colour: '#1e3a8a', value: (r) => r.pipelineRate },
     { name: 'ack p50', colour: '#dc2626', value: (r) => r.ackP50 },
     { name: 'ack p99', colour: '#f97316', value: (r) => r.ackP99 },
     { name: 'bytes/event', colour: '#16a34a', value: (r) => r.bytesPerEvent },

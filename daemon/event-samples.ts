@@ -42,7 +42,10 @@ export class EventSamples {
       const runs = new Set<string>();
       const writes = outputs.map((output) => this.derive(output, runs));
       made += (await Promise.all(writes)).filter(Boolean).length;
-      await store.setMark('eventSamplesCursor', through);
+      // Saved only past outputs, so that a restart does not take them again; a stretch without
+      // any is found empty again through the index at no cost. Saving after every pass cost a
+      // durable commit per stored batch, beside the batch's own.
+      if (outputs.length > 0) await store.setMark('eventSamplesCursor', through);
       this.cursor = cursor = through;
       if (through < end) await new Promise((resolve) => setImmediate(resolve));
     }

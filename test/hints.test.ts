@@ -295,7 +295,7 @@ test('samples from events: a run the daemon did not serve becomes an untrainable
   await store.close();
 });
 
-test('samples from events over a backlog of several slices: each run once (even with two outputs), the place saved as the pass goes, a rerun from an older place adds nothing', async () => {
+test('samples from events over a backlog of several slices: each run once (even with two outputs), the place saved as the pass goes (only past outputs), a rerun from an older place adds nothing', async () => {
   const store = await Store.open(tempDir());
   let seq = 0;
   const ev = (e: Record<string, unknown>) => ({ seq: ++seq, at: Date.now(), sessionKey: 's', ...e }) as never;
@@ -326,6 +326,11 @@ test('samples from events over a backlog of several slices: each run once (even 
   await setMark('eventSamplesCursor', marks[0]!);
   assert.equal(await new EventSamples(store).deriveOnce(), 0);
   assert.equal([...store.samplesOf('s')].length, 1500);
+  // Events without an output move the pass on without a write (a commit per stored batch, else).
+  marks.length = 0;
+  await store.appendEvents('c', [ev({ kind: 'user.message', runId: 'r1500', content: 'no reply yet' })]);
+  assert.equal(await new EventSamples(store).deriveOnce(), 0);
+  assert.deepEqual(marks, []);
   await store.close();
 });
 

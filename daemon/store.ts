@@ -540,7 +540,7 @@ export class Store {
       let log = this.eventLogPosition();
       const counters = this.counters();
       // The session records this batch changed, written once each at its end (a batch is mostly
-      // one session's events). Each is also written when first met: a new one must count against
+      // one session's events). A new one is also written when first met: it must count against
       // maxSessions for the next.
       const touched = new Map<string, SessionRecord>();
       for (const [i, event] of events.entries()) {
@@ -551,14 +551,15 @@ export class Store {
         ackedSeq = event.seq;
         const isOpt = event.kind === 'session.optin' || event.kind === 'session.optout';
         const known = touched.get(event.sessionKey);
-        const record = this.sessionForWrite(event.sessionKey, isOpt, result.refusedSessions, known);
+        const before = known ?? this.sessions.get(event.sessionKey);
+        const record = this.sessionForWrite(event.sessionKey, isOpt, result.refusedSessions, before);
         if (!record) {
           result.dropped++;
           continue;
         }
         if (!known) {
           touched.set(event.sessionKey, record);
-          this.sessions.put(event.sessionKey, record);
+          if (!before) this.sessions.put(event.sessionKey, record);
         }
         if (isOpt) this.setOptedIn(record, event.kind === 'session.optin');
         record.events++;

@@ -19,7 +19,9 @@ export type { NextState } from '../recipes/types.ts';
  * index of samples by tool call id (toolCallSamples: nothing read it, and providers that number
  * their calls repeat ids across runs), 5 the indexes of events and samples by time (eventTimes,
  * sampleTimes: retention reads what expired, not every record) and of the events the passes look
- * for by kind (eventKinds); an older store is upgraded at open.
+ * for by kind (eventKinds), 6 the index of open samples by session (openBySession: turn
+ * assembly reads the sessions that changed, not every open sample); an older store is upgraded
+ * at open.
  */
 export const SCHEMA_VERSION = 6;
 

@@ -785,11 +785,7 @@ export class Store {
       this.sampleTimes.put([record.createdAt, record.id], null);
       this.sessionSamples.put([record.sessionKey, record.ordinal], record.id);
       if (record.runId !== undefined) this.runSamples.put([record.sessionKey, record.runId, record.ordinal], record.id);
-      if (!record.side) {
-        this.openSamples.put(record.id, openSampleOf(record));
-        this.openBySession.put([record.sessionKey, record.ordinal], record.id);
-        this.changes!.sessions.add(record.sessionKey);
-      }
+      if (!record.side) this.markOpen(record);
       return record;
     });
   }
@@ -983,8 +979,7 @@ export class Store {
     this.sampleTimes.remove([sample.createdAt, sample.id]);
     this.sessionSamples.remove(key);
     if (sample.runId !== undefined) this.runSamples.remove([sample.sessionKey, sample.runId, sample.ordinal]);
-    this.openSamples.remove(sample.id);
-    this.openBySession.remove([sample.sessionKey, sample.ordinal]);
+    this.markClosed(sample.sessionKey, sample.ordinal, sample.id);
   }
 
   /** Inside a write transaction: a turn and its score and queue entries. */
@@ -999,6 +994,19 @@ export class Store {
   // open sample → (closeSample) unscored turn → (recordScore) scored, trainable ones queued →
   // (startBatch) pending batch → (finishBatch) trained version. Late feedback sends a turn back to
   // scoring (reviseTurn). Each runs in one atomic transaction, or inside the caller's.
+
+  /** Inside a write transaction: a sample waits for its next state, indexed by session, and its session is told. */
+  private markOpen(sample: SampleRecord): void {
+    this.openSamples.put(sample.id, openSampleOf(sample));
+    this.openBySession.put([sample.sessionKey, sample.ordinal], sample.id);
+    this.changes!.sessions.add(sample.sessionKey);
+  }
+
+  /** Inside a write transaction: the sample at [sessionKey, ordinal] no longer waits. */
+  private markClosed(sessionKey: string, ordinal: number, sampleId: string): void {
+    this.openSamples.remove(sampleId);
+    this.openBySession.remove([sessionKey, ordinal]);
+  }
 
   /** A session's samples waiting for their next state (turn assembly's work). */
   openSamplesOf(sessionKey: string): OpenSample[] {
@@ -1036,8 +1044,7 @@ export class Store {
       const key: TurnKey = [turn.sessionKey, turn.turnIndex];
       this.setTurn(key, turn);
       this.unscored.put(key, null);
-      this.openSamples.remove(turn.sampleId);
-      this.openBySession.remove([turn.sessionKey, turn.turnIndex]);
+      this.markClosed(turn.sessionKey, turn.turnIndex, turn.sampleId);
       return true;
     });
   }

@@ -131,7 +131,8 @@ function mismatch(value: unknown, type: FieldType, parent: string, field: string
     if (!Array.isArray(value) || !value.every((s) => typeof s === 'string')) return 'an array of strings';
   } else if (type === 'ids') {
     if (!Array.isArray(value)) return 'an array of strings';
-    for (let i = 0; i < value.length; i++) checkId(value[i], pathOf(parent, field), i, false);
+    const at = pathOf(parent, field);
+    for (let i = 0; i < value.length; i++) checkId(value[i], at, i, false);
   } else if (typeof type[0] === 'string') {
     const allowed = type as readonly string[];
     if (typeof value !== 'string' || !allowed.includes(value)) return `one of ${allowed.join(', ')}`;

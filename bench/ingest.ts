@@ -15,12 +15,12 @@
 // drains for seconds at 20,000/s; measured, it would be the paced runs' p99.
 // Usage: npm run bench:ingest [-- --events 200000 --batch 64 --window 4 --rate 20000 --warmup-seconds 1]
 import { spawn } from 'node:child_process';
-import { open } from 'lmdb';
 import { pack, unpack } from 'msgpackr';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TestClient, optIn, spawnDaemon, tempDir, runCli } from '../test/helpers.ts';
+import { openFloorStore } from './ws-lmdb-floor.ts';
 import type { Event } from '../protocol/index.ts';
 
 const { values } = parseArgs({
@@ -138,8 +138,7 @@ function startFsyncProbe(dir: string): () => Promise<number[]> {
  * with two index keys, and committed durably. Returns the commit latencies, sorted.
  */
 async function lmdbFloor(dir: string, count: number, paceMs: number, inFlight: number): Promise<number[]> {
-  const env = open({ path: join(dir, 'floor'), maxDbs: 4 });
-  const [events, sessions, runs] = ['events', 'sessions', 'runs'].map((name) => env.openDB({ name }));
+  const floor = openFloorStore(join(dir, 'floor'));
   const frames: Buffer[] = [];
   for (let seq = 0; seq < count; ) {
     const batch = [];
@@ -152,16 +151,8 @@ async function lmdbFloor(dir: string, count: number, paceMs: number, inFlight: n
   const latencies: number[] = [];
   const store = (frame: Buffer) => {
     const sent = performance.now();
-    const { events: batch } = unpack(frame) as { events: { seq: number; sessionKey: string; runId: string }[] };
-    return env
-      .transaction(() => {
-        for (const e of batch) {
-          events!.put(e.seq, e);
-          sessions!.put([e.sessionKey, e.seq], null);
-          runs!.put([e.runId, e.seq], null);
-        }
-      })
-      .then(() => void latencies.push(performance.now() - sent));
+    const { events: batch } = unpack(frame) as { events: Event[] };
+    return floor.store(batch).then(() => void latencies.push(performance.now() - sent));
   };
   const started = performance.now();
   const pending: Promise<void>[] = [];
@@ -173,7 +164,7 @@ async function lmdbFloor(dir: string, count: number, paceMs: number, inFlight: n
     pending.push(store(frame));
   }
   await Promise.all(pending);
-  await env.close();
+  await floor.close();
   return latencies.sort((a, b) => a - b);
 }
 

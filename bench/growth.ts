@@ -9,7 +9,9 @@
 //     turn waiting to be scored), read from the store (read-only, from this process) every 10 ms. Ingest can
 //     run ahead of the passes for a while (a fresh daemon's first 10^4 events take a second),
 //     so the ingest rate alone would credit the small sizes with work done after the measure;
-//   - /status and /metrics answering right after (they read the version stats);
+//   - /status and /metrics answering right after (they read the version stats), and from /metrics
+//     what LMDB's commits cost this size's daemon: pages written per event stored, events per
+//     commit and sync time per commit (a commit's pages are written and synced under the write lock);
 //   - bytes on disk per event (the LMDB file's allocated blocks, and its live pages);
 //   - how far the daemon's passes were behind when it stopped (model.output events not yet
 //     derived: 0 once caught up) and the samples still open (waiting for their session's next run);
@@ -209,6 +211,10 @@ interface Row {
   /** The LMDB file's allocated blocks, and its live pages (freed pages are reused). */
   bytesPerEvent: number;
   liveBytesPerEvent: number;
+  /** This size's daemon: LMDB pages written per event it stored, events per commit, sync ms per commit. */
+  pagesPerEvent: number;
+  eventsPerCommit: number;
+  syncMsPerCommit: number;
   /** How far the daemon's passes were behind when it stopped. */
   underived: number;
   openSamples: number;
@@ -223,17 +229,19 @@ interface Row {
 
 const n = (x: number, digits = 0) => x.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const rowText = (r: Row) =>
-  `| ${n(r.events)} | ${n(r.rate)} | ${n(r.pipelineRate)} | ${n(r.ackP50, 1)} | ${n(r.ackP99, 1)} | ${n(r.statusMs, 1)} / ${n(r.metricsMs, 1)} | ${n(r.bytesPerEvent)} / ${n(r.liveBytesPerEvent)} | ${n(r.underived)} / ${n(r.openSamples)} | ${n(r.appendMs, 1)} | ${n(r.statsMs, 1)} | ${n(r.exportTurnsPerS)} (${n(r.exportTurns)}) | ${n(r.rmEventsPerS)} (${n(r.rmEvents)}) | ${n(r.load, 2)} |`;
+  `| ${n(r.events)} | ${n(r.rate)} | ${n(r.pipelineRate)} | ${n(r.ackP50, 1)} | ${n(r.ackP99, 1)} | ${n(r.statusMs, 1)} / ${n(r.metricsMs, 1)} | ${n(r.bytesPerEvent)} / ${n(r.liveBytesPerEvent)} | ${n(r.pagesPerEvent, 2)} / ${n(r.eventsPerCommit)} / ${n(r.syncMsPerCommit, 1)} | ${n(r.underived)} / ${n(r.openSamples)} | ${n(r.appendMs, 1)} | ${n(r.statsMs, 1)} | ${n(r.exportTurnsPerS)} (${n(r.exportTurns)}) | ${n(r.rmEventsPerS)} (${n(r.rmEvents)}) | ${n(r.load, 2)} |`;
 
 console.log(`${clientCount} clients × ${window} frames of ${batchSize} events in flight, ${sessionCount.toLocaleString('en')} sessions; rate and acks over the last ${measure.toLocaleString('en')} events of each size`);
-console.log('| events stored | ingest events/s | pipeline events/s | ack p50 ms | ack p99 ms | /status / /metrics ms | file / live bytes per event | at stop: outputs not derived / samples open | store a run ms | version stats ms | export turns/s (turns) | rm events/s (events) | load avg |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('| events stored | ingest events/s | pipeline events/s | ack p50 ms | ack p99 ms | /status / /metrics ms | file / live bytes per event | pages written per event / events per commit / sync ms per commit | at stop: outputs not derived / samples open | store a run ms | version stats ms | export turns/s (turns) | rm events/s (events) | load avg |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 
 const dataDir = tempDir('clawrl-growth-');
 let daemon = await spawnDaemon(dataDir, ['--mode', 'hints']);
 const token = (await runCli(dataDir, ['token'])).stdout.trim();
 const clients = Array.from({ length: clientCount }, (_, i) => new Client(i));
 const rows: Row[] = [];
+/** Events in the store when this size's daemon started. */
+let storedBefore = 0;
 
 for (const size of sizes) {
   for (const client of clients) await client.connect(daemon, token);
@@ -250,7 +258,9 @@ for (const size of sizes) {
   const acks = windowFrames.map((f) => f.ackedAt! - f.sentAt).sort((a, b) => a - b);
   const load = loadavg()[0]!;
   const [, statusMs] = await timed(async () => (await fetch(`${daemon.url}/status`, { headers: { authorization: `Bearer ${token}` } })).json());
-  const [, metricsMs] = await timed(async () => (await fetch(`${daemon.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text());
+  const [metrics, metricsMs] = await timed(async () => (await fetch(`${daemon.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text());
+  const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+  const commits = counter('clawrl_store_commits_total');
   // Stopped once caught up (so that CLAWRL_DAEMON_NODE_ARGS=--cpu-prof writes its profile);
   // killed if the passes are still behind, whose finishing could take minutes. Acked events are
   // durable either way (LMDB commits before each ack).
@@ -285,6 +295,9 @@ for (const size of sizes) {
     metricsMs,
     bytesPerEvent: fileBytes / stored,
     liveBytesPerEvent: liveBytes / stored,
+    pagesPerEvent: counter('clawrl_store_pages_written_total') / (stored - storedBefore),
+    eventsPerCommit: (stored - storedBefore) / commits,
+    syncMsPerCommit: (1000 * counter('clawrl_store_sync_seconds_total')) / commits,
     underived,
     openSamples,
     appendMs,
@@ -296,6 +309,7 @@ for (const size of sizes) {
     load,
   });
   console.log(rowText(rows.at(-1)!));
+  storedBefore = stored;
   if (size !== sizes.at(-1)) daemon = await spawnDaemon(dataDir, ['--mode', 'hints']);
 }
 

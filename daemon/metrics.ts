@@ -100,6 +100,10 @@ export class Metrics {
   private readonly versionReplyTokens = this.gauge('clawrl_version_reply_tokens', "Mean length of each version's replies, in tokens.", ['version']);
   private readonly versionDrift = this.gauge('clawrl_version_drift_nats', 'Estimated KL of each version to the base weights on its served tokens, nats per token.', ['version']);
   private readonly versionRolledBack = this.gauge('clawrl_version_rolled_back', '1 for each version the guard rolled back.', ['version']);
+  private readonly storeCommits = this.counter('clawrl_store_commits_total', 'LMDB write transactions committed, since the daemon started.');
+  private readonly storePagesWritten = this.counter('clawrl_store_pages_written_total', "Pages LMDB wrote at commits, since the daemon started (each changed page whole: scattered changes cost more).");
+  private readonly storeWriteSeconds = this.counter('clawrl_store_write_seconds_total', "Seconds LMDB's write transactions took (the daemon's writes, then the pages written out), since the daemon started.");
+  private readonly storeSyncSeconds = this.counter('clawrl_store_sync_seconds_total', 'Seconds LMDB spent flushing commits to the disk (fdatasync), since the daemon started.');
   private readonly outputFailures = this.counter('clawrl_output_write_failures_total', 'Log lines and stdout writes that failed (full disk, closed pipe) and were dropped, since the daemon started.');
   private readonly backendMemoryBytes = this.gauge('clawrl_backend_memory_bytes', "The policy backend's memory (GPU for torch, process RSS for in-process backends).", ['kind']);
 
@@ -191,6 +195,11 @@ export class Metrics {
     setTotal(this.trainingSteps, training?.steps ?? 0);
     this.stepInProgress.set(training?.step ? 1 : 0);
     setTotal(this.outputFailures, outputFailures().count);
+    const writes = store.writeStats();
+    setTotal(this.storeCommits, writes.commits);
+    setTotal(this.storePagesWritten, writes.pagesWritten);
+    setTotal(this.storeWriteSeconds, writes.writeSeconds);
+    setTotal(this.storeSyncSeconds, writes.syncSeconds);
 
     this.weightVersion.reset();
     this.weightVersion.set({ version: status.weightVersion, pinned: String(training?.pinned === status.weightVersion) }, 1);

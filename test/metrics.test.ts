@@ -1,5 +1,5 @@
 // GET /metrics after real traffic: the counters move by exactly what was sent (events, served
-// requests, scores, judge calls), a training step moves the step counter and the version gauge,
+// requests, scores, judge calls), the store's commits are counted, a training step moves the step counter and the version gauge,
 // and the endpoint wants the token unless the daemon was started with it public.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -54,6 +54,11 @@ test('event counters move by the events sent: received, acked, stored, dropped, 
     },
     { received: 10, acked: 10, stored: 5, dropped: 2, duplicates: 3 },
   );
+  // Each acked batch was a durable commit of its own (the test awaited each ack before the next).
+  assert.ok(delta('clawrl_store_commits_total') >= 3, `commits: ${delta('clawrl_store_commits_total')}`);
+  assert.ok(delta('clawrl_store_pages_written_total') >= delta('clawrl_store_commits_total'), 'every commit writes at least a page');
+  assert.ok(delta('clawrl_store_sync_seconds_total') > 0, 'the commits were synced');
+  assert.ok(delta('clawrl_store_write_seconds_total') > 0);
   assert.equal(after('clawrl_plugin_connections'), 1);
   assert.equal(after('clawrl_sessions', { opted_in: 'true' }), 1);
   assert.ok(after('clawrl_backend_memory_bytes', { kind: 'rss' }) > 1e6, 'the embedded backend reports the process RSS');

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { DaemonStatus } from './types.ts';
 import type { ScoreRecord, SessionRecord, Store, TurnRecord } from './store.ts';
 import { bearerMatches } from './config.ts';
-import { HttpError, readBody, sendError, sendJson, type Route } from './http.ts';
+import { HttpError, readBody, requestUrl, sendError, sendJson, type Route } from './http.ts';
 import { expectedStepMs, type VersionStats, type VersionStatsReader } from './stats.ts';
 import type { StepProgress } from './trainer.ts';
 import { MAX_ID_BYTES, idFits } from '../protocol/index.ts';
@@ -244,7 +244,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
 
   async function handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     try {
-      if (path.startsWith('/ui/api/')) return await api(req, res, new URL(req.url ?? '/', 'http://x'));
+      if (path.startsWith('/ui/api/')) return await api(req, res, requestUrl(req));
       if (path === '/ui/login' && req.method === 'POST') return await login(req, res);
       if (path === '/ui/logout' && req.method === 'POST') return logout(req, res);
       page(req, res, path);

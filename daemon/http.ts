@@ -39,6 +39,18 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * The request's target as a URL. Node's parser lets through targets WHATWG URLs refuse
+ * (`//x:99999`, `//a b`): those are the client's error (400), not the daemon's.
+ */
+export function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://x');
+  } catch {
+    throw new HttpError(400, `malformed request target ${JSON.stringify(req.url)}`);
+  }
+}
+
 /** Reads a request body, refusing (413) more than `limit` bytes. */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);

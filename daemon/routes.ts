@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { SERVER_VERSION } from './gateway.ts';
 import { bearerMatches, rotateToken } from './config.ts';
-import { HttpError, READ, findRoute, sendError, sendJson, type Route } from './http.ts';
+import { HttpError, READ, findRoute, requestUrl, sendError, sendJson, type Route } from './http.ts';
 import { controlHandlers } from './control.ts';
 import { hintHandlers } from './hints.ts';
 import { createDashboard } from './dashboard.ts';
@@ -83,7 +83,7 @@ export function createRouter(p: Pipeline, access: Access, opts: RouterOptions): 
 
   const dispatch = async (req: IncomingMessage, res: ServerResponse) => {
     if (!hostAllowed(req.headers.host, host)) return sendError(res, 403, `Host ${JSON.stringify(req.headers.host)} is not this daemon's (it answers ${host} and loopback names)`, 'permission_error');
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const path = requestUrl(req).pathname;
     const route = findRoute(routes, path);
     if (route?.auth !== false && !access.allows(req.headers.authorization) && !dashboard.allows(req, path)) {
       return sendError(res, 401, 'missing or wrong bearer token', 'authentication_error');

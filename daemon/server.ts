@@ -17,6 +17,8 @@ import type { Trainer } from './trainer.ts';
 import type { HintMemory } from './hints.ts';
 import type { Guard } from './guard.ts';
 import { buildPipeline, type Pipeline } from './pipeline.ts';
+import { errorMessage } from './errors.ts';
+import { requestUrl } from './http.ts';
 import { Access, createRouter, hostAllowed, isLoopback } from './routes.ts';
 import type { DaemonOptions, DaemonStatus } from './types.ts';
 
@@ -59,7 +61,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   for (const problem of secureDataDir(opts.dataDir)) log.warn('could not make a file in the data dir private', { problem });
   const router = createRouter(pipeline, access, { host, log, metricsPublic: opts.metricsPublic === true });
   const server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, router) : createServer(router);
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => acceptPlugin(pipeline, access, { host, log, maxConnections: opts.maxConnections ?? 64 }, req, socket, head));
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // A throw here would be uncaught and end the daemon: one request must never do that.
+    try {
+      acceptPlugin(pipeline, access, { host, log, maxConnections: opts.maxConnections ?? 64 }, req, socket, head);
+    } catch (err) {
+      log.error('a WebSocket upgrade failed', { url: req.url, error: errorMessage(err) });
+      refuseUpgrade(socket, '500 Internal Server Error', 'internal error', 'internal');
+    }
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, host, () => resolve());
@@ -110,7 +120,12 @@ function acceptPlugin(
   const { gateway } = pipeline;
   const { log, maxConnections } = opts;
   if (!hostAllowed(req.headers.host, opts.host)) return refuseUpgrade(socket, '403 Forbidden', `Host ${JSON.stringify(req.headers.host)} is not this daemon's`, 'permission_error');
-  const path = new URL(req.url ?? '/', 'http://x').pathname;
+  let path: string;
+  try {
+    path = requestUrl(req).pathname;
+  } catch (err) {
+    return refuseUpgrade(socket, '400 Bad Request', errorMessage(err), 'invalid_request_error');
+  }
   if (path !== '/ws') return refuseUpgrade(socket, '404 Not Found', `no WebSocket at ${path}; use /ws`, 'not_found');
   if (!access.allows(req.headers.authorization)) {
     log.warn('refused a WebSocket with a missing or wrong token', { remote: req.socket.remoteAddress });

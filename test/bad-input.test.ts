@@ -7,6 +7,7 @@ import { createLogger } from '../daemon/log.ts';
 import { EmbeddedBackend } from '../daemon/backends/embedded/index.ts';
 import { MAX_VALUE_DEPTH } from '../protocol/index.ts';
 import { tempDir } from './helpers.ts';
+import { connect } from 'node:net';
 
 let daemon: Daemon;
 before(async () => {
@@ -116,4 +117,25 @@ test('the other routes: wrong methods and bad query strings are 4xx', async () =
     const res = await call(method, path);
     assert.deepEqual([res.status, message.test(res.message)], [status, true], `${method} ${path.slice(0, 60)} → ${res.status} ${res.message}`);
   }
+});
+
+/** One raw HTTP/1.1 request (fetch cannot send a malformed target); the status line's code. */
+async function rawStatus(target: string, headers: string): Promise<number> {
+  const { port } = new URL(daemon.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  socket.end(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}Connection: close\r\n\r\n`);
+  let reply = '';
+  for await (const chunk of socket) reply += String(chunk);
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1]);
+}
+
+test('request targets that WHATWG URLs refuse are 400s, for a request and for a WebSocket upgrade, and the daemon lives on', async () => {
+  const upgrade = `Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${Buffer.alloc(16).toString('base64')}\r\nAuthorization: Bearer ${daemon.token}\r\n`;
+  for (const target of ['//x:99999', '//[', '//a b/ws']) {
+    assert.equal(await rawStatus(target, ''), 400, `GET ${target}`);
+    // Before the token check: whoever can reach the port could send it.
+    assert.equal(await rawStatus(target, upgrade.replace(/Authorization: .*\r\n/, '')), 400, `upgrade ${target}`);
+    assert.equal(await rawStatus(target, upgrade), 400, `upgrade ${target} with the token`);
+  }
+  assert.equal((await fetch(`${daemon.url}/healthz`)).status, 200);
 });

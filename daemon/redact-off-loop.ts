@@ -2,7 +2,7 @@
 // thread (off-loop.ts): the rules run at 7-80 ms per MiB, during which the daemon's event loop
 // would ack no event and answer no other request. Small values are redacted in place, at once.
 import { OffLoop, serveOffLoop } from './off-loop.ts';
-import { customPatternSources, redactDeep, setCustomPatterns } from './redact.ts';
+import { customPatternSources, redactRecord, setCustomPatterns } from './redact.ts';
 
 /** Values whose strings add up to more characters than this are redacted in the worker. */
 export const INLINE_REDACT_CHARS = 256 * 1024;
@@ -11,7 +11,7 @@ const CHARS_PER_STRING = 64;
 const ROLE = 'clawrl-redact';
 
 interface RedactRequest {
-  value: unknown;
+  value: object;
   /** The user's patterns, which the worker sets when they are not its own yet. */
   patterns: readonly string[];
 }
@@ -36,15 +36,15 @@ function longerThan(value: unknown, budget: number): boolean {
   return walk(value);
 }
 
-/** `value` redacted as `redactDeep` does it: synchronously when it is small, in the worker when it is large. */
-export function redactSized<T>(value: T): Redacted<T> | Promise<Redacted<T>> {
+/** A record redacted as `redactRecord` does it: synchronously when it is small, in the worker when it is large. */
+export function redactSized<T extends object>(value: T): Redacted<T> | Promise<Redacted<T>> {
   if (longerThan(value, INLINE_REDACT_CHARS)) return worker.call({ value, patterns: customPatternSources() }) as Promise<Redacted<T>>;
   return redactCounted(value);
 }
 
-function redactCounted<T>(value: T): Redacted<T> {
+function redactCounted<T extends object>(value: T): Redacted<T> {
   const count = { found: 0 };
-  return { value: redactDeep(value, count), found: count.found };
+  return { value: redactRecord(value, count), found: count.found };
 }
 
 serveOffLoop<RedactRequest, Redacted<unknown>>(ROLE, ({ value, patterns }) => {

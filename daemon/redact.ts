@@ -1,6 +1,12 @@
 // Secrets are redacted before anything is stored: API keys of common providers, bearer tokens,
-// private keys, passwords in URLs, and KEY=value pairs whose key names a secret. Users add their
-// own patterns with `start --redact-pattern <regex>` (repeatable).
+// private keys, passwords in URLs, KEY=value pairs whose key names a secret, and the string under
+// an object key that names one ({"DB_PASSWORD": "…"}). Users add their own patterns with
+// `start --redact-pattern <regex>` (repeatable). A stored record's ids (its session key, run and
+// call ids) are never touched: they are what the record is filed under, not secrets.
+//
+// A key names a secret by how it ends (…token, …secret, …password, …api_key, a word pass, auth,
+// authorization or cookie), not by what it contains: `max_tokens`, `author`, `passport` or
+// `agent:secretary:main` are not secrets, and a sample found holding a secret is never trained on.
 //
 // Every built-in rule runs in linear time, since it runs over every stored string and a tool
 // output can be a megabyte of base64. JavaScript's regular expressions backtrack, so a pattern
@@ -134,7 +140,19 @@ const passwordInUrl: Rule = {
   },
 };
 
-const SECRET_KEY = /pass|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth/i;
+/** Where a key naming a secret could be: one scan of a string before looking at each ':' and '='. */
+const SECRET_NAME_HINT = /pass|secret|token|auth|cookie|credential|(?:api|access|private|signing)[_.-]?key/i;
+/**
+ * The end of a key that names a secret: …token, …secret, …password, …passphrase, …api_key (or
+ * access, private, secret, signing key), …credential(s), or the word pass, auth, authorization or
+ * cookie; then any numbering (DB_PASSWORD_2). Plurals and longer words are not (max_tokens,
+ * tokenizer, author, passport, bypass). Linear: it can only start at one of those words, and the
+ * numbering takes a digit a repeat.
+ */
+const SECRET_NAME = /(?:token|secret|passw(?:or)?d|passphrase|(?:api|access|private|secret|signing)[_.-]?key|credentials?|(?<![A-Za-z0-9])(?:pass|auth|authorization|cookie))(?:[_.-]*\d)*$/i;
+
+/** Whether a key (KEY=value, a JSON object's key) names a secret. */
+export const keyNamesSecret = (key: string): boolean => SECRET_NAME.test(key);
 /** A value that is already redacted, or an Authorization scheme (the bearer rule's business). */
 const NOT_A_VALUE = /\[REDACTED\]|(?:Bearer|Basic|Token)\s/iy;
 
@@ -147,7 +165,7 @@ const NOT_A_VALUE = /\[REDACTED\]|(?:Bearer|Basic|Token)\s/iy;
 const secretAssignment: Rule = {
   name: 'secret assignment',
   apply(text, count) {
-    if (!SECRET_KEY.test(text)) return text;
+    if (!SECRET_NAME_HINT.test(text)) return text;
     let out = '';
     let kept = 0;
     for (let k = 0; k < text.length; k++) {
@@ -159,7 +177,7 @@ const secretAssignment: Rule = {
       if (j > kept && isQuote(text.charCodeAt(j - 1))) j--;
       let keyStart = j;
       while (keyStart > kept && isKeyChar(text.charCodeAt(keyStart - 1))) keyStart--;
-      if (keyStart === j || !SECRET_KEY.test(text.slice(keyStart, j))) continue;
+      if (keyStart === j || !keyNamesSecret(text.slice(keyStart, j))) continue;
       // Forwards: \s*, an optional quote, then the value.
       let v = runEnd(text, k + 1, isSpace);
       if (v < text.length && isQuote(text.charCodeAt(v))) v++;
@@ -233,7 +251,8 @@ export function redactSecrets(text: string, count: RedactionCount = { found: 0 }
 }
 
 /**
- * `value` with every string inside it (objects, arrays) redacted. Copies only what changed:
+ * `value` with every string inside it (objects, arrays) redacted, and every string of 4 or more
+ * characters under an object key that names a secret replaced whole. Copies only what changed:
  * `value` itself comes back when nothing did, as for nearly every event, which then costs no
  * allocation.
  */
@@ -247,14 +266,37 @@ export function redactDeep<T>(value: T, count: RedactionCount = { found: 0 }): T
     }
     return (copy ?? value) as T;
   }
-  if (value && typeof value === 'object' && !(value instanceof Uint8Array)) {
-    const record = value as Record<string, unknown>;
-    let copy: Record<string, unknown> | undefined;
-    for (const key of Object.keys(record)) {
-      const redacted = redactDeep(record[key], count);
-      if (redacted !== record[key]) (copy ??= { ...record })[key] = redacted;
-    }
-    return (copy ?? value) as T;
-  }
+  if (value && typeof value === 'object' && !(value instanceof Uint8Array)) return redactFields(value, count, NO_FIELDS);
   return value;
+}
+
+/** The fields of a stored record (an event, a sample) that file it: ids, never redacted. */
+const ID_FIELDS: ReadonlySet<string> = new Set(['id', 'kind', 'clientId', 'sessionKey', 'sessionId', 'runId', 'callId', 'turnId', 'toolCallId', 'hintIds']);
+const NO_FIELDS: ReadonlySet<string> = new Set();
+
+/**
+ * A stored record (an event, a sample) redacted as redactDeep does it, but for its ids: a session
+ * key such as `agent:secretary:main` reads as `secretary: main` to the KEY=value rule, and a
+ * redacted one would file the record under a session that does not exist.
+ */
+export function redactRecord<T extends object>(record: T, count: RedactionCount = { found: 0 }): T {
+  return redactFields(record, count, ID_FIELDS);
+}
+
+function redactFields<T extends object>(record: T, count: RedactionCount, keep: ReadonlySet<string>): T {
+  const fields = record as Record<string, unknown>;
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(fields)) {
+    if (keep.has(key)) continue;
+    const value = fields[key];
+    let redacted: unknown;
+    if (typeof value === 'string' && value.length >= 4 && value !== REDACTED && keyNamesSecret(key)) {
+      count.found++;
+      redacted = REDACTED;
+    } else {
+      redacted = redactDeep(value, count);
+    }
+    if (redacted !== value) (copy ??= { ...fields })[key] = redacted;
+  }
+  return (copy ?? record) as T;
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { statfsSync } from 'node:fs';
 import { MAX_ID_BYTES, idFits, type Event, type ScreenChange, type ToolCallSummary } from '../protocol/index.ts';
 import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
-import { redactDeep } from './redact.ts';
+import { redactRecord } from './redact.ts';
 import { redactSized, type Redacted } from './redact-off-loop.ts';
 import type { NextState } from '../recipes/types.ts';
 import { countTurn, emptyServed, replySummary, servedFromScratch, type ReplySummary, type Served } from './served.ts';
@@ -558,7 +558,7 @@ export class Store {
       return Promise.reject(err);
     }
     // Redacted before the transaction: the write lock is held only for the writes.
-    const redacted = events.map((event) => redactDeep(event));
+    const redacted = events.map((event) => redactRecord(event));
     return this.atomically(() => {
       let ackedSeq = this.ackedSeq(clientId);
       if (afterSeq !== undefined && ackedSeq !== afterSeq) return null;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import fc from 'fast-check';
 import assert from 'node:assert/strict';
-import { REDACTED, redactDeep, redactSecrets, setCustomPatterns } from '../daemon/redact.ts';
+import { REDACTED, redactDeep, redactRecord, redactSecrets, setCustomPatterns } from '../daemon/redact.ts';
 import { Store } from '../daemon/store.ts';
 import { INLINE_REDACT_CHARS, redactSized } from '../daemon/redact-off-loop.ts';
 import { optIn, tempDir, userMessage } from './helpers.ts';
@@ -23,6 +23,49 @@ test('common secrets are redacted and ordinary text is left alone', () => {
     ['see https://example.com/a:b and ls -la', 'see https://example.com/a:b and ls -la'],
   ];
   for (const [input, expected] of cases) assert.equal(redactSecrets(input), expected, input);
+});
+
+test('a key names a secret by how it ends: plurals, longer words and ids are not secrets', () => {
+  const secret = [
+    'GITHUB_TOKEN=abcd1234',
+    'authToken: "abcdef12"',
+    'x-api-key: abcd1234',
+    'apiKey=abcd1234',
+    'DB_PASSWORD_2=hunter22',
+    'client_secret=abcd1234',
+    'Cookie: sid=abcdef',
+    'Proxy-Authorization: abcd1234',
+    'spring.datasource.password=hunter22',
+    'aws_secret_access_key = abcd1234',
+    'auth: abcd1234',
+    'pass=hunter22',
+    'PGPASSWORD=hunter22',
+  ];
+  for (const text of secret) assert.ok(redactSecrets(text).endsWith(REDACTED) || redactSecrets(text).endsWith(`${REDACTED}"`), text);
+  const ordinary = [
+    'max_tokens: 4096',
+    '"author": "Jane Doe"',
+    'passport: X1234567',
+    'agent:secretary:main',
+    'agent:author:telegram:dm:42',
+    'tokenizer: bert-base',
+    'bypass: enabled',
+    'token_count=1234',
+    'PWD=/home/user/project',
+    'compass: north-east',
+    'authority: example.org',
+  ];
+  for (const text of ordinary) assert.equal(redactSecrets(text), text, text);
+});
+
+test('a string under an object key that names a secret is redacted whole; a record keeps its ids', () => {
+  const count = { found: 0 };
+  const params = { headers: { 'x-api-key': 'q8Zr4LmT92xKpV7s', accept: 'json' }, env: { DB_PASSWORD: 'hunter2hunter2', HOME: '/root' }, max_tokens: 4096, author: 'Jane Doe', token: 'abc' };
+  assert.deepEqual(redactDeep(params, count), { headers: { 'x-api-key': REDACTED, accept: 'json' }, env: { DB_PASSWORD: REDACTED, HOME: '/root' }, max_tokens: 4096, author: 'Jane Doe', token: 'abc' });
+  assert.equal(count.found, 2);
+  // Ids that the KEY=value rule would read as `secretary: main` are what records are filed under.
+  const event = { kind: 'user.message', sessionKey: 'agent:token:main', runId: 'auth:abcd1234', content: 'auth: abcd1234' };
+  assert.deepEqual(redactRecord(event), { ...event, content: `auth: ${REDACTED}` });
 });
 
 test('user patterns apply too, and a bad pattern is named', () => {
@@ -100,6 +143,25 @@ test('secrets never reach the store: events are redacted, and a sample with one 
   await store.close();
 });
 
+test("a session key that reads like KEY=value is stored as it is: the session's events and samples stay its own, and sessions rm takes them", async () => {
+  const store = await Store.open(tempDir());
+  const keys = ['agent:secretary:telegram:dm:42', 'agent:secretary:telegram:dm:99', 'agent:author:main'];
+  let seq = 0;
+  for (const key of keys) await store.appendEvents('c', [optIn(++seq, key), userMessage(++seq, key, 'max_tokens: 4096, author: Jane Doe')]);
+  for (const [i, key] of keys.entries()) {
+    const sample = await store.recordSample({ id: `s${i}`, sessionKey: key, runId: `run:auth:${i}`, side: false, createdAt: 1, model: 'm', weightVersion: 'base', requestMessages: [{ role: 'user', content: 'max_tokens: 4096' }], promptTokens: [1], responseTokens: [2], logprobs: [-1], text: 'ok', toolCalls: [], finishReason: 'stop' });
+    assert.equal(sample.redacted, undefined, `${key}: nothing secret, so its tokens are kept for training`);
+    assert.deepEqual([sample.sessionKey, sample.runId, sample.responseTokens], [key, `run:auth:${i}`, [2]]);
+    assert.deepEqual([...store.sessionEventsOf(key)].map((e) => [e.sessionKey, e.kind === 'user.message' && e.content]), [[key, false], [key, 'max_tokens: 4096, author: Jane Doe']]);
+  }
+  assert.deepEqual(store.listSessions().map((s) => s.sessionKey).sort(), [...keys].sort(), "no session made up from a redacted key");
+  await store.removeSession(keys[0]!);
+  assert.equal(store.sample('s0'), undefined);
+  assert.deepEqual([...store.sessionEventsOf(keys[0]!)], []);
+  assert.ok(store.sample('s1'), 'the other session keeps its sample');
+  await store.close();
+});
+
 test('a large sample is redacted off the event loop, with the user patterns, and samples keep the order they were recorded in', async () => {
   const store = await Store.open(tempDir());
   const base = { sessionKey: 'big', side: false, createdAt: 1, model: 'm', weightVersion: 'base', promptTokens: [1], responseTokens: [2], logprobs: [-1], toolCalls: [], finishReason: 'stop' as const, text: 'ok' };
@@ -131,7 +193,8 @@ test('a large sample is redacted off the event loop, with the user patterns, and
 
 // The built-in rules as regular expressions, as they stood before three of them were rewritten
 // as hand scans for linear time: on short strings (where backtracking costs nothing) they are the
-// reference for what is redacted.
+// reference for what is redacted. The KEY=value one with the key read as the scan reads it: the
+// whole run of key characters before the operator, ending in a name of a secret.
 const REFERENCE: [RegExp, (...matchAndGroups: string[]) => string][] = [
   [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g, () => REDACTED],
   [/\bsk-ant-[A-Za-z0-9_-]{20,}/g, () => REDACTED],
@@ -146,7 +209,7 @@ const REFERENCE: [RegExp, (...matchAndGroups: string[]) => string][] = [
   [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{12,}/gi, (_m, scheme) => `${scheme} ${REDACTED}`],
   [/\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s@/]+@/gi, (_m, head) => `${head}${REDACTED}@`],
   [
-    /\b([A-Za-z0-9_.-]*(?:pass(?:word|wd)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)[A-Za-z0-9_.-]*["']?\s*[:=]\s*["']?)(?!\[REDACTED\]|(?:Bearer|Basic|Token)\s)([^\s"',;]{4,})/gi,
+    /(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]*?(?:token|secret|passw(?:or)?d|passphrase|(?:api|access|private|secret|signing)[_.-]?key|credentials?|(?<![A-Za-z0-9])(?:pass|auth|authorization|cookie))(?:[_.-]*\d)*["']?\s*[:=]\s*["']?)(?!\[REDACTED\]|(?:Bearer|Basic|Token)\s)([^\s"',;]{4,})/gi,
     (_m, head) => `${head}${REDACTED}`,
   ],
 ];
@@ -167,6 +230,8 @@ test('the linear rules redact exactly what the regular expressions they replaced
   const pieces = [
     ...'aeyJsk-_.=:/@ "\',;\n[]ABKIZp0+\u00a0'.split(''),
     ...['eyJ', 'abcdefgh', 'password', 'token', 'auth', 'api_key', '://', 'http', 'Bearer', 'Token ', 'REDACTED', 'sk-', 'sk-ant-', 'ghp_'],
+    // Near names of secrets: longer words, plurals, numbering.
+    ...['pass', 'or', 'tokens', 'cookie', 'secretary', 'credentials', '_2', '9'],
     ...['abcdefghijklmnopqrstuvwxyz0123456789', '-----BEGIN RSA PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----', 'AKIA', 'QWERTYUIOPASDFGH'],
     // Every key format's start, for the prefilter that decides whether their rules run at all.
     ...['gho_', 'github_pat_', 'xoxb-', 'ASIA', 'AIza', 'sk_live_', 'rk_test_', 'hf_', 'Basic ', 'sk-proj-', 'sk_live', 'xox', 'AIz'],

@@ -266,22 +266,42 @@ export class Spool {
     return lo;
   }
 
+  /**
+   * Drops the oldest events beyond the bounds, but for each session's last opt-in or opt-out: the
+   * daemon stores a session's events only after its opt-in, so dropping that one event would lose
+   * every event of the session kept here. Those stay in front (few: one a session).
+   */
   private enforceBounds(): void {
-    let drop = 0;
+    const { maxEvents, maxBytes } = this.opts;
+    let count = this.entries.length;
     let bytes = this.pendingBytes;
+    if (count <= maxEvents && bytes <= maxBytes) return;
+    const lastOpt = new Map<string, number>();
+    for (const { event } of this.entries) if (event.kind === 'session.optin' || event.kind === 'session.optout') lastOpt.set(event.sessionKey, event.seq);
+    const kept: Entry[] = [];
+    let dropped = 0;
+    let first = 0;
+    let last = 0;
+    let i = 0;
     // The newest event always stays, even alone over the byte bound.
-    while (drop < this.entries.length - 1 && (this.entries.length - drop > this.opts.maxEvents || bytes > this.opts.maxBytes)) {
-      bytes -= this.entries[drop]!.frame.length;
-      drop++;
+    for (; i < this.entries.length - 1 && (count > maxEvents || bytes > maxBytes); i++) {
+      const { event, frame } = this.entries[i]!;
+      if (lastOpt.get(event.sessionKey) === event.seq) {
+        kept.push(this.entries[i]!);
+        continue;
+      }
+      count--;
+      bytes -= frame.length;
+      dropped++;
+      first ||= event.seq;
+      last = event.seq;
     }
-    if (drop === 0) return;
-    const first = this.entries[0]!.event.seq;
-    const last = this.entries[drop - 1]!.event.seq;
-    this.entries.splice(0, drop);
+    if (dropped === 0) return;
+    this.entries = [...kept, ...this.entries.slice(i)];
     this.pendingBytes = bytes;
-    this.droppedCount += drop;
+    this.droppedCount += dropped;
     this.opts.logger.warn(
-      `clawrl spool full (${this.opts.maxEvents} events / ${this.opts.maxBytes} bytes): dropped the oldest ${drop} event(s), seq ${first}..${last}; ${this.droppedCount} dropped since start`,
+      `clawrl spool full (${maxEvents} events / ${maxBytes} bytes): dropped the oldest ${dropped} event(s), seq ${first}..${last}${kept.length > 0 ? ` (kept ${kept.length} opt-in or opt-out event(s) among them)` : ''}; ${this.droppedCount} dropped since start`,
     );
   }
 

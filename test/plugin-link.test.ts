@@ -14,6 +14,7 @@ import { Link } from '../plugin/link.ts';
 import { describeLink } from '../plugin/commands.ts';
 import { Spool, type NewEvent } from '../plugin/spool.ts';
 import { tempDir, until } from './helpers.ts';
+import { Store } from '../daemon/store.ts';
 
 const quiet = { info() {}, warn() {}, debug() {} };
 
@@ -106,6 +107,34 @@ test('a restarted link resumes its seq and sends what it spooled while the daemo
     }
   } finally {
     await daemon.close();
+  }
+});
+
+test("a full spool keeps each session's last opt-in or opt-out, so the daemon still stores the session's kept events", async () => {
+  const dir = tempDir('clawrl-spool-');
+  const logger = recordingLogger();
+  const spool = new Spool(dir, { maxEvents: 5, maxBytes: 1 << 30, logger });
+  const optIn = (sessionKey: string): NewEvent => ({ kind: 'session.optin', at: Date.now(), sessionKey });
+  spool.append(optIn('a')); // seq 1
+  for (let i = 0; i < 6; i++) spool.append(userMessage('a', i)); // 2..7
+  spool.append(optIn('b')); // 8
+  spool.append({ kind: 'session.optout', at: Date.now(), sessionKey: 'b' }); // 9
+  for (let i = 0; i < 6; i++) spool.append(userMessage('a', 6 + i)); // 10..15
+  await spool.flush();
+  const kept = spool.durableAfter(0, 1 << 30, 100);
+  // a's opt-in and b's opt-out (its last) stay, in order, ahead of the newest events, within the bound.
+  assert.deepEqual(kept.map((e) => e.seq), [1, 9, 13, 14, 15]);
+  assert.ok(logger.warnings.some((w) => /kept 2 opt-in or opt-out event\(s\)/.test(w)), logger.warnings.join('\n'));
+  await spool.close();
+
+  // What the daemon makes of them: all of a's kept messages stored, none dropped as not opted in.
+  const store = await Store.open(tempDir());
+  try {
+    const result = await store.appendEvents('client', kept);
+    assert.deepEqual([result?.stored, result?.dropped], [5, 0]);
+    assert.equal([...store.sessionEventsOf('a')].filter((e) => e.kind === 'user.message').length, 3);
+  } finally {
+    await store.close();
   }
 });
 

@@ -28,6 +28,8 @@ export class EventSamples {
   /** Records a sample for every model.output since the last pass whose run the daemon did not serve. */
   async deriveOnce(): Promise<number> {
     const { store } = this;
+    // A served response of one of these runs may still be on its way into the store.
+    await store.samplesRecorded();
     let cursor = (this.cursor ??= store.mark('eventSamplesCursor'));
     let made = 0;
     // Up to where the log was when the pass began: events stored meanwhile are the next pass's.

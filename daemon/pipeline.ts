@@ -77,7 +77,6 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
 
   // Serving: /v1 answers with the policy; what an opted-in session was served becomes a sample.
   // Writes still in flight when the daemon stops are awaited before the store closes.
-  const recording = new Set<Promise<void>>();
   const serve = createApi({
     backend: () => backend,
     log,
@@ -86,13 +85,10 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
     onServed: (served) => {
       metrics.served(served.result, served.durationMs);
       // No assembly pass here: a response's next state comes with later events, which nudge it.
-      const write = recordSample(store, served)
-        .catch((err: unknown) => log[err instanceof SessionLimitError ? 'warn' : 'error']('recording a sample failed', { id: served.id, error: errorMessage(err) }))
-        .finally(() => recording.delete(write));
-      recording.add(write);
+      recordSample(store, served).catch((err: unknown) => log[err instanceof SessionLimitError ? 'warn' : 'error']('recording a sample failed', { id: served.id, error: errorMessage(err) }));
     },
   });
-  const samplesRecorded = async () => void (await Promise.all(recording));
+  const samplesRecorded = () => store.samplesRecorded();
 
   // Samples for runs the daemon did not serve (hints mode), derived before each assembly.
   const eventSamples = new EventSamples(store);

@@ -359,6 +359,8 @@ export class Store {
   private changes?: Changes;
   /** Settles when the samples being recorded now are stored (set while a large one is redacted). */
   private samplesInFlight?: Promise<void>;
+  /** Every recordSample not settled yet (samplesRecorded). */
+  private readonly samplesRecording = new Set<Promise<SampleRecord>>();
   private readonly turnListeners: ((change: TurnChange) => void)[] = [];
   private readonly sessionListeners: ((sessionKey: string) => void)[] = [];
   private capacityError: StorageFullError | undefined;
@@ -762,6 +764,23 @@ export class Store {
    * SessionLimitError when that would be one session too many.
    */
   recordSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'> & { logMark?: number }): Promise<SampleRecord> {
+    const written = this.redactAndWriteSample(served);
+    this.samplesRecording.add(written);
+    const done = () => void this.samplesRecording.delete(written);
+    written.then(done, done);
+    return written;
+  }
+
+  /**
+   * Settles once every sample recorded so far is stored (or failed). A large one is redacted in a
+   * worker first, for hundreds of milliseconds: the pass deriving samples from events waits for it
+   * before it decides that a run was not served (or it would store the response twice).
+   */
+  async samplesRecorded(): Promise<void> {
+    await Promise.allSettled(this.samplesRecording);
+  }
+
+  private redactAndWriteSample(served: Omit<SampleRecord, 'ordinal' | 'logMark'> & { logMark?: number }): Promise<SampleRecord> {
     let redacted: ReturnType<typeof redactSized<typeof served>>;
     try {
       redacted = redactSized({ ...served, promptTokens: [], responseTokens: [], logprobs: [] });

@@ -295,6 +295,24 @@ test('samples from events: a run the daemon did not serve becomes an untrainable
   await store.close();
 });
 
+test('samples from events: a served response still being redacted (a long session) when its run ends is stored once, as served', async () => {
+  const store = await Store.open(tempDir());
+  let seq = 0;
+  const ev = (e: Record<string, unknown>) => ({ seq: ++seq, at: Date.now(), sessionKey: 's', ...e }) as never;
+  await store.appendEvents('c', [ev({ kind: 'session.optin' }), ev({ kind: 'user.message', runId: 'r1', content: 'go' })]);
+  // Over INLINE_REDACT_CHARS: redacted in the worker, for tens to hundreds of milliseconds.
+  const served = store.recordSample({
+    id: 'served', sessionKey: 's', runId: 'r1', side: false, createdAt: Date.now(), model: 'm', weightVersion: 'base',
+    requestMessages: [{ role: 'tool', content: 'x'.repeat(400_000) }, { role: 'user', content: 'go' }], promptTokens: [1], responseTokens: [2], logprobs: [-1], text: 'done', toolCalls: [], finishReason: 'stop',
+  });
+  // The run's end reaches the daemon meanwhile, and the pass deriving samples runs at once.
+  await store.appendEvents('c', [ev({ kind: 'model.output', runId: 'r1', assistantTexts: ['done'], toolCalls: [] })]);
+  assert.equal(await new EventSamples(store).deriveOnce(), 0, 'the run was served: nothing to derive');
+  await served;
+  assert.deepEqual([...store.runSamplesOf('s', 'r1')].map((sample) => sample.id), ['served']);
+  await store.close();
+});
+
 test('samples from events over a backlog of several slices: each run once (even with two outputs), the place saved as the pass goes (only past outputs), a rerun from an older place adds nothing', async () => {
   const store = await Store.open(tempDir());
   let seq = 0;

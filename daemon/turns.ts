@@ -209,8 +209,10 @@ export class TurnAssembler {
     if (sample.toolCallIds.length > 0) {
       const ids = sample.toolCallIds;
       const results = ids
-        // Of this run where both name theirs: some providers number their calls, so ids repeat across runs.
-        .map((id) => events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.toolCallId === id && sameRun(e, sample)))
+        // Of this run where both name theirs, and after this response's model.call where it is
+        // known: some providers number their calls, so ids repeat across runs and across a run's
+        // responses (functions.exec:0 in each).
+        .map((id) => events.find((e): e is ToolResultEvent => e.kind === 'tool.result' && e.toolCallId === id && sameRun(e, sample) && (!call || e.log > call.log)))
         .filter((e) => e !== undefined)
         .map(toolResultOf);
       const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || ((e.kind === 'session.end' || e.kind === 'session.optout') && isAfter(e)));

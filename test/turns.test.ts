@@ -298,6 +298,24 @@ test('a tool result stored before its sample counts; an earlier run\'s with the 
   await store.close();
 });
 
+test("two responses of one run whose calls share an id (a provider numbering each response's calls) each get their own result", async () => {
+  const { store, assembler } = await setup();
+  const call = (n: number) => ev({ kind: 'model.call', runId: 'r1', callId: `r1:model:${n}`, provider: 'clawrl', model: 'm', side: false });
+  const result = (output: string, exitCode: number) => ev({ kind: 'tool.result', runId: 'r1', toolCallId: 'functions.exec:0', toolName: 'exec', output, isError: exitCode !== 0, exitCode });
+  const calling = (id: string, n: number) => sample(id, { runId: 'r1', callId: `r1:model:${n}`, finishReason: 'tool_calls', toolCalls: [{ id: 'functions.exec:0', name: 'exec', arguments: '{}' }] });
+  await store.appendEvents('c', [ev({ kind: 'user.message', runId: 'r1', content: 'build it' }), call(1)]);
+  await store.recordSample(calling('a', 1));
+  await store.appendEvents('c', [result('a.txt b.txt', 0), call(2)]);
+  await store.recordSample(calling('b', 2));
+  await store.appendEvents('c', [result('make: *** [test] Error 2', 2)]);
+  assert.equal(await assembler.assembleOnce(), 2);
+  assert.deepEqual(
+    [0, 1].map((i) => store.turns.get(['s', i])!.nextState.toolResults.map((r) => [r.output, r.exitCode])),
+    [[['a.txt b.txt', 0]], [['make: *** [test] Error 2', 2]]],
+  );
+  await store.close();
+});
+
 test('the late-feedback cursor is saved as the log grows, so a restarted daemon does not reread the log', async () => {
   const { store, assembler } = await setup();
   await store.appendEvents('c', Array.from({ length: 100 }, (_, i) => ev({ kind: 'user.message', runId: `r${i}`, content: 'm' })));

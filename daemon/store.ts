@@ -1031,6 +1031,10 @@ export class Store {
     this.scores.remove(key);
     this.unscored.remove(key);
     this.trainQueue.remove(key);
+    // Out of a step's batch too: a session made again after `sessions rm` numbers its turns from
+    // 0, and finishing the step must not mark those trained.
+    const batch = this.meta.get('pendingBatch');
+    if (batch?.keys.some(([s, i]) => s === key[0] && i === key[1])) this.meta.put('pendingBatch', { ...batch, keys: batch.keys.filter(([s, i]) => s !== key[0] || i !== key[1]) });
   }
 
   // --- the pipeline's state changes, in the order a response goes through them ---
@@ -1149,11 +1153,15 @@ export class Store {
     });
   }
 
-  /** The pending batch made `record`: its turns are marked trained in it, and it is what training continues from. */
-  finishBatch(record: WeightVersionRecord, keys: TurnKey[]): Promise<void> {
+  /**
+   * The pending batch made `record`: its turns are marked trained in it, and it is what training
+   * continues from. The turns are the batch's as stored now: those removed meanwhile (sessions rm,
+   * retention) are not, whatever now has their keys.
+   */
+  finishBatch(record: WeightVersionRecord): Promise<void> {
     return this.atomically(() => {
       this.versions.put(record.version, record);
-      for (const key of keys) {
+      for (const key of this.meta.get('pendingBatch')?.keys ?? []) {
         const turn = this.turns.get(key);
         if (turn) this.setTurn(key, { ...turn, trainedIn: record.version });
         this.trainQueue.remove(key);

@@ -214,7 +214,7 @@ export class Trainer {
       };
       await weights.publish(record, (dir) => backend.saveAdapter(dir));
     }
-    await store.finishBatch(record, batch.keys);
+    await store.finishBatch(record);
     this.waitingSince = undefined;
     log.info('trained a new weight version', { version: record.version, turns: batch.keys.length, ms: Date.now() - startedAt, loss: record.metrics.loss });
     this.opts.metrics?.trainingStepSeconds.observe((Date.now() - startedAt) / 1000);

@@ -178,3 +178,34 @@ test('retention reads only what expired, in slices, and leaves every index match
   assert.ok(sessions.every((key) => store.isOptedIn(key)));
   await store.close();
 });
+
+test("sessions rm during a training step: the step's batch loses the session's turns, so a turn the session makes again under a reused key is not marked trained", async () => {
+  const store = await Store.open(tempDir());
+  const key = 'agent:main:main';
+  let seq = 0;
+  const assembler = new TurnAssembler({ store, log: createLogger('silent') });
+  const score = { recipe: 'binary-rl', score: 1, votes: [1], source: 'rules' as const, hint: null, hintVotes: [], advantages: [1], mask: [1], failures: 0, scoredAt: Date.now() };
+  /** A reply, the user's next message, and its turn scored trainable. */
+  async function trainableTurn(id: string) {
+    await store.recordSample({ id, sessionKey: key, runId: `r-${id}`, side: false, createdAt: Date.now(), model: 'm', weightVersion: 'base', requestMessages: [], promptTokens: [1], responseTokens: [2], logprobs: [-1], text: `reply ${id}`, toolCalls: [], finishReason: 'stop' });
+    await store.appendEvents('c', [userMessage(++seq, key, 'next')]);
+    await assembler.assembleOnce();
+    const turn = [...store.turnsOf(key)].find((t) => t.sampleId === id)!;
+    await store.recordScore(turn, score, true);
+    return turn;
+  }
+  await store.appendEvents('c', [optIn(++seq, key)]);
+  const old = await trainableTurn('old');
+  const batch = (await store.startBatch(16, (n) => `v${n}`))!;
+  assert.deepEqual(batch.keys, [[key, old.turnIndex]]);
+  await store.removeSession(key);
+  assert.deepEqual(store.servingState().pendingBatch?.keys, [], 'the removed turn left the batch');
+  // The chat goes on: the session is made again and numbers its turns from 0 again.
+  await store.appendEvents('c', [optIn(++seq, key)]);
+  const fresh = await trainableTurn('fresh');
+  assert.equal(fresh.turnIndex, old.turnIndex);
+  await store.finishBatch({ version: batch.version, parent: null, recipe: 'binary-rl', createdAt: Date.now(), turnIds: [], metrics: {} });
+  assert.equal(store.turn([key, fresh.turnIndex])?.trainedIn, undefined);
+  assert.equal(store.trainQueueLength(), 1, 'the new turn still waits for training');
+  await store.close();
+});

@@ -111,7 +111,7 @@ test('the kept per-version sums equal a sum from scratch after random store chan
       if (op < 0.8) {
         const batch = await store.startBatch(3, (n) => `v${String(n).padStart(6, '0')}`);
         if (!batch) return;
-        return store.finishBatch({ version: batch.version, parent: batch.parent, recipe: 'r', createdAt: ++counter, turnIds: batch.keys.map(([s, i]) => `${s}#${i}`), metrics: {} }, batch.keys);
+        return store.finishBatch({ version: batch.version, parent: batch.parent, recipe: 'r', createdAt: ++counter, turnIds: batch.keys.map(([s, i]) => `${s}#${i}`), metrics: {} });
       }
       if (op < 0.9) return store.removeSession(pick(SESSIONS));
       if (op < 0.95) return store.expireBefore(Math.floor(rnd() * 30));

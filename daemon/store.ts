@@ -551,16 +551,17 @@ export class Store {
    * of the batch has it (events the caller refused).
    */
   appendEvents(clientId: string, events: Event[], afterSeq?: number, throughSeq = 0): Promise<AppendResult | null> {
+    let redacted: Event[];
     try {
       this.checkCapacity();
       assertKeyFits('client id', clientId);
       // The gateway refuses such events first; checked here too since every key write must fit.
       for (const e of events) for (const [name, id] of [['session key', e.sessionKey], ['run id', e.runId], ['call id', e.kind === 'model.call' ? e.callId : undefined]] as const) assertKeyFits(name, id);
+      // Redacted before the transaction: the write lock is held only for the writes.
+      redacted = events.map((event) => redactRecord(event));
     } catch (err) {
       return Promise.reject(err);
     }
-    // Redacted before the transaction: the write lock is held only for the writes.
-    const redacted = events.map((event) => redactRecord(event));
     return this.atomically(() => {
       let ackedSeq = this.ackedSeq(clientId);
       if (afterSeq !== undefined && ackedSeq !== afterSeq) return null;

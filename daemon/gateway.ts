@@ -17,7 +17,7 @@ import {
   type ServerMessage,
   type ErrorCode,
 } from '../protocol/index.ts';
-import { StorageFullError, type AppendResult, type Store } from './store.ts';
+import { StorageFullError, type AppendResult, type ClientAck, type Store } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -36,6 +36,18 @@ export interface GatewayOptions {
   /** Called after a batch stored at least one event. */
   onStored?: () => void;
   metrics?: Metrics;
+}
+
+/**
+ * The highest seq of a batch above `after`, with its event's `at` (every event here has an
+ * integer seq; a refused one may lack `at`): what the batch acks through.
+ */
+function highestEvent(events: readonly unknown[], after: number): ClientAck {
+  let high: ClientAck = { seq: after };
+  for (const e of events as { seq: number; at?: unknown }[]) {
+    if (e.seq > high.seq) high = { seq: e.seq, ...(typeof e.at === 'number' && { at: e.at }) };
+  }
+  return high;
 }
 
 export class Gateway {
@@ -114,14 +126,16 @@ export class Gateway {
         }
         clearTimeout(helloTimer);
         clientId = message.clientId;
-        expectedSeq = store.ackedSeq(clientId);
+        const acked = store.clientAck(clientId);
+        expectedSeq = acked.seq;
         this.clients.add(socket);
         log.info('plugin connected', { clientId, clientVersion: message.clientVersion });
         send({
           type: 'welcome',
           protocol: PROTOCOL_VERSION,
           serverVersion: SERVER_VERSION,
-          ackedSeq: store.ackedSeq(clientId),
+          ackedSeq: acked.seq,
+          ...(acked.at !== undefined && { ackedAt: acked.at }),
           weightVersion: this.opts.weightVersion(),
         });
         return;
@@ -136,8 +150,8 @@ export class Gateway {
       // Queued at once so LMDB can commit several batches together; each is stored only if the
       // one before it was (afterSeq), and the acks go out in order.
       const after = expectedSeq;
-      const through = message.events.reduce((high, e) => Math.max(high, (e as { seq: number }).seq), after);
-      expectedSeq = through;
+      const through = highestEvent(message.events, after);
+      expectedSeq = through.seq;
       const first = refused ? Promise.resolve(null) : store.appendEvents(id, valid, after, through);
       first.catch(() => {}); // handled in order below
       // A client that sends faster than its batches are stored stops being read (TCP pushes back
@@ -184,15 +198,16 @@ export class Gateway {
      * by event, so that one event that cannot be stored is refused (named in the ack) instead of
      * stalling its client forever.
      */
-    const storeEach = async (err: unknown, id: string, events: Event[], rejected: RejectedEvent[], after: number, through: number): Promise<AppendResult> => {
+    const storeEach = async (err: unknown, id: string, events: Event[], rejected: RejectedEvent[], after: number, through: ClientAck): Promise<AppendResult> => {
       if (err instanceof StorageFullError || events.length === 0) throw err;
       log.warn('a batch could not be stored; storing its events one by one', { clientId: id, error: errorMessage(err) });
       const total: AppendResult = { ackedSeq: after, stored: 0, duplicates: 0, dropped: 0, refusedSessions: [] };
       for (const event of events) {
-        const result = await store.appendEvents(id, [event], total.ackedSeq, event.seq).catch((eventErr: unknown) => {
+        const mark = { seq: event.seq, at: event.at };
+        const result = await store.appendEvents(id, [event], total.ackedSeq, mark).catch((eventErr: unknown) => {
           if (eventErr instanceof StorageFullError) throw eventErr;
           rejected.push({ seq: event.seq, reason: `${event.kind} event could not be stored: ${errorMessage(eventErr)}` });
-          return store.appendEvents(id, [], total.ackedSeq, event.seq);
+          return store.appendEvents(id, [], total.ackedSeq, mark);
         });
         if (!result) throw new Error('the acked seq moved while a batch was stored event by event');
         total.ackedSeq = result.ackedSeq;

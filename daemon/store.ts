@@ -20,10 +20,11 @@ export type { NextState } from '../recipes/types.ts';
  * their calls repeat ids across runs), 5 the indexes of events and samples by time (eventTimes,
  * sampleTimes: retention reads what expired, not every record) and of the events the passes look
  * for by kind (eventKinds), 6 the index of open samples by session (openBySession: turn
- * assembly reads the sessions that changed, not every open sample); an older store is upgraded
- * at open.
+ * assembly reads the sessions that changed, not every open sample), 7 the `at` of each client's
+ * last acked event beside its seq (clients; a version 6 value, a bare seq, is read as it is); an
+ * older store is upgraded at open.
  */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /** Events, and samples, that one transaction of retention deletes at most before it lets others run. */
 const EXPIRE_SLICE = 500;
@@ -183,6 +184,15 @@ export interface Counters {
   droppedNotOptedIn: number;
 }
 
+/**
+ * How far a client's events are acked: the seq, and the `at` of the event with that seq, which
+ * lets a plugin tell its own acks from those of a copy of its state folder under its client id.
+ */
+export interface ClientAck {
+  seq: number;
+  at?: number;
+}
+
 export interface AppendResult {
   /** Highest seq of this client now durable; ack up to it. */
   ackedSeq: number;
@@ -316,8 +326,8 @@ export class Store {
   private readonly root: RootDatabase;
   readonly meta: Meta;
   readonly sessions: Database<SessionRecord, string>;
-  /** clientId → highest seq made durable. */
-  private readonly clients: Database<number, string>;
+  /** clientId → [highest seq made durable, that event's `at` or null]; a bare seq in stores before version 7. */
+  private readonly clients: Database<number | [number, number | null], string>;
   /** Global log position → event, in arrival order. */
   readonly events: Database<StoredEvent, number>;
   /** [sessionKey, log position] → null: which events belong to a session. */
@@ -422,7 +432,7 @@ export class Store {
     const found = store.meta.get('schemaVersion');
     if (found === undefined) {
       await store.meta.put('schemaVersion', SCHEMA_VERSION);
-    } else if (found === 1 || found === 2 || found === 3 || found === 4 || found === 5) {
+    } else if (found === 1 || found === 2 || found === 3 || found === 4 || found === 5 || found === 6) {
       await store.upgradeFrom(found);
     } else if (found !== SCHEMA_VERSION) {
       await store.close();
@@ -442,9 +452,10 @@ export class Store {
    * stores kept null). From 1 or 2: sums the served turns by version (one read of every turn).
    * From 1, 2 or 3: indexes the turns by version (one more read of every turn) and empties the
    * index by tool call id that 1-3 wrote. From 1-4: indexes the events by time and kind and the
-   * samples by time (one read of each). From any: indexes the open samples by session.
+   * samples by time (one read of each). From 1-5: indexes the open samples by session. From 6:
+   * nothing to rewrite (a client's bare seq is read as one without its event's `at`).
    */
-  private upgradeFrom(found: 1 | 2 | 3 | 4 | 5): Promise<void> {
+  private upgradeFrom(found: 1 | 2 | 3 | 4 | 5 | 6): Promise<void> {
     return this.atomically(() => {
       if (found === 1) this.indexFrom1();
       if (found <= 2) for (const [version, served] of servedFromScratch(this)) this.versionServed.put(version, served);
@@ -455,9 +466,11 @@ export class Store {
       }
       if (found !== 1 && found <= 4) for (const { value: e } of this.events.getRange()) this.indexEventByTimeAndKind(e);
       if (found <= 4) for (const { value: sample } of this.samples.getRange()) this.sampleTimes.put([sample.createdAt, sample.id], null);
-      for (const { key: id } of this.openSamples.getRange()) {
-        const sample = this.samples.get(id);
-        if (sample) this.openBySession.put([sample.sessionKey, sample.ordinal], id);
+      if (found <= 5) {
+        for (const { key: id } of this.openSamples.getRange()) {
+          const sample = this.samples.get(id);
+          if (sample) this.openBySession.put([sample.sessionKey, sample.ordinal], id);
+        }
       }
       this.meta.put('schemaVersion', SCHEMA_VERSION);
     });
@@ -535,7 +548,15 @@ export class Store {
   }
 
   ackedSeq(clientId: string): number {
-    return this.clients.get(clientId) ?? 0;
+    return this.clientAck(clientId).seq;
+  }
+
+  /** A client's acked seq, and the `at` of the event with that seq where it is known. */
+  clientAck(clientId: string): ClientAck {
+    const value = this.clients.get(clientId);
+    if (value === undefined) return { seq: 0 };
+    if (typeof value === 'number') return { seq: value };
+    return { seq: value[0], ...(value[1] !== null && { at: value[1] }) };
   }
 
   /**
@@ -547,10 +568,10 @@ export class Store {
    *
    * `afterSeq` lets a caller queue batches without awaiting each: the batch is stored only if
    * the client's acked seq is still exactly that (the batch before it was stored), else it
-   * resolves to null and nothing is written. `throughSeq` acks up to that seq even where no event
-   * of the batch has it (events the caller refused).
+   * resolves to null and nothing is written. `through` acks up to its seq even where no event of
+   * the batch has it (events the caller refused); its `at` is that event's.
    */
-  appendEvents(clientId: string, events: Event[], afterSeq?: number, throughSeq = 0): Promise<AppendResult | null> {
+  appendEvents(clientId: string, events: Event[], afterSeq?: number, through: ClientAck = { seq: 0 }): Promise<AppendResult | null> {
     let redacted: Event[];
     try {
       this.checkCapacity();
@@ -563,7 +584,9 @@ export class Store {
       return Promise.reject(err);
     }
     return this.atomically(() => {
-      let ackedSeq = this.ackedSeq(clientId);
+      const acked = this.clientAck(clientId);
+      let ackedSeq = acked.seq;
+      let ackedAt = acked.at;
       if (afterSeq !== undefined && ackedSeq !== afterSeq) return null;
       const result: AppendResult = { ackedSeq, stored: 0, duplicates: 0, dropped: 0, refusedSessions: [] };
       let log = this.eventLogPosition();
@@ -578,6 +601,7 @@ export class Store {
           continue;
         }
         ackedSeq = event.seq;
+        ackedAt = event.at;
         const isOpt = event.kind === 'session.optin' || event.kind === 'session.optout';
         const known = touched.get(event.sessionKey);
         const before = known ?? this.sessions.get(event.sessionKey);
@@ -604,9 +628,9 @@ export class Store {
         this.sessions.put(sessionKey, record);
         this.changes!.sessions.add(sessionKey);
       }
-      ackedSeq = Math.max(ackedSeq, throughSeq);
+      if (through.seq > ackedSeq) ({ seq: ackedSeq, at: ackedAt } = through);
       this.meta.put('eventLog', log);
-      this.clients.put(clientId, ackedSeq);
+      this.clients.put(clientId, [ackedSeq, ackedAt ?? null]);
       counters.eventsReceived += events.length;
       counters.eventsStored += result.stored;
       counters.duplicates += result.duplicates;

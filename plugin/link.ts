@@ -1,7 +1,9 @@
 // The plugin's one connection to the daemon. Events go into the spool first (durable, bounded,
 // numbered); the link sends whatever is durable and not yet acknowledged, resends everything after
 // the daemon's `welcome.ackedSeq` on every (re)connect, and reconnects with exponential backoff and
-// jitter. The daemon dedups on (clientId, seq), so events arrive exactly once and in order.
+// jitter. The daemon dedups on (clientId, seq), so events arrive exactly once and in order; a
+// welcome whose acked seq this spool did not send means a copy of the state folder shares the
+// client id, and this one takes a new id.
 // An event the daemon refuses (named in its ack) or the protocol refuses (at enqueue) is set aside
 // in the quarantine file and never resent. The backoff resets only once acks make progress, so a
 // daemon that accepts the connection but cannot store what it is sent is not hammered.
@@ -69,23 +71,29 @@ const HIGH_WATER_BYTES = 4 * 1024 * 1024;
 /** The least wait before reconnecting to a daemon that said its storage is full. */
 const STORAGE_FULL_BACKOFF_MS = 15_000;
 
+const clientIdFile = (stateDir: string) => join(stateDir, 'client-id');
+
 function loadClientId(stateDir: string): string {
-  const file = join(stateDir, 'client-id');
   try {
-    const id = readFileSync(file, 'utf8').trim();
+    const id = readFileSync(clientIdFile(stateDir), 'utf8').trim();
     if (id) return id;
   } catch {
     // First start: create it below.
   }
+  return newClientId(stateDir);
+}
+
+function newClientId(stateDir: string): string {
+  const file = clientIdFile(stateDir);
   const id = `clawrl-${randomUUID()}`;
   mkdirSync(stateDir, { recursive: true });
-  writeFileSync(`${file}.tmp`, id);
+  writeFileSync(`${file}.tmp`, id, { flush: true });
   renameSync(`${file}.tmp`, file);
   return id;
 }
 
 export class Link {
-  readonly clientId: string;
+  private id: string;
   private readonly spoolDir: SpoolDir;
   private readonly spool: Spool;
   private readonly quarantine: Quarantine;
@@ -107,7 +115,7 @@ export class Link {
     this.spoolDir = claimSpoolDir(opts.stateDir);
     const dir = this.spoolDir.dir;
     if (dir !== opts.stateDir) opts.logger.info(`clawrl: another process writes the spool in ${opts.stateDir}; this one uses ${dir}`);
-    this.clientId = loadClientId(dir);
+    this.id = loadClientId(dir);
     this.quarantine = new Quarantine(dir);
     this.spool = new Spool(dir, {
       maxEvents: opts.spoolMaxEvents,
@@ -129,6 +137,10 @@ export class Link {
       this.setAside([{ event, reason: err.message }]);
       return undefined;
     }
+  }
+
+  get clientId(): string {
+    return this.id;
   }
 
   start(): void {
@@ -227,6 +239,11 @@ export class Link {
     }
     switch (msg.type) {
       case 'welcome':
+        if (!this.spool.isOwnAck(msg.ackedSeq, msg.ackedAt)) {
+          this.leaveClientId(msg.ackedSeq);
+          ws.terminate();
+          break;
+        }
         this.state = 'connected';
         this.lastError = undefined;
         this.weightVersion = msg.weightVersion;
@@ -266,6 +283,21 @@ export class Link {
     this.opts.logger.debug?.(`clawrl: disconnected (${this.lastError ?? 'closed'}); retrying in ${delay} ms`);
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
     this.reconnectTimer.unref();
+  }
+
+  /**
+   * The daemon acked events under this client id that this spool did not send (Spool.isOwnAck):
+   * a copy of this state folder uses the id too. This one takes a new id, and sends everything
+   * pending under it on the next connection.
+   */
+  private leaveClientId(theirSeq: number): void {
+    const old = this.id;
+    const { lastSeq, ackedSeq, pending } = this.spool.stats();
+    this.id = newClientId(this.spoolDir.dir);
+    this.lastError = `client id ${old} is used by another copy of this state folder`;
+    this.opts.logger.warn(
+      `clawrl: the daemon holds seq ${theirSeq} of client id ${old}, which this spool (acked ${ackedSeq}, last ${lastSeq}) did not send there: a copy of ${this.spoolDir.dir} (a restored backup, a cloned volume) uses that id too. This one is now ${this.id} and sends its ${pending} pending event(s) under it.`,
+    );
   }
 
   /** Exponential backoff with "equal jitter": half fixed, half random, so clients spread out. */

@@ -58,6 +58,8 @@ interface Entry {
 interface Meta {
   lastSeq: number;
   ackedSeq: number;
+  /** The `at` of the event with seq ackedSeq, where this spool had it. */
+  ackedAt?: number;
 }
 
 const SPOOL_FILE = 'spool.bin';
@@ -123,6 +125,7 @@ export class Spool {
   private pendingBytes = 0;
   private lastSeq: number;
   private ackedSeq: number;
+  private ackedAt: number | undefined;
   private ackedCount = 0;
   private droppedCount = 0;
   private fd: number;
@@ -146,6 +149,7 @@ export class Spool {
     this.lastSeq = Math.max(meta.lastSeq, entries.at(-1)?.event.seq ?? 0);
     this.diskSeq = this.lastSeq;
     this.ackedSeq = meta.ackedSeq;
+    this.ackedAt = meta.ackedAt;
     this.entries = entries.filter((e) => e.event.seq > this.ackedSeq);
     this.pendingBytes = this.entries.reduce((n, e) => n + e.frame.length, 0);
     this.fileFrames = frames;
@@ -198,16 +202,27 @@ export class Spool {
     return entry?.event.seq === seq ? entry.event : undefined;
   }
 
+  /**
+   * Whether a daemon's acked seq for this spool's client id, with the `at` of the event it acked
+   * last, can be this spool's own. Not when the daemon acked a seq this spool never handed out,
+   * nor an event other than the one this spool holds at that seq: a copy of this folder (a
+   * restored backup, a cloned volume or image) numbered its own events under the same client id,
+   * and taking its acks for ours would drop events the daemon never had. `at` undefined (an older
+   * daemon, an event sent without one) and a daemon behind this spool (its store restored) cannot
+   * be told apart from ours, and are.
+   */
+  isOwnAck(seq: number, at: number | undefined): boolean {
+    if (seq > this.lastSeq) return false;
+    if (at === undefined || seq < this.ackedSeq) return true;
+    if (seq === this.ackedSeq) return this.ackedAt === undefined || this.ackedAt === at;
+    return this.get(seq)?.at === at;
+  }
+
   /** Everything up to `seq` is durable at the daemon. */
   ack(seq: number): void {
-    if (seq > this.lastSeq) {
-      // The daemon knows a later seq than we do (state restored from an older backup): continue
-      // after it, or new events would be taken for duplicates and dropped by the daemon.
-      this.lastSeq = seq;
-      this.diskSeq = Math.max(this.diskSeq, seq);
-    }
     if (seq <= this.ackedSeq) return;
     this.ackedSeq = seq;
+    this.ackedAt = this.get(seq)?.at;
     const n = this.indexAfter(seq);
     for (let i = 0; i < n; i++) this.pendingBytes -= this.entries[i]!.frame.length;
     this.ackedCount += n;
@@ -380,7 +395,7 @@ export class Spool {
   private readMeta(): Meta {
     try {
       const m = JSON.parse(readFileSync(this.metaFile, 'utf8')) as Partial<Meta>;
-      return { lastSeq: Number(m.lastSeq) || 0, ackedSeq: Number(m.ackedSeq) || 0 };
+      return { lastSeq: Number(m.lastSeq) || 0, ackedSeq: Number(m.ackedSeq) || 0, ...(typeof m.ackedAt === 'number' && { ackedAt: m.ackedAt }) };
     } catch {
       return { lastSeq: 0, ackedSeq: 0 };
     }
@@ -388,7 +403,7 @@ export class Spool {
 
   private async writeMeta(): Promise<void> {
     const tmp = `${this.metaFile}.tmp`;
-    await writeFile(tmp, JSON.stringify({ lastSeq: this.lastSeq, ackedSeq: this.ackedSeq } satisfies Meta), { flush: true });
+    await writeFile(tmp, JSON.stringify({ lastSeq: this.lastSeq, ackedSeq: this.ackedSeq, ackedAt: this.ackedAt } satisfies Meta), { flush: true });
     renameSync(tmp, this.metaFile);
   }
 }

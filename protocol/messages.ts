@@ -141,6 +141,12 @@ const frameFields = {
     serverVersion: req('string'),
     /** The highest seq of this client the daemon has made durable: resend everything after it. */
     ackedSeq: req('int'),
+    /**
+     * The `at` of the event with that seq, as the daemon received it; absent when unknown. A
+     * client whose own event at that seq has another `at` learns that a copy of its state folder
+     * (a restored backup, a cloned volume) sends under its client id.
+     */
+    ackedAt: opt('number'),
     weightVersion: req('string'),
   },
   ack: {

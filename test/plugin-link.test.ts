@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -308,5 +308,92 @@ test('two processes on one state dir write separate spools with their own client
   } finally {
     holder.kill('SIGKILL');
     await daemon.close();
+  }
+});
+
+test('copies of a state folder (restored backups, cloned volumes) that made their own events under its client id each get a new id; nothing any of them made is lost', async () => {
+  const dataDir = tempDir('clawrl-link-daemon-');
+  const original = tempDir('clawrl-link-state-');
+  const daemon = await startDaemon({ dataDir, token: 'secret' });
+  const sessionKey = 'agent:main:copied';
+  const message = (content: string, at: number): NewEvent => ({ kind: 'user.message', at, sessionKey, content });
+  const run = async (stateDir: string, events: NewEvent[], logger: { info(): void; warn(m: string): void } = quiet) => {
+    const link = new Link({ url: daemon.wsUrl, token: 'secret', stateDir, logger, clientVersion: 'test', spoolMaxEvents: 1000, spoolMaxBytes: 1 << 24, minBackoffMs: 20, maxBackoffMs: 200 });
+    for (const event of events) link.enqueue(event);
+    link.start();
+    await until(() => link.status().pending === 0 && link.status().state === 'connected', 'all acked', 15_000);
+    await link.close();
+    return link.clientId;
+  };
+  try {
+    const id = await run(original, [{ kind: 'session.optin', at: 1, sessionKey }, message('before the copy', 2)]);
+    const copies = [tempDir('clawrl-link-copy-'), tempDir('clawrl-link-copy-')];
+    for (const copy of copies) cpSync(original, copy, { recursive: true });
+    // The original goes on: seq 3-7 acked under its id.
+    assert.equal(await run(original, [3, 4, 5, 6, 7].map((i) => message(`original ${i}`, 100 + i))), id);
+    // One copy made fewer events than the daemon has acked since (seq 3-4: never sent there), the
+    // other more (seq 3-10: the daemon's seq 7 is another event).
+    const warned = recordingLogger();
+    const fewer = await run(copies[0]!, [3, 4].map((i) => message(`fewer ${i}`, 200 + i)), warned);
+    const more = await run(copies[1]!, [3, 4, 5, 6, 7, 8, 9, 10].map((i) => message(`more ${i}`, 300 + i)));
+    assert.equal(new Set([id, fewer, more]).size, 3, 'each copy took a new client id');
+    assert.match(warned.warnings.join('\n'), /holds seq 7 of client id .* did not send there: a copy of .* uses that id too/);
+    assert.equal(readFileSync(join(copies[0]!, 'client-id'), 'utf8'), fewer, 'the new id is kept for the next start');
+    // And the original still is itself: its next event is stored under its id.
+    assert.equal(await run(original, [message('original 8', 108)]), id);
+    const stored = storedContents(daemon, sessionKey);
+    const expected = ['before the copy', ...[3, 4, 5, 6, 7, 8].map((i) => `original ${i}`), 'fewer 3', 'fewer 4', ...[3, 4, 5, 6, 7, 8, 9, 10].map((i) => `more ${i}`)];
+    assert.deepEqual([...stored].sort(), expected.sort());
+    assert.deepEqual(daemon.store.clientAck(id), { seq: 8, at: 108 });
+  } finally {
+    await daemon.close();
+  }
+});
+
+test("a spool tells its own acks from a copy's: by seq and by the acked event's at, also after a restart", async () => {
+  const dir = tempDir('clawrl-spool-');
+  let spool = new Spool(dir, { maxEvents: 100, maxBytes: 1 << 20, logger: quiet });
+  for (const at of [10, 20, 30, 40]) spool.append({ kind: 'user.message', at, sessionKey: 's', content: `at ${at}` });
+  await spool.flush();
+  // The daemon stored seq 3 but its ack was lost: ours, and so is any seq without an at (an older daemon).
+  assert.equal(spool.isOwnAck(3, 30), true);
+  assert.equal(spool.isOwnAck(3, undefined), true);
+  assert.equal(spool.isOwnAck(0, undefined), true, 'a daemon that lost its store');
+  assert.equal(spool.isOwnAck(3, 31), false, 'another event at seq 3');
+  assert.equal(spool.isOwnAck(5, undefined), false, 'a seq this spool never handed out');
+  spool.ack(4);
+  await spool.close();
+  spool = new Spool(dir, { maxEvents: 100, maxBytes: 1 << 20, logger: quiet });
+  try {
+    assert.equal(spool.isOwnAck(4, 40), true);
+    assert.equal(spool.isOwnAck(4, 41), false, 'the acked event is remembered across a restart');
+    assert.equal(spool.isOwnAck(2, 99), true, 'a daemon behind this spool (its store restored) cannot be told apart');
+  } finally {
+    await spool.close();
+  }
+});
+
+test("the store keeps each client's acked seq with its event's at, and reads a version 6 store's bare seq", async () => {
+  const dir = tempDir('clawrl-acks-');
+  let store = await Store.open(dir);
+  const ev = (seq: number, at: number): Event => ({ kind: 'session.optin', seq, at, sessionKey: 's' });
+  await store.appendEvents('c', [ev(1, 10), ev(2, 20)]);
+  assert.deepEqual(store.clientAck('c'), { seq: 2, at: 20 });
+  await store.appendEvents('c', [ev(2, 99)]);
+  assert.deepEqual(store.clientAck('c'), { seq: 2, at: 20 }, 'a replay changes nothing');
+  await store.appendEvents('c', [ev(3, 30)], 2, { seq: 5, at: 50 });
+  assert.deepEqual(store.clientAck('c'), { seq: 5, at: 50 }, 'acked through a refused event');
+  await store.appendEvents('c', [], 5, { seq: 6 });
+  assert.deepEqual(store.clientAck('c'), { seq: 6 }, 'a refused event without an at');
+  await store.internalTables().clients.put('old', 7);
+  await store.meta.put('schemaVersion', 6);
+  await store.close();
+  store = await Store.open(dir);
+  try {
+    assert.equal(store.meta.get('schemaVersion'), 7);
+    assert.deepEqual(store.clientAck('old'), { seq: 7 });
+    assert.equal(store.ackedSeq('old'), 7);
+  } finally {
+    await store.close();
   }
 });

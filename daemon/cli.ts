@@ -29,6 +29,7 @@ import type { WeightsListing } from './control.ts';
 import { DEFAULT_CANARY_SHARE } from './canary.ts';
 import { DEFAULT_MAX_BODY_BYTES } from './api.ts';
 import { errorMessage } from './errors.ts';
+import { WeightsDir, weightsRoot } from './weights.ts';
 
 /** `rules`, `policy`, or an OpenAI-compatible base URL (with --judge-model). */
 function judgeConfig(flags: { judge?: string; judgeModel?: string; judgeApiKey?: string; backend: string; mode: string }): JudgeConfig {
@@ -442,7 +443,8 @@ sessions
       const removed = await store.removeSession(key, (done, total) => shown.update(done, total));
       shown.finish();
       if (!removed) fail(`no session ${JSON.stringify(key)}`);
-      process.stdout.write(`removed session ${key}\n`);
+      const versions = new WeightsDir(weightsRoot(dataDir())).forgetSession(key);
+      process.stdout.write(`removed session ${key}${versions.length > 0 ? ` (and its turn ids from the clawrl.json of ${versions.length} weight version(s))` : ''}\n`);
     }),
   );
 

@@ -11,7 +11,6 @@
 //
 // Each stage owns its module and only nudges the next one: the work itself waits in the store
 // (open samples, unscored turns, the training queue), so a restart loses nothing.
-import { join } from 'node:path';
 import { SessionLimitError, Store } from './store.ts';
 import { Gateway, SERVER_VERSION } from './gateway.ts';
 import { createApi, type ServedResponse } from './api.ts';
@@ -21,7 +20,7 @@ import { ScoringLoop } from './scoring.ts';
 import { HintMemory } from './hints.ts';
 import { Trainer } from './trainer.ts';
 import { Guard } from './guard.ts';
-import { WeightsDir } from './weights.ts';
+import { WeightsDir, weightsRoot } from './weights.ts';
 import { Metrics } from './metrics.ts';
 import { VersionStatsReader } from './stats.ts';
 import { Loop } from './loop.ts';
@@ -131,7 +130,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
         store,
         log,
         backend,
-        weights: new WeightsDir(join(opts.dataDir, 'weights'), log),
+        weights: new WeightsDir(weightsRoot(opts.dataDir), log),
         recipe,
         recipeOptions: opts.recipeOptions,
         maxWaitMs: opts.maxWaitMs,

@@ -173,8 +173,17 @@ export interface WeightVersionRecord {
   parent: string | null;
   recipe: string;
   createdAt: number;
+  /** The turns of its training batch, `sessionKey#turnIndex` (turnIdOf); `sessions rm` takes a session's out. */
   turnIds: string[];
   metrics: Record<string, number>;
+}
+
+/** A turn as a version record names it. */
+export const turnIdOf = ([sessionKey, turnIndex]: TurnKey): string => `${sessionKey}#${turnIndex}`;
+
+/** Whether a version record's turn id is one of this session's turns (a session key may hold '#' itself). */
+export function isTurnOfSession(turnId: string, sessionKey: string): boolean {
+  return turnId.startsWith(`${sessionKey}#`) && /^\d+$/.test(turnId.slice(sessionKey.length + 1));
 }
 
 export interface Counters {
@@ -989,6 +998,9 @@ export class Store {
         this.removeTurn([sessionKey, turn.turnIndex]);
         onProgress?.(++done, total);
       }
+      // Also turns retention removed before: a version record names its batch by session key.
+      const named = [...this.versionRecords()].filter((record) => record.turnIds.some((id) => isTurnOfSession(id, sessionKey)));
+      for (const record of named) this.versions.put(record.version, { ...record, turnIds: record.turnIds.filter((id) => !isTurnOfSession(id, sessionKey)) });
       if (this.sessions.get(sessionKey)?.optedIn) this.meta.put('optedInSessions', this.optedInCount() - 1);
       this.sessions.remove(sessionKey);
       return true;
@@ -1185,8 +1197,10 @@ export class Store {
    */
   finishBatch(record: WeightVersionRecord): Promise<void> {
     return this.atomically(() => {
-      this.versions.put(record.version, record);
-      for (const key of this.meta.get('pendingBatch')?.keys ?? []) {
+      const keys = this.meta.get('pendingBatch')?.keys ?? [];
+      const kept = new Set(keys.map(turnIdOf));
+      this.versions.put(record.version, { ...record, turnIds: record.turnIds.filter((id) => kept.has(id)) });
+      for (const key of keys) {
         const turn = this.turns.get(key);
         if (turn) this.setTurn(key, { ...turn, trainedIn: record.version });
         this.trainQueue.remove(key);

@@ -6,7 +6,7 @@
 // same transaction that marks its turns trained (`store.finishBatch`). A crash before the version
 // folder exists re-runs the same batch; a crash after it only finishes the bookkeeping.
 import type { FSWatcher } from 'chokidar';
-import type { Store, TurnKey, WeightVersionRecord } from './store.ts';
+import { turnIdOf, type Store, type TurnKey, type WeightVersionRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { TrainExample, TrainMetrics, TrainOptions, TrainingBackend } from './backends/types.ts';
@@ -209,7 +209,7 @@ export class Trainer {
         parent: batch.parent,
         recipe: this.opts.recipe.name,
         createdAt: Date.now(),
-        turnIds: batch.keys.map(([s, i]) => `${s}#${i}`),
+        turnIds: batch.keys.map(turnIdOf),
         metrics: { ...metrics, turns: batch.keys.length },
       };
       await weights.publish(record, (dir) => backend.saveAdapter(dir));

@@ -10,7 +10,7 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
-import type { WeightVersionRecord } from './store.ts';
+import { isTurnOfSession, type WeightVersionRecord } from './store.ts';
 import type { Logger } from './log.ts';
 import { isProcessAlive } from './config.ts';
 import { errorMessage } from './errors.ts';
@@ -18,6 +18,9 @@ import { errorMessage } from './errors.ts';
 export const VERSION_PATTERN = /^v\d{6}$/;
 export const METADATA_FILE = 'clawrl.json';
 const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors'];
+
+/** Where a daemon keeps its versions: `<data-dir>/weights`. */
+export const weightsRoot = (dataDir: string) => join(dataDir, 'weights');
 
 export const versionName = (n: number) => `v${String(n).padStart(6, '0')}`;
 export const versionNumber = (version: string) => (VERSION_PATTERN.test(version) ? Number(version.slice(1)) : 0);
@@ -30,6 +33,8 @@ function fsyncPath(path: string): void {
     closeSync(fd);
   }
 }
+
+const metadataJson = (record: WeightVersionRecord) => JSON.stringify(record, null, 2) + '\n';
 
 /** `.tmp-<version>-<pid>`: where publish() writes a version before renaming it into place. */
 const TEMP_PATTERN = /^\.tmp-.*-(\d+)$/;
@@ -71,7 +76,7 @@ export class WeightsDir {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { mode: 0o700 });
     await write(tmp);
-    writeFileSync(join(tmp, METADATA_FILE), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+    writeFileSync(join(tmp, METADATA_FILE), metadataJson(record), { mode: 0o600 });
     for (const name of readdirSync(tmp)) {
       const path = join(tmp, name);
       chmodSync(path, statSync(path).isDirectory() ? 0o700 : 0o600);
@@ -101,6 +106,31 @@ export class WeightsDir {
     }
     if (record.version !== version) throw new Error(`${version}: ${METADATA_FILE} names version ${JSON.stringify(record.version)}`);
     return record;
+  }
+
+  /**
+   * Takes a session's turns out of every version's clawrl.json (`sessions rm`: the batch's turn
+   * ids name sessions by key), replacing each file that names it atomically. Returns the versions
+   * changed. A clawrl.json that is not JSON is left as it is: no version is read from it either.
+   */
+  forgetSession(sessionKey: string): string[] {
+    const changed: string[] = [];
+    for (const version of this.list()) {
+      const file = join(this.pathOf(version), METADATA_FILE);
+      let record: WeightVersionRecord;
+      try {
+        record = JSON.parse(readFileSync(file, 'utf8')) as WeightVersionRecord;
+      } catch {
+        continue;
+      }
+      if (!Array.isArray(record.turnIds) || !record.turnIds.some((id) => isTurnOfSession(id, sessionKey))) continue;
+      writeFileSync(`${file}.tmp`, metadataJson({ ...record, turnIds: record.turnIds.filter((id) => !isTurnOfSession(id, sessionKey)) }), { mode: 0o600 });
+      fsyncPath(`${file}.tmp`);
+      renameSync(`${file}.tmp`, file);
+      fsyncPath(this.pathOf(version));
+      changed.push(version);
+    }
+    return changed;
   }
 
   /**

@@ -2,7 +2,9 @@
 // data but keeps the opt-in state, and an export of one session holds nothing of another.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SCHEMA_VERSION, Store, type SampleRecord } from '../daemon/store.ts';
+import { SCHEMA_VERSION, Store, turnIdOf, type SampleRecord } from '../daemon/store.ts';
+import { WeightsDir, weightsRoot } from '../daemon/weights.ts';
+import { readFileSync } from 'node:fs';
 import { open } from 'lmdb';
 import { createLogger } from '../daemon/log.ts';
 import { TurnAssembler } from '../daemon/turns.ts';
@@ -204,8 +206,36 @@ test("sessions rm during a training step: the step's batch loses the session's t
   await store.appendEvents('c', [optIn(++seq, key)]);
   const fresh = await trainableTurn('fresh');
   assert.equal(fresh.turnIndex, old.turnIndex);
-  await store.finishBatch({ version: batch.version, parent: null, recipe: 'binary-rl', createdAt: Date.now(), turnIds: [], metrics: {} });
+  await store.finishBatch({ version: batch.version, parent: null, recipe: 'binary-rl', createdAt: Date.now(), turnIds: batch.keys.map(turnIdOf), metrics: {} });
+  assert.deepEqual(store.version(batch.version)?.turnIds, [], 'the version does not name the removed turn');
   assert.equal(store.turn([key, fresh.turnIndex])?.trainedIn, undefined);
   assert.equal(store.trainQueueLength(), 1, 'the new turn still waits for training');
   await store.close();
+});
+
+test("sessions rm takes the session's turn ids out of every weight version, in the store and in the versions' clawrl.json, and no other session's", async () => {
+  const dir = tempDir();
+  const store = await Store.open(dir);
+  await store.appendEvents('c', [optIn(1, 'agent:main:telegram:dm:42'), optIn(2, 'agent:main:telegram:dm:42#1')]);
+  const turnIds = ['agent:main:telegram:dm:42#0', 'agent:main:telegram:dm:42#1#0', 'agent:main:telegram:dm:421#5', 'agent:main:telegram:dm:42#3'];
+  const weights = new WeightsDir(weightsRoot(dir));
+  for (const version of ['v000001', 'v000002']) {
+    const record = { version, parent: null, recipe: 'binary-rl', createdAt: 1, turnIds, metrics: {} };
+    await store.adoptVersion(record, 1, false);
+    await weights.publish(record, async () => {});
+  }
+  await store.close();
+  const { code, stdout, stderr } = await runCli(dir, ['sessions', 'rm', 'agent:main:telegram:dm:42']);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /removed session agent:main:telegram:dm:42 \(and its turn ids from the clawrl.json of 2 weight version\(s\)\)/);
+  const kept = ['agent:main:telegram:dm:42#1#0', 'agent:main:telegram:dm:421#5'];
+  const reopened = await Store.open(dir);
+  try {
+    for (const version of ['v000001', 'v000002']) {
+      assert.deepEqual(reopened.version(version)?.turnIds, kept);
+      assert.deepEqual(JSON.parse(readFileSync(join(weightsRoot(dir), version, 'clawrl.json'), 'utf8')).turnIds, kept);
+    }
+  } finally {
+    await reopened.close();
+  }
 });

@@ -18,7 +18,7 @@ import {
   type ErrorCode,
 } from '../protocol/index.ts';
 import { StorageFullError, type AppendResult, type ClientAck, type Store } from './store.ts';
-import type { Logger } from './log.ts';
+import { throttled, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 
 export const SERVER_VERSION = '0.1.0';
@@ -54,9 +54,12 @@ export class Gateway {
   readonly wss: WebSocketServer;
   private readonly clients = new Set<WebSocket>();
   private readonly maxFrameBytes: number;
+  /** For refusals: a client can send bad frames as fast as it likes. */
+  private readonly refusals: Logger;
 
   constructor(private readonly opts: GatewayOptions) {
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.refusals = throttled(opts.log);
     // ws closes a connection whose frame exceeds maxPayload; allow headroom above our own limit
     // so a merely oversized frame gets a clear error frame and the link stays up.
     // One message per turn of the event loop (allowSynchronousEvents: false): ws otherwise emits
@@ -96,7 +99,7 @@ export class Gateway {
       if (socket.readyState === socket.OPEN) socket.send(encode(message));
     };
     const refuse = (code: ErrorCode, message: string) => {
-      log.warn('gateway refused a frame', { clientId, code, message });
+      this.refusals.warn('gateway refused a frame', { clientId, code, message });
       send({ type: 'error', code, message });
     };
     const helloTimer = setTimeout(() => {
@@ -169,7 +172,7 @@ export class Gateway {
           if (!result) throw new Error('an earlier batch of this connection was not stored');
           const refusedNow = rejected.filter((r) => r.seq > after);
           if (refusedNow.length > 0) {
-            log.warn('refused events', { clientId: id, count: refusedNow.length, first: refusedNow[0] });
+            this.refusals.warn('refused events', { clientId: id, count: refusedNow.length, first: refusedNow[0] });
           }
           send({ type: 'ack', seq: result.ackedSeq, ...(refusedNow.length > 0 && { rejected: refusedNow }) });
           for (const sessionKey of result.refusedSessions) {

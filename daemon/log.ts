@@ -98,6 +98,28 @@ function safeDestination(out: NodeJS.WritableStream, format: (line: string) => s
   };
 }
 
+/**
+ * For lines anyone who can reach the daemon can cause as often as they like (a wrong token, a bad
+ * frame): each message is logged at most once per window, with how many like it were left out
+ * since the last one logged, so a flood cannot fill the log's disk nor bury other lines.
+ */
+export function throttled(log: Logger, windowMs = 60_000): Logger {
+  const windows = new Map<string, { until: number; leftOut: number }>();
+  const at =
+    (level: Level) =>
+    (msg: string, fields?: Record<string, unknown>): void => {
+      const now = Date.now();
+      const last = windows.get(msg);
+      if (last && now < last.until) {
+        last.leftOut++;
+        return;
+      }
+      windows.set(msg, { until: now + windowMs, leftOut: 0 });
+      log[level](msg, last?.leftOut ? { ...fields, leftOutSinceLast: last.leftOut } : fields);
+    };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
 export function createLogger(level: Level | 'silent' = 'info', out: NodeJS.WritableStream = process.stderr): Logger {
   const tty = (out as { isTTY?: boolean }).isTTY === true;
   const format = tty ? pretty.prettyFactory({ translateTime: 'SYS:standard', colorize: pretty.isColorSupported }) : (line: string) => line;

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Store } from './store.ts';
 import type { Gateway } from './gateway.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, throttled, type Logger } from './log.ts';
 import { DEFAULT_HOST, ensureDataDir, loadOrCreateToken, secureDataDir } from './config.ts';
 import type { Backend } from './backends/types.ts';
 import type { TurnAssembler } from './turns.ts';
@@ -61,10 +61,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   for (const problem of secureDataDir(opts.dataDir)) log.warn('could not make a file in the data dir private', { problem });
   const router = createRouter(pipeline, access, { host, log, metricsPublic: opts.metricsPublic === true });
   const server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, router) : createServer(router);
+  const refusals = throttled(log);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // A throw here would be uncaught and end the daemon: one request must never do that.
     try {
-      acceptPlugin(pipeline, access, { host, log, maxConnections: opts.maxConnections ?? 64 }, req, socket, head);
+      acceptPlugin(pipeline, access, { host, log: refusals, maxConnections: opts.maxConnections ?? 64 }, req, socket, head);
     } catch (err) {
       log.error('a WebSocket upgrade failed', { url: req.url, error: errorMessage(err) });
       refuseUpgrade(socket, '500 Internal Server Error', 'internal error', 'internal');
@@ -112,6 +113,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 function acceptPlugin(
   pipeline: Pipeline,
   access: Access,
+  /** `log` is throttled: anyone can make these refusals. */
   opts: { host: string; log: Logger; maxConnections: number },
   req: IncomingMessage,
   socket: Duplex,

@@ -109,6 +109,12 @@ export class TurnAssembler {
   private readonly revisits = new Map<string, number>();
   /** Whether the sessions that had open samples before this assembler existed are known. */
   private seeded = false;
+  /**
+   * Log position of a run's (or session's) end → when a pass first met it, in this daemon's time:
+   * the tool grace counts from then, as `at` is the plugin's clock, maybe minutes off this one's.
+   * Kept while the grace can matter; after a restart a grace starts again (a wait, never a loss).
+   */
+  private readonly endsSeen = new Map<number, number>();
 
   constructor(private readonly opts: AssemblerOptions) {
     this.idleMs = opts.idleMs ?? 10 * 60_000;
@@ -148,6 +154,7 @@ export class TurnAssembler {
     }
     const look = new Set(this.changed);
     this.changed.clear();
+    for (const [log, seenAt] of this.endsSeen) if (now - seenAt > 2 * this.toolGraceMs + SETTLE_MS) this.endsSeen.delete(log);
     for (const [sessionKey, due] of this.revisits) if (due <= now) look.add(sessionKey);
     // The pass's turns are written together: LMDB commits them in one or a few transactions,
     // where awaiting each cost a durable commit per turn and let assembly fall behind ingest.
@@ -216,7 +223,7 @@ export class TurnAssembler {
         .filter((e) => e !== undefined)
         .map(toolResultOf);
       const ended = events.find((e) => (e.kind === 'run.end' && sample.runId !== undefined && e.runId === sample.runId) || ((e.kind === 'session.end' || e.kind === 'session.optout') && isAfter(e)));
-      const graceOverAt = ended === undefined ? Infinity : Math.max(ended.at, sample.createdAt) + this.toolGraceMs;
+      const graceOverAt = ended === undefined ? Infinity : Math.max(this.endSeenAt(ended.log, now), sample.createdAt) + this.toolGraceMs;
       const graceOver = now >= graceOverAt;
       const waiting = { undecidedUntil: Math.min(graceOverAt, idleAt) };
       if (results.length < ids.length && !graceOver && !idle) return waiting;
@@ -236,6 +243,13 @@ export class TurnAssembler {
       if (e.kind === 'session.end' || e.kind === 'session.optout') return { nextState: { toolResults: [], none: true } };
     }
     return idle ? { nextState: { toolResults: [], none: true } } : { undecidedUntil: idleAt };
+  }
+
+  private endSeenAt(log: number, now: number): number {
+    const seenAt = this.endsSeen.get(log);
+    if (seenAt !== undefined) return seenAt;
+    this.endsSeen.set(log, now);
+    return now;
   }
 
   private async writeTurn(sample: SampleRecord, nextState: NextState): Promise<boolean> {

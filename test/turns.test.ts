@@ -346,3 +346,26 @@ test('a sample\'s model.call is found however early it was stored, so its run\'s
   assert.equal(store.turns.get(['s', 0])!.nextState.userMessage, 'the real reply');
   await store.close();
 });
+
+test("the tool grace after a run's end counts in the daemon's time from when it met the end, whatever the plugin's clock says", async () => {
+  const { store, assembler } = await setup();
+  const toolCalls = [{ id: 'slow', name: 'exec', arguments: '{}' }];
+  // Plugin clock behind (the test's event clock is at 1970): a run that ended a minute after its
+  // response was served still waits the grace for a result in flight.
+  const served = Date.now();
+  await store.recordSample(sample('behind', { runId: 'r1', finishReason: 'tool_calls', toolCalls, createdAt: served }));
+  await store.appendEvents('c', [ev({ kind: 'run.end', runId: 'r1', success: true })]);
+  assert.equal(await assembler.assembleOnce(served + 60_000), 0, 'waits the grace from when the end was met');
+  await store.appendEvents('c', [ev({ kind: 'tool.result', toolCallId: 'slow', toolName: 'exec', output: 'done at last', isError: false, runId: 'r1' })]);
+  assert.equal(await assembler.assembleOnce(served + 61_000), 1);
+  assert.deepEqual(store.turns.get(['s', 0])?.nextState.toolResults.map((r) => r.output), ['done at last']);
+
+  // Plugin clock an hour ahead: the grace still ends 5 s after the end was met, not an hour (or
+  // the idle time) later.
+  await store.recordSample(sample('ahead', { runId: 'r2', finishReason: 'tool_calls', toolCalls: [{ id: 'lost', name: 'exec', arguments: '{}' }], createdAt: served }));
+  await store.appendEvents('c', [{ ...ev({ kind: 'run.end', runId: 'r2', success: true }), at: served + 3_600_000 } as Event]);
+  assert.equal(await assembler.assembleOnce(served + 62_000), 0);
+  assert.equal(await assembler.assembleOnce(served + 67_001), 1);
+  assert.deepEqual(store.turns.get(['s', 1])?.nextState, { toolResults: [], none: true });
+  await store.close();
+});

@@ -31,8 +31,11 @@ export interface TurnHeaders {
   optIn?: boolean;
 }
 
-/** The plugin's headers; one longer than an id may be (ids become store keys) is refused with 400. */
-export function readTurnHeaders(req: IncomingMessage): TurnHeaders {
+/**
+ * The plugin's headers; one longer than an id may be (ids become store keys) is refused with 400.
+ * The session key gets what its install adds (`keySuffix` of the x-clawrl-install header).
+ */
+export function readTurnHeaders(req: IncomingMessage, keySuffix: (installId: string | undefined) => string = () => ''): TurnHeaders {
   const h = (name: string) => {
     const v = req.headers[`x-clawrl-${name}`];
     if (typeof v !== 'string' || v.length === 0) return undefined;
@@ -41,8 +44,9 @@ export function readTurnHeaders(req: IncomingMessage): TurnHeaders {
     }
     return v;
   };
+  const sessionKey = h('session-key');
   return {
-    sessionKey: h('session-key'),
+    sessionKey: sessionKey === undefined ? undefined : sessionKey + keySuffix(h('install')),
     sessionId: h('session-id'),
     runId: h('run-id'),
     callId: h('call-id'),
@@ -70,6 +74,8 @@ export interface ApiOptions {
   onServed: (served: ServedResponse) => void;
   /** The canary version this request's session is served by, or null for the main version (see canary.ts). */
   canaryFor?: (headers: TurnHeaders) => string | null;
+  /** What an install adds to its session keys (Store.installSuffix). */
+  keySuffix?: (installId: string | undefined) => string;
 }
 
 export class ApiError extends Error {
@@ -280,7 +286,7 @@ export function createApi(opts: ApiOptions) {
   const parser = new ChatBodyParser();
 
   async function chatCompletions(req: IncomingMessage, res: ServerResponse, backend: Backend): Promise<void> {
-    const headers = readTurnHeaders(req);
+    const headers = readTurnHeaders(req, opts.keySuffix);
     const parsed = await parser.parse(await readBody(req, maxBody), 512);
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);

@@ -87,6 +87,8 @@ export class Gateway {
   private accept(socket: WebSocket): void {
     const { store, log } = this.opts;
     let clientId: string | undefined;
+    /** What this client's install adds to its session keys (installs.ts). */
+    let keySuffix = '';
     // Batches of one connection are stored one after another so acks go out in seq order.
     let pending: Promise<void> = Promise.resolve();
     /** Set once a batch could not be stored: nothing later from this connection may be. */
@@ -129,10 +131,11 @@ export class Gateway {
         }
         clearTimeout(helloTimer);
         clientId = message.clientId;
+        keySuffix = store.installSuffix(message.installId);
         const acked = store.clientAck(clientId);
         expectedSeq = acked.seq;
         this.clients.add(socket);
-        log.info('plugin connected', { clientId, clientVersion: message.clientVersion });
+        log.info('plugin connected', { clientId, clientVersion: message.clientVersion, ...(keySuffix && { sessionKeySuffix: keySuffix }) });
         send({
           type: 'welcome',
           protocol: PROTOCOL_VERSION,
@@ -149,7 +152,8 @@ export class Gateway {
       this.opts.metrics?.eventsReceived.inc(message.events.length);
       // Bad events are refused before anything is written, named in the ack, and not stored;
       // the rest of the batch is stored in one transaction.
-      const { valid, rejected } = partitionEvents(message.events);
+      const { valid: checked, rejected } = partitionEvents(message.events);
+      const valid = keySuffix === '' ? checked : checked.map((e) => ({ ...e, sessionKey: e.sessionKey + keySuffix }));
       // Queued at once so LMDB can commit several batches together; each is stored only if the
       // one before it was (afterSeq), and the acks go out in order.
       const after = expectedSeq;

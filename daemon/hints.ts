@@ -18,14 +18,17 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Database } from 'lmdb';
 import {
+  MAX_ID_BYTES,
   agentOf,
+  idFits,
   stripHintsBlock,
   termJaccard,
   type HintEntry,
   type HintScope,
   type HintsSnapshot,
 } from '../protocol/index.ts';
-import { sendError, sendJson } from './http.ts';
+import { HttpError, sendError, sendJson } from './http.ts';
+import { suffixOf } from './installs.ts';
 import type { Logger } from './log.ts';
 import { redactSecrets } from './redact.ts';
 import { lastRealUserIndex } from '../recipes/types.ts';
@@ -114,7 +117,9 @@ export class HintMemory {
   private readonly maxHints: number;
   private readonly writing = new Set<Promise<void>>();
   /** The last snapshot sent, by revision: GET /hints is polled, the memory changes rarely. */
-  private snapshot?: { revision: number; body: string };
+  /** Install key suffix → what GET /hints answers it (installs.ts), at revision `snapshotsRevision`. */
+  private readonly snapshots = new Map<string, string>();
+  private snapshotsRevision = -1;
 
   constructor(private readonly opts: HintMemoryOptions) {
     this.hints = opts.store.openDB('hints');
@@ -135,16 +140,31 @@ export class HintMemory {
     return { stored: all.length, active: all.filter((h) => hintWeight(h) >= FADED_BELOW).length, revision: this.revision() };
   }
 
-  /** What the plugin gets: every hint that has not faded. */
-  snapshotBody(): { revision: number; body: string } {
+  /**
+   * What a plugin of the install whose session keys end with `keySuffix` gets: its install's hints
+   * that have not faded, scoped as it names its agents and sessions (without the suffix).
+   */
+  snapshotBody(keySuffix = ''): { revision: number; body: string } {
     const revision = this.revision();
-    if (this.snapshot?.revision === revision) return this.snapshot;
+    if (revision !== this.snapshotsRevision) {
+      this.snapshots.clear();
+      this.snapshotsRevision = revision;
+    }
+    const known = this.snapshots.get(keySuffix);
+    if (known !== undefined) return { revision, body: known };
+    const unsuffixed = (key: string) => key.slice(0, key.length - keySuffix.length);
     const hints: HintEntry[] = this.list()
-      .filter((h) => hintWeight(h) >= FADED_BELOW)
-      .map((h) => ({ id: h.id, text: h.text, context: h.context, scope: h.scope, weight: hintWeight(h) }));
-    const snapshot: HintsSnapshot = { revision, hints };
-    this.snapshot = { revision, body: JSON.stringify(snapshot) };
-    return this.snapshot;
+      .filter((h) => hintWeight(h) >= FADED_BELOW && suffixOf(h.scope.agent) === keySuffix)
+      .map((h) => ({
+        id: h.id,
+        text: h.text,
+        context: h.context,
+        scope: { agent: unsuffixed(h.scope.agent), ...(h.scope.sessionKey !== undefined && { sessionKey: unsuffixed(h.scope.sessionKey) }) },
+        weight: hintWeight(h),
+      }));
+    const body = JSON.stringify({ revision, hints } satisfies HintsSnapshot);
+    this.snapshots.set(keySuffix, body);
+    return { revision, body };
   }
 
   /** The scoring loop's `onScored`: learns in the background; `flushed()` waits for it. */
@@ -179,7 +199,8 @@ export class HintMemory {
   async learn(input: { text: string; context: string; origin: HintOrigin; sessionKey: string; source: string }): Promise<string> {
     const text = redactSecrets(input.text.trim());
     const context = redactSecrets(input.context).slice(0, MAX_CONTEXT_CHARS);
-    const scope: HintScope = { agent: agentOf(input.sessionKey), ...(this.opts.scope === 'session' && { sessionKey: input.sessionKey }) };
+    // Another install's agent `main` is not this one's: its hints stay its own.
+    const scope: HintScope = { agent: agentOf(input.sessionKey) + suffixOf(input.sessionKey), ...(this.opts.scope === 'session' && { sessionKey: input.sessionKey }) };
     const now = Date.now();
     return this.opts.store.atomically(() => {
       let twin: HintRecord | undefined;
@@ -277,10 +298,14 @@ export class HintMemory {
 }
 
 /** `GET /hints` (ETag: the revision) and `DELETE /hints/<id>`; the route table (routes.ts) gives their paths. */
-export function hintHandlers(memory: HintMemory) {
+export function hintHandlers(memory: HintMemory, keySuffix: (installId: string | undefined) => string = () => '') {
   const list = (req: IncomingMessage, res: ServerResponse) => {
-    const { revision, body } = memory.snapshotBody();
-    const etag = `"${revision}"`;
+    const header = req.headers['x-clawrl-install'];
+    const install = typeof header === 'string' && header !== '' ? header : undefined;
+    if (install !== undefined && !idFits(install)) throw new HttpError(400, `header x-clawrl-install is ${Buffer.byteLength(install)} bytes long, over the limit of ${MAX_ID_BYTES} bytes`);
+    const suffix = keySuffix(install);
+    const { revision, body } = memory.snapshotBody(suffix);
+    const etag = `"${revision}${suffix}"`;
     if (req.headers['if-none-match'] === etag) {
       res.writeHead(304, { etag }).end();
       return;

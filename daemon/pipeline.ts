@@ -81,6 +81,7 @@ export async function buildPipeline(opts: DaemonOptions, log: Logger): Promise<P
     log,
     maxBodyBytes: opts.maxBodyBytes,
     canaryFor: (headers) => trainer?.canaryFor(headers.sessionKey) ?? null,
+    keySuffix: (installId) => store.installSuffix(installId),
     onServed: (served) => {
       metrics.served(served.result, served.durationMs);
       // No assembly pass here: a response's next state comes with later events, which nudge it.

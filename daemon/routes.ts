@@ -45,7 +45,7 @@ export interface RouterOptions {
 export function createRouter(p: Pipeline, access: Access, opts: RouterOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { log, host } = opts;
   const control = controlHandlers(p.trainer, p.store, p.stats.health, p.guard);
-  const hints = hintHandlers(p.hints);
+  const hints = hintHandlers(p.hints, (installId) => p.store.installSuffix(installId));
   const dashboard = createDashboard({ token: () => access.token, store: p.store, status: p.status, stats: p.stats });
 
   // A path ending in '/' is a prefix; the first route that matches answers. Auth defaults to the token.

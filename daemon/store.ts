@@ -9,6 +9,7 @@ import type { ChatMessage, FinishReason, ToolSpec } from './backends/types.ts';
 import { redactRecord } from './redact.ts';
 import { redactSized, type Redacted } from './redact-off-loop.ts';
 import type { NextState } from '../recipes/types.ts';
+import { installSuffix } from './installs.ts';
 import { countTurn, emptyServed, replySummary, servedFromScratch, type ReplySummary, type Served } from './served.ts';
 
 export type { NextState } from '../recipes/types.ts';
@@ -305,6 +306,8 @@ export interface MetaValues extends Record<Mark, number> {
   pinned: string;
   versionCounter: number;
   pendingBatch: PendingBatch;
+  /** The install (the plugin's install id) whose session keys are stored without a suffix (installs.ts). */
+  homeInstall: string;
 }
 
 /**
@@ -317,6 +320,7 @@ export type Mark = 'feedbackCursor' | 'eventSamplesCursor' | 'hintsRevision';
 export interface Meta extends Pick<Database<unknown, string>, 'getRange'> {
   get<K extends keyof MetaValues>(key: K): MetaValues[K] | undefined;
   put<K extends keyof MetaValues>(key: K, value: MetaValues[K]): Promise<boolean>;
+  putSync<K extends keyof MetaValues>(key: K, value: MetaValues[K]): void;
   remove(key: keyof MetaValues): Promise<boolean>;
 }
 
@@ -554,6 +558,22 @@ export class Store {
       }
     }
     if (this.capacityError) throw this.capacityError;
+  }
+
+  /**
+   * The suffix an install's session keys are stored with (installs.ts): none for the home
+   * install, which is the first to ask (recorded at once, durably: a restart must not make
+   * another install home and merge its sessions into the first one's), nor for a plugin that
+   * names no install.
+   */
+  installSuffix(installId: string | undefined): string {
+    if (installId === undefined) return '';
+    let home = this.meta.get('homeInstall');
+    if (home === undefined) {
+      this.meta.putSync('homeInstall', installId);
+      home = installId;
+    }
+    return installId === home ? '' : installSuffix(installId);
   }
 
   ackedSeq(clientId: string): number {

@@ -39,6 +39,8 @@ export interface HintCacheOptions {
   url: string;
   token: string;
   logger: Pick<PluginLogger, 'warn'>;
+  /** This OpenClaw install's id (link.ts installIdOf): the daemon answers with the install's own hints. */
+  installId?: () => string;
   refreshMs?: number;
   coldWaitMs?: number;
 }
@@ -108,7 +110,11 @@ export class HintCache {
   async refresh(): Promise<void> {
     try {
       const res = await fetch(this.opts.url, {
-        headers: { authorization: `Bearer ${this.opts.token}`, ...(this.etag && { 'if-none-match': this.etag }) },
+        headers: {
+          authorization: `Bearer ${this.opts.token}`,
+          ...(this.opts.installId && { 'x-clawrl-install': this.opts.installId() }),
+          ...(this.etag && { 'if-none-match': this.etag }),
+        },
         signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
       });
       if (res.status === 304) return;

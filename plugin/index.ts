@@ -18,7 +18,7 @@ import { clawrlCommand } from './commands.ts';
 import { PLUGIN_VERSION, hintsUrlOf, parseConfig, screenshotCopy, type PluginConfig } from './config.ts';
 import { HintCache, hintsHook } from './hints.ts';
 import type { PluginApi, PluginEntry } from './host-types.ts';
-import { Link } from './link.ts';
+import { Link, installIdOf } from './link.ts';
 import { WeightNotices } from './notices.ts';
 import { OptIns } from './optin.ts';
 import { PROVIDER_ID, clawrlProvider, rerouteWhenDaemonDown } from './provider.ts';
@@ -50,8 +50,11 @@ class Runtime {
       { warn: (message) => this.api.logger.warn(message) },
       screenshotCopy(config),
     );
-    this.hints = new HintCache({ url: hintsUrlOf(config.daemonUrl), token: config.token, logger: { warn: (message) => this.api.logger.warn(message) } });
+    this.hints = new HintCache({ url: hintsUrlOf(config.daemonUrl), token: config.token, logger: { warn: (message) => this.api.logger.warn(message) }, installId: this.installId });
   }
+
+  /** This install's id: read (or made) at first use, not at registration, which must not touch files. */
+  readonly installId = () => installIdOf(this.stateDir);
 
   /** The settings in force (a config reload replaces them). */
   get settings(): PluginConfig {
@@ -146,7 +149,7 @@ const entry: PluginEntry = {
   register(api) {
     const config = parseConfig(api.pluginConfig);
     const runtime = runtimeFor(api, config);
-    api.registerProvider(clawrlProvider(config, runtime.capture, api.logger));
+    api.registerProvider(clawrlProvider(config, runtime.capture, api.logger, runtime.installId));
     runtime.capture.registerHooks(api.on.bind(api));
     api.on('before_prompt_build', hintsHook(runtime.hints, runtime.capture, () => runtime.settings, api.logger));
     api.on(

@@ -9,8 +9,8 @@
 // daemon that accepts the connection but cannot store what it is sent is not hammered.
 // Nothing here depends on OpenClaw: tests drive it on plain Node.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import WebSocket from 'ws';
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -71,24 +71,53 @@ const HIGH_WATER_BYTES = 4 * 1024 * 1024;
 /** The least wait before reconnecting to a daemon that said its storage is full. */
 const STORAGE_FULL_BACKOFF_MS = 15_000;
 
-const clientIdFile = (stateDir: string) => join(stateDir, 'client-id');
+const clientIdFile = (spoolDir: string) => join(spoolDir, 'client-id');
 
-function loadClientId(stateDir: string): string {
+function readId(file: string): string | undefined {
   try {
-    const id = readFileSync(clientIdFile(stateDir), 'utf8').trim();
-    if (id) return id;
+    return readFileSync(file, 'utf8').trim() || undefined;
   } catch {
-    // First start: create it below.
+    return undefined;
   }
-  return newClientId(stateDir);
 }
 
-function newClientId(stateDir: string): string {
-  const file = clientIdFile(stateDir);
+/** A fresh id written to `file` (replacing what is there), synced before it is used. */
+function newId(file: string): string {
   const id = `clawrl-${randomUUID()}`;
-  mkdirSync(stateDir, { recursive: true });
+  mkdirSync(dirname(file), { recursive: true });
   writeFileSync(`${file}.tmp`, id, { flush: true });
   renameSync(`${file}.tmp`, file);
+  return id;
+}
+
+const installIds = new Map<string, string>();
+
+/**
+ * The OpenClaw install's id: one for every process on a state folder (a gateway and its `agent
+ * --local` runs share sessions), where each spool folder has its own client id. The daemon keeps
+ * each install's sessions apart (`agent:main:main` is in every install). Created once, by whichever
+ * process comes first: a hard link either makes the whole file or finds another's.
+ */
+export function installIdOf(stateDir: string): string {
+  const known = installIds.get(stateDir);
+  if (known !== undefined) return known;
+  const file = join(stateDir, 'install-id');
+  let id = readId(file);
+  if (id === undefined) {
+    const mine = `${file}.${process.pid}.tmp`;
+    id = `clawrl-install-${randomUUID()}`;
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(mine, id, { flush: true });
+    try {
+      linkSync(mine, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      id = readId(file) ?? id;
+    } finally {
+      unlinkSync(mine);
+    }
+  }
+  installIds.set(stateDir, id);
   return id;
 }
 
@@ -115,7 +144,7 @@ export class Link {
     this.spoolDir = claimSpoolDir(opts.stateDir);
     const dir = this.spoolDir.dir;
     if (dir !== opts.stateDir) opts.logger.info(`clawrl: another process writes the spool in ${opts.stateDir}; this one uses ${dir}`);
-    this.id = loadClientId(dir);
+    this.id = readId(clientIdFile(dir)) ?? newId(clientIdFile(dir));
     this.quarantine = new Quarantine(dir);
     this.spool = new Spool(dir, {
       maxEvents: opts.spoolMaxEvents,
@@ -214,7 +243,7 @@ export class Link {
       // The link never keeps a process alive: a gateway lives on by itself, and a one-shot
       // `agent --local` run must be able to exit (the spool keeps what is unsent for next time).
       (ws as unknown as { _socket?: { unref(): void } })._socket?.unref();
-      ws.send(encode({ type: 'hello', protocol: PROTOCOL_VERSION, clientId: this.clientId, clientVersion: this.opts.clientVersion }));
+      ws.send(encode({ type: 'hello', protocol: PROTOCOL_VERSION, clientId: this.clientId, clientVersion: this.opts.clientVersion, installId: installIdOf(this.opts.stateDir) }));
     });
     ws.on('message', (data: Buffer) => this.onMessage(ws, data));
     ws.on('unexpected-response', (_req, res) => {
@@ -293,7 +322,7 @@ export class Link {
   private leaveClientId(theirSeq: number): void {
     const old = this.id;
     const { lastSeq, ackedSeq, pending } = this.spool.stats();
-    this.id = newClientId(this.spoolDir.dir);
+    this.id = newId(clientIdFile(this.spoolDir.dir));
     this.lastError = `client id ${old} is used by another copy of this state folder`;
     this.opts.logger.warn(
       `clawrl: the daemon holds seq ${theirSeq} of client id ${old}, which this spool (acked ${ackedSeq}, last ${lastSeq}) did not send there: a copy of ${this.spoolDir.dir} (a restored backup, a cloned volume) uses that id too. This one is now ${this.id} and sends its ${pending} pending event(s) under it.`,

@@ -46,8 +46,11 @@ function modelDefinition(model: ServedModel): ModelDefinition | undefined {
   };
 }
 
-/** The headers of one model request; a session that has not opted in is identified by nothing. */
-export function turnHeaders(capture: Capture, ctx: TransportTurnContext): Record<string, string> {
+/**
+ * The headers of one model request; a session that has not opted in is identified by nothing.
+ * `installId` names this OpenClaw install, whose session keys the daemon keeps apart from others'.
+ */
+export function turnHeaders(capture: Capture, ctx: TransportTurnContext, installId?: () => string): Record<string, string> {
   const track = capture.session(ctx.sessionId);
   const optedIn = capture.isOptedIn(track?.sessionKey);
   if (!optedIn) return { 'x-clawrl-opt-in': '0' };
@@ -61,12 +64,13 @@ export function turnHeaders(capture: Capture, ctx: TransportTurnContext): Record
     ['x-clawrl-run-id', track?.runId],
     ['x-clawrl-call-id', track?.callId],
     ['x-clawrl-turn-id', ctx.turnId],
+    ['x-clawrl-install', installId?.()],
   ];
   for (const [name, value] of ids) if (typeof value === 'string' && value !== '') headers[name] = value;
   return headers;
 }
 
-export function clawrlProvider(config: PluginConfig, capture: Capture, logger: PluginLogger): ProviderPlugin {
+export function clawrlProvider(config: PluginConfig, capture: Capture, logger: PluginLogger, installId?: () => string): ProviderPlugin {
   const baseUrl = httpBaseOf(config.daemonUrl);
   return {
     id: PROVIDER_ID,
@@ -90,7 +94,7 @@ export function clawrlProvider(config: PluginConfig, capture: Capture, logger: P
     },
     resolveTransportTurnState(ctx) {
       try {
-        return { headers: turnHeaders(capture, ctx ?? {}) };
+        return { headers: turnHeaders(capture, ctx ?? {}, installId) };
       } catch (err) {
         // Headers are a nicety: the daemon still serves (and joins by events) without them.
         logger.warn(`clawrl: could not build turn headers: ${(err as Error).message}`);

@@ -134,7 +134,13 @@ const rejectedEvent = {
 
 /** Every frame's fields besides `type`. `events` are checked one by one, to name the bad one. */
 const frameFields = {
-  hello: { protocol: req('int'), clientId: req('key'), clientVersion: req('string') },
+  hello: {
+    protocol: req('int'),
+    clientId: req('key'),
+    clientVersion: req('string'),
+    /** The OpenClaw install (state folder) the client runs in: its session keys are its own (absent from older plugins). */
+    installId: opt('key'),
+  },
   events: {},
   welcome: {
     protocol: req('int'),

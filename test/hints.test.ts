@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startDaemon } from '../daemon/server.ts';
 import { Store, type SampleRecord, type ScoreRecord, type TurnRecord } from '../daemon/store.ts';
@@ -21,9 +23,16 @@ import { runCli, tempDir, until } from './helpers.ts';
 const log = createLogger('silent');
 const HINT = 'Run npm test with --verbose in packages/api and read the first failure before answering.';
 
-/** The plugin, registered with a fake OpenClaw, pointed at a daemon; `run` drives one agent run through its hooks. */
+/**
+ * The plugin, registered with a fake OpenClaw, pointed at a daemon; `run` drives one agent run
+ * through its hooks. Each is a process of its own (its own state folder, as a runtime is one per
+ * folder in a process) of one OpenClaw install: the folders share the install's id.
+ */
 function plugin(daemonUrl: string, token: string, config: Record<string, unknown> = {}) {
-  const { api, hooks, recorded } = fakeApi({ daemonUrl, token, optInByDefault: true, ...config });
+  const stateRoot = tempDir('clawrl-plugin-state-');
+  mkdirSync(join(stateRoot, 'clawrl'));
+  writeFileSync(join(stateRoot, 'clawrl', 'install-id'), 'clawrl-install-hints-test');
+  const { api, hooks, recorded } = fakeApi({ daemonUrl, token, optInByDefault: true, ...config }, stateRoot);
   entry.register(api);
   const fire = (name: string, event: unknown, ctx: unknown) => hooks.get(name)!(event, ctx);
   let runs = 0;

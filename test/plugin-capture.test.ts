@@ -1,5 +1,7 @@
 // Hook payloads → protocol events, through the plugin entry's register() with a recording fake
 // of OpenClaw's plugin api. Payloads are shaped like those seen in openclaw@2026.9.6.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { validateMessage, type Event } from '../protocol/index.ts';
@@ -354,8 +356,10 @@ test('register() wires provider, hooks, command and service; config defaults com
   } finally {
     globalThis.fetch = realFetch;
   }
-  // A host without the provider hook's ctx still gets headers, and nothing throws.
-  assert.deepEqual(provider!.resolveTransportTurnState!(undefined as never), { headers: { 'x-clawrl-opt-in': '1', 'x-clawrl-side': '0' } });
+  // A host without the provider hook's ctx still gets headers, and nothing throws; they name the
+  // install (made in its state folder at first use) so the daemon keeps its sessions its own.
+  const installFile = join(api.runtime!.state!.resolveStateDir!(process.env), 'clawrl', 'install-id');
+  assert.deepEqual(provider!.resolveTransportTurnState!(undefined as never), { headers: { 'x-clawrl-opt-in': '1', 'x-clawrl-side': '0', 'x-clawrl-install': readFileSync(installFile, 'utf8') } });
 });
 
 test('weight notices: worded by why the version changed, shown once in front of the next reply the daemon served', () => {

@@ -9,8 +9,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDaemon, type Daemon } from '../daemon/server.ts';
-import { encode, type Event } from '../protocol/index.ts';
-import { Link } from '../plugin/link.ts';
+import { encode, type Event, type HintsSnapshot } from '../protocol/index.ts';
+import { Link, installIdOf } from '../plugin/link.ts';
+import { installSuffix } from '../daemon/installs.ts';
+import { readTurnHeaders } from '../daemon/api.ts';
+import type { IncomingMessage } from 'node:http';
 import { describeLink } from '../plugin/commands.ts';
 import { Spool, type NewEvent } from '../plugin/spool.ts';
 import { tempDir, until } from './helpers.ts';
@@ -396,4 +399,70 @@ test("the store keeps each client's acked seq with its event's at, and reads a v
   } finally {
     await store.close();
   }
+});
+
+test("two OpenClaw installs on one daemon keep their own sessions under the same keys, and their own hints; an install's processes share theirs", async () => {
+  const dataDir = tempDir('clawrl-link-daemon-');
+  const daemon = await startDaemon({ dataDir, token: 'secret' });
+  const [laptop, desktop] = [tempDir('clawrl-install-a-'), tempDir('clawrl-install-b-')];
+  const key = 'agent:main:main';
+  const send = async (stateDir: string, content: string) => {
+    const link = newLink(daemon.wsUrl, 'secret', stateDir);
+    link.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey: key });
+    link.enqueue({ kind: 'user.message', at: Date.now(), sessionKey: key, content });
+    link.start();
+    await until(() => link.status().pending === 0 && link.status().state === 'connected', 'acked', 15_000);
+    return link;
+  };
+  try {
+    // The first install to connect keeps its keys as they are (stores from before keep working).
+    const first = await send(laptop, 'from the laptop');
+    const second = await send(desktop, 'from the desktop');
+    // A second process of the laptop's install: its own spool and client id, the same sessions.
+    const again = await send(laptop, 'from the laptop again');
+    assert.notEqual(again.clientId, first.clientId);
+    for (const link of [first, second, again]) await link.close();
+    const desktopKey = key + installSuffix(installIdOf(desktop));
+    assert.deepEqual(storedContents(daemon, key), ['from the laptop', 'from the laptop again']);
+    assert.deepEqual(storedContents(daemon, desktopKey), ['from the desktop']);
+    assert.equal(daemon.store.installSuffix(installIdOf(laptop)), '');
+    assert.notEqual(installIdOf(laptop), installIdOf(desktop));
+
+    // A served response: the plugin's headers name the install.
+    const served = (installId?: string) => readTurnHeaders({ headers: { 'x-clawrl-session-key': key, ...(installId && { 'x-clawrl-install': installId }) } } as unknown as IncomingMessage, (id) => daemon.store.installSuffix(id));
+    assert.equal(served(installIdOf(desktop)).sessionKey, desktopKey);
+    assert.equal(served(installIdOf(laptop)).sessionKey, key);
+    assert.equal(served().sessionKey, key, 'an older plugin that names no install is the home one');
+
+    // Hints learned in each install's session go to that install only, named as it names them.
+    await daemon.hints.learn({ text: 'Laptop: run the linter first.', context: 'lint', origin: 'feedback', sessionKey: key, source: `${key}#0` });
+    await daemon.hints.learn({ text: 'Desktop: use the staging database.', context: 'db', origin: 'feedback', sessionKey: desktopKey, source: `${desktopKey}#0` });
+    const hintsOf = async (installId: string) => {
+      const res = await fetch(`${daemon.url}/hints`, { headers: { authorization: 'Bearer secret', 'x-clawrl-install': installId } });
+      return { etag: res.headers.get('etag'), hints: ((await res.json()) as HintsSnapshot).hints.map((h) => [h.text, h.scope.agent]) };
+    };
+    const [laptopHints, desktopHints] = [await hintsOf(installIdOf(laptop)), await hintsOf(installIdOf(desktop))];
+    assert.deepEqual(laptopHints.hints, [['Laptop: run the linter first.', 'main']]);
+    assert.deepEqual(desktopHints.hints, [['Desktop: use the staging database.', 'main']]);
+    assert.notEqual(laptopHints.etag, desktopHints.etag, 'a cached copy of one install is never taken for the other');
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('processes that start together on a new state folder agree on its install id', async () => {
+  const stateDir = tempDir('clawrl-install-race-');
+  const script = `import { installIdOf } from ${JSON.stringify(new URL('../plugin/link.ts', import.meta.url).href)}; process.stdout.write(installIdOf(${JSON.stringify(stateDir)}));`;
+  const ids = await Promise.all(
+    Array.from({ length: 6 }, async () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d));
+      await once(child, 'exit');
+      return out;
+    }),
+  );
+  assert.match(ids[0]!, /^clawrl-install-/);
+  assert.deepEqual(new Set(ids), new Set([ids[0]]));
+  assert.equal(readFileSync(join(stateDir, 'install-id'), 'utf8'), ids[0]);
 });

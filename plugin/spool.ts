@@ -12,7 +12,8 @@
 // One process writes a spool folder at a time (`claimSpoolDir`): a gateway and an `openclaw agent
 // --local` run on the same state dir each get their own folder, client id and seq. Events the
 // daemon refuses are set aside in the folder's quarantine file instead of being resent forever.
-import { appendFileSync, closeSync, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, utimesSync, write, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -415,6 +416,60 @@ const LOCK_FILE = 'spool.lock';
 const MAX_SPOOL_DIRS = 64;
 /** Locks this process holds, shared by every copy of this module (OpenClaw may load the plugin twice). */
 const heldLocks: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('clawrl.spoolLocks')] ??= new Set()) as Set<string>;
+/** How often a holder touches its lock file, which tells processes that cannot see its pid that it lives. */
+export const LOCK_HEARTBEAT_MS = 10_000;
+/** A lock of a process this one cannot see (another container on a shared volume) is stale once untouched this long. */
+export const LOCK_STALE_MS = 6 * LOCK_HEARTBEAT_MS;
+
+/**
+ * Who holds a lock: a pid means something only in its PID namespace on its host (containers
+ * sharing a state volume each have a pid 1). Linux names the namespace in /proc/self/ns/pid.
+ */
+interface LockHolder {
+  pid: number;
+  host: string;
+  pidNamespace: string;
+}
+
+function thisHolder(): LockHolder {
+  let pidNamespace = '';
+  try {
+    pidNamespace = readlinkSync('/proc/self/ns/pid');
+  } catch {
+    // Not Linux: no PID namespaces to tell apart.
+  }
+  return { pid: process.pid, host: hostname(), pidNamespace };
+}
+
+/** The lock's holder, or undefined when it cannot be read; a bare pid is a lock of an older clawrl. */
+function readHolder(file: string): LockHolder | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined; // removed between our open and read
+  }
+  if (/^\d+$/.test(text.trim())) return { ...thisHolder(), pid: Number(text) };
+  try {
+    const holder = JSON.parse(text) as Partial<LockHolder>;
+    if (Number.isInteger(holder.pid) && typeof holder.host === 'string' && typeof holder.pidNamespace === 'string') return holder as LockHolder;
+  } catch {
+    // Torn: written by a process that died mid-write, stale below once old enough.
+  }
+  return undefined;
+}
+
+/** Whether a lock file is left by a process that is gone: by its pid where this process can see it, else by its heartbeat. */
+function isStale(file: string): boolean {
+  const holder = readHolder(file);
+  const me = thisHolder();
+  if (holder !== undefined && holder.host === me.host && holder.pidNamespace === me.pidNamespace) return !isAlive(holder.pid);
+  try {
+    return Date.now() - statSync(file).mtimeMs > LOCK_STALE_MS;
+  } catch {
+    return true; // gone: the next open decides
+  }
+}
 
 function isAlive(pid: number): boolean {
   if (pid === process.pid) return false; // our own pid in a lock we do not hold: left by an earlier process that had it
@@ -432,20 +487,14 @@ function tryLock(file: string): boolean {
   for (let tries = 0; tries < 2; tries++) {
     try {
       const fd = openSync(file, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
+      writeSync(fd, JSON.stringify(thisHolder()));
       closeSync(fd);
       heldLocks.add(file);
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    let holder = NaN;
-    try {
-      holder = Number.parseInt(readFileSync(file, 'utf8'), 10);
-    } catch {
-      // Removed between our open and read: try again.
-    }
-    if (Number.isInteger(holder) && isAlive(holder)) return false;
+    if (!isStale(file)) return false;
     try {
       unlinkSync(file); // stale: its process is gone
     } catch {
@@ -472,8 +521,18 @@ export function claimSpoolDir(stateDir: string): SpoolDir {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, LOCK_FILE);
     if (!tryLock(file)) continue;
+    const heartbeat = setInterval(() => {
+      try {
+        const now = new Date();
+        utimesSync(file, now, now);
+      } catch {
+        // Removed by hand: the next claim of this folder makes a new one.
+      }
+    }, LOCK_HEARTBEAT_MS);
+    heartbeat.unref();
     const release = () => {
       if (!heldLocks.delete(file)) return;
+      clearInterval(heartbeat);
       process.off('exit', release);
       try {
         unlinkSync(file);

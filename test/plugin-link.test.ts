@@ -4,7 +4,8 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, readFileSync, readlinkSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,7 +16,7 @@ import { installSuffix } from '../daemon/installs.ts';
 import { readTurnHeaders } from '../daemon/api.ts';
 import type { IncomingMessage } from 'node:http';
 import { describeLink } from '../plugin/commands.ts';
-import { Spool, type NewEvent } from '../plugin/spool.ts';
+import { LOCK_HEARTBEAT_MS, LOCK_STALE_MS, Spool, claimSpoolDir, type NewEvent } from '../plugin/spool.ts';
 import { tempDir, until } from './helpers.ts';
 import { Store } from '../daemon/store.ts';
 
@@ -465,4 +466,48 @@ test('processes that start together on a new state folder agree on its install i
   assert.match(ids[0]!, /^clawrl-install-/);
   assert.deepEqual(new Set(ids), new Set([ids[0]]));
   assert.equal(readFileSync(join(stateDir, 'install-id'), 'utf8'), ids[0]);
+});
+
+test('a spool folder locked from another container (another host or PID namespace) is left to it while its heartbeat is fresh, and taken once the heartbeat stops', async () => {
+  const stateDir = tempDir('clawrl-spool-lock-');
+  const lock = join(stateDir, 'spool.lock');
+  const ours = () => JSON.parse(readFileSync(lock, 'utf8')) as { pid: number; host: string; pidNamespace: string };
+  // This process's own pid, written in another container: there it is another process, alive.
+  for (const other of [{ host: 'other-container', pidNamespace: readlinkSync('/proc/self/ns/pid') }, { host: hostname(), pidNamespace: 'pid:[1]' }]) {
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, ...other }));
+    const beside = claimSpoolDir(stateDir);
+    assert.equal(beside.dir, join(stateDir, 'spool-1'), `a lock of ${JSON.stringify(other)} is respected`);
+    beside.release();
+  }
+  const old = new Date(Date.now() - LOCK_STALE_MS - 1_000);
+  utimesSync(lock, old, old);
+  const taken = claimSpoolDir(stateDir);
+  assert.equal(taken.dir, stateDir, 'an untouched lock of a process out of sight is stale');
+  assert.deepEqual(ours(), { pid: process.pid, host: hostname(), pidNamespace: readlinkSync('/proc/self/ns/pid') });
+  taken.release();
+
+  // In this PID namespace the pid decides at once: a restart after a crash takes its folder back.
+  const gone = spawn(process.execPath, ['-e', '0']);
+  await once(gone, 'exit');
+  for (const content of [JSON.stringify({ pid: gone.pid, host: hostname(), pidNamespace: readlinkSync('/proc/self/ns/pid') }), String(gone.pid)]) {
+    writeFileSync(lock, content);
+    const back = claimSpoolDir(stateDir);
+    assert.equal(back.dir, stateDir, `a dead holder's lock (${content}) is stale`);
+    back.release();
+  }
+});
+
+test('a lock holder touches its lock every heartbeat, so processes that cannot see its pid know it lives', (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const stateDir = tempDir('clawrl-spool-lock-');
+  const lock = join(stateDir, 'spool.lock');
+  const held = claimSpoolDir(stateDir);
+  try {
+    const old = new Date(Date.now() - 3_600_000);
+    utimesSync(lock, old, old);
+    t.mock.timers.tick(LOCK_HEARTBEAT_MS);
+    assert.ok(Date.now() - statSync(lock).mtimeMs < 5_000, 'touched');
+  } finally {
+    held.release();
+  }
 });

@@ -48,8 +48,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const port = await freePort();
   let daemon: DaemonProcess = await spawnDaemon(dataDir, ['--port', String(port)]);
   const token = (await runCli(dataDir, ['token'])).stdout.trim();
+  // The links are processes of one OpenClaw install (each takes its own spool folder in it), so
+  // the daemon stores their sessions under the keys they send.
+  const stateDir = tempDir('clawrl-soak-state-');
   const links = Array.from({ length: opts.links }, () =>
-    new Link({ url: `ws://127.0.0.1:${port}/ws`, token, stateDir: tempDir('clawrl-soak-link-'), logger: quiet, clientVersion: 'soak', spoolMaxEvents: 1_000_000, spoolMaxBytes: 512 * 1024 * 1024, minBackoffMs: 20, maxBackoffMs: 250 }),
+    new Link({ url: `ws://127.0.0.1:${port}/ws`, token, stateDir, logger: quiet, clientVersion: 'soak', spoolMaxEvents: 1_000_000, spoolMaxBytes: 512 * 1024 * 1024, minBackoffMs: 20, maxBackoffMs: 250 }),
   );
   links.forEach((link, i) => {
     link.enqueue({ kind: 'session.optin', at: Date.now(), sessionKey: `soak-${i}` });
